@@ -1,0 +1,24 @@
+//! `clients`: OAuth clients, public (no secret) or confidential (secret digest).
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "clients")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub client_id: String,
+    pub name: String,
+    pub secret_digest: Option<String>,
+    /// Space-separated grant types.
+    pub grant_types: String,
+    /// Space-separated scopes the client may request.
+    pub scopes: String,
+    /// Newline-separated redirect URIs.
+    pub redirect_uris: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

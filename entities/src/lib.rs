@@ -1,0 +1,15 @@
+//! SeaORM entities for the Portcullis schema (one module per table).
+//!
+//! These mirror the migrations in the `migration` crate; they are storage types only and never
+//! leave the service layer (HTTP types are mapped from them).
+
+pub mod audit_events;
+pub mod clients;
+pub mod permissions;
+pub mod refresh_families;
+pub mod refresh_tokens;
+pub mod role_permissions;
+pub mod roles;
+pub mod signing_keys;
+pub mod user_roles;
+pub mod users;

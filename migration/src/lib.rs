@@ -1,0 +1,17 @@
+//! Portcullis database schema, as an ordered list of migrations.
+//!
+//! The server runs pending migrations at start (and `portcullis migrate` runs them on demand);
+//! tests build their databases with this migrator too, so the schema has one source of truth.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_core;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261124_000001_core::Migration)]
+    }
+}

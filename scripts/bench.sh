@@ -1,0 +1,318 @@
+#!/usr/bin/env bash
+# Load benchmark for Portcullis: one command, `scripts/bench.sh`.
+#
+# Builds the release binary, starts it on a free loopback port with a throw-away SQLite
+# database (or the PostgreSQL / Redis given in PORTCULLIS_DATABASE_URL / PORTCULLIS_REDIS_URL),
+# pins the server to CPU 0 and wrk to CPU 1, and measures:
+#   GET  /.well-known/jwks.json                 (200, and 304 with If-None-Match)
+#   GET  /.well-known/openid-configuration
+#   POST /oauth/token  client_credentials       (Basic auth)
+#   POST /oauth/introspect  of a JWT access token (Basic auth)
+#   POST /oauth/token  refresh_token            (rotating tokens, see scripts/wrk/refresh.lua)
+#   POST /oauth/token  password                 (bcrypt at BENCH_BCRYPT_COST, default 12)
+# plus the RS256 signing micro benchmark (`cargo bench --bench signing`), the ratio of the
+# client_credentials rate to the raw signing rate, and the server's peak RSS (VmHWM).
+# Results (Markdown summary + raw wrk output + server log) go to bench-results/<timestamp>/.
+#
+# Environment knobs:
+#   BENCH_SECONDS       duration of each wrk run (default 10)
+#   BENCH_CONNECTIONS   wrk connections (default 32)
+#   BENCH_TIMEOUT       wrk request timeout (default 10s; password grants at cost 12 queue up)
+#   BENCH_BCRYPT_COST   bcrypt cost of the benchmarked user and of the server (default 12)
+#   BENCH_BIN           benchmark this binary instead of building target/release/portcullis
+#   BENCH_SKIP_SIGNING=1  skip `cargo bench --bench signing`
+#   BENCH_LOG           server log filter (default warn: logging must not dominate)
+#   PORTCULLIS_DATABASE_URL / PORTCULLIS_REDIS_URL  "with PostgreSQL + Redis" variant
+#   PORTCULLIS_RATE_LIMIT_ENABLED  default false here: wrk sends everything from one address
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+SECONDS_PER_RUN="${BENCH_SECONDS:-10}"
+CONNECTIONS="${BENCH_CONNECTIONS:-32}"
+WRK_TIMEOUT="${BENCH_TIMEOUT:-10s}"
+BCRYPT_COST="${BENCH_BCRYPT_COST:-12}"
+SCOPE="articles:read"
+
+log() {
+    printf '[bench] %s\n' "$*" >&2
+}
+
+die() {
+    printf '[bench] ERROR: %s\n' "$*" >&2
+    exit 1
+}
+
+for tool in wrk curl python3 taskset; do
+    command -v "$tool" >/dev/null 2>&1 || die "$tool is required (apt-get install wrk curl python3 util-linux)"
+done
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+random_secret() {
+    python3 -c 'import secrets; print(secrets.token_urlsafe(32))'
+}
+
+json_field() { # json_field FIELD  < json
+    python3 -c 'import json, sys; v = json.load(sys.stdin).get(sys.argv[1]); print("" if v is None else v)' "$1"
+}
+
+# CPU pinning: server on CPU 0, wrk on CPU 1 (no pinning on a single-CPU machine).
+if [ "$(nproc)" -ge 2 ]; then
+    PIN_SERVER=(taskset -c 0)
+    PIN_WRK=(taskset -c 1)
+else
+    log "warning: fewer than 2 CPUs; running unpinned (numbers will be pessimistic)"
+    PIN_SERVER=()
+    PIN_WRK=()
+fi
+
+# ---- build -------------------------------------------------------------------------------
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+if [ -n "${BENCH_BIN:-}" ]; then
+    BIN="$BENCH_BIN"
+else
+    log "cargo build --release"
+    cargo build --release
+    BIN="$TARGET_DIR/release/portcullis"
+fi
+[ -x "$BIN" ] || die "no executable at $BIN"
+
+# ---- result and scratch directories ---------------------------------------------------------
+STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
+OUT="$ROOT/bench-results/$STAMP"
+mkdir -p "$OUT"
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/portcullis-bench.XXXXXX")"
+SERVER_PID=""
+PEAK_RSS="n/a"
+
+stop_server() {
+    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        for _ in $(seq 1 50); do
+            kill -0 "$SERVER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -9 "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    SERVER_PID=""
+}
+
+cleanup() {
+    local rc=$?
+    set +e
+    stop_server
+    rm -rf "$TMP"
+    if [ "$rc" -ne 0 ]; then
+        log "failed (exit $rc); server log: $OUT/server.log"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---- server configuration -----------------------------------------------------------------
+PORT="$(free_port)"
+BASE="http://127.0.0.1:$PORT"
+STORE="in-process store"
+[ -z "${PORTCULLIS_REDIS_URL:-}" ] || STORE="Redis"
+RUN_ID="$(python3 -c 'import secrets; print(secrets.token_hex(4))')"
+if [ -n "${PORTCULLIS_DATABASE_URL:-}" ]; then
+    # Shared database: unique names so that repeated runs do not collide; the keys dir
+    # (master key) must be the one that encrypted the signing keys already in that database.
+    case "$PORTCULLIS_DATABASE_URL" in
+        postgres*) VARIANT="PostgreSQL" ;;
+        *) VARIANT="external database ($(printf '%s' "$PORTCULLIS_DATABASE_URL" | cut -d: -f1))" ;;
+    esac
+    VARIANT="$VARIANT + $STORE"
+    export PORTCULLIS_KEYS_DIR="${PORTCULLIS_KEYS_DIR:-$ROOT/keys}"
+    CLIENT_ID="bench-$RUN_ID"
+    USER_NAME="bench-$RUN_ID"
+    MINT_USER="bench-mint-$RUN_ID"
+else
+    VARIANT="SQLite (temp file) + $STORE"
+    export PORTCULLIS_DATABASE_URL="sqlite://$TMP/bench.db?mode=rwc"
+    export PORTCULLIS_KEYS_DIR="$TMP/keys"
+    mkdir -m 0700 "$PORTCULLIS_KEYS_DIR"
+    CLIENT_ID="bench"
+    USER_NAME="bench"
+    MINT_USER="bench-mint"
+fi
+export PORTCULLIS_LISTEN="127.0.0.1:$PORT"
+export PORTCULLIS_ISSUER="$BASE"
+export PORTCULLIS_LOG="${BENCH_LOG:-warn}"
+export PORTCULLIS_RATE_LIMIT_ENABLED="${PORTCULLIS_RATE_LIMIT_ENABLED:-false}"
+unset PORTCULLIS_CONFIG
+
+CLIENT_SECRET="$(random_secret)"
+USER_PASSWORD="$(random_secret)"
+MINT_PASSWORD="$(random_secret)"
+BASIC_AUTH="Basic $(printf '%s:%s' "$CLIENT_ID" "$CLIENT_SECRET" | base64 -w0)"
+
+log "migrate ($VARIANT)"
+"$BIN" migrate >/dev/null
+log "create client $CLIENT_ID and users"
+"$BIN" client create --client-id "$CLIENT_ID" --secret "$CLIENT_SECRET" \
+    --grant-types client_credentials,refresh_token,password --scopes "$SCOPE" >/dev/null
+# The benchmarked user's hash is made at BENCH_BCRYPT_COST: the password benchmark measures
+# the real sign-in cost.
+printf '%s' "$USER_PASSWORD" | PORTCULLIS_BCRYPT_COST="$BCRYPT_COST" \
+    "$BIN" user create --username "$USER_NAME" --email "$USER_NAME@bench.invalid" --password-stdin >/dev/null
+# A second user whose hash is made at cost 4 (bcrypt stores the cost in the hash) only to
+# mint the starting refresh tokens for the refresh benchmark quickly; it is not measured.
+printf '%s' "$MINT_PASSWORD" | PORTCULLIS_BCRYPT_COST=4 \
+    "$BIN" user create --username "$MINT_USER" --email "$MINT_USER@bench.invalid" --password-stdin >/dev/null
+
+log "starting server on $BASE (pinned: ${PIN_SERVER[*]:-none})"
+PORTCULLIS_BCRYPT_COST="$BCRYPT_COST" "${PIN_SERVER[@]}" "$BIN" serve >"$OUT/server.log" 2>&1 &
+SERVER_PID=$!
+deadline=$((SECONDS + 60))
+until curl -fsS -o /dev/null "$BASE/healthz" 2>/dev/null; do
+    kill -0 "$SERVER_PID" 2>/dev/null || die "server exited during start-up (see $OUT/server.log)"
+    [ "$SECONDS" -lt "$deadline" ] || die "server not healthy after 60s"
+    sleep 0.2
+done
+
+# ---- fixtures ----------------------------------------------------------------------------
+token_request() { # token_request FORM-ARGS... -> JSON response on stdout
+    local args=()
+    for kv in "$@"; do
+        args+=(--data-urlencode "$kv")
+    done
+    curl -sS -H "Authorization: $BASIC_AUTH" "${args[@]}" "$BASE/oauth/token"
+}
+
+# Starting pool of refresh tokens: twice the connection count (see scripts/wrk/refresh.lua).
+POOL_SIZE=$((CONNECTIONS * 2))
+log "minting $POOL_SIZE refresh tokens"
+: >"$TMP/refresh_tokens.txt"
+ACCESS_TOKEN=""
+for _ in $(seq 1 "$POOL_SIZE"); do
+    resp="$(token_request grant_type=password "username=$MINT_USER" "password=$MINT_PASSWORD" "scope=$SCOPE")"
+    rt="$(printf '%s' "$resp" | json_field refresh_token)" || die "password grant failed: $resp"
+    [ -n "$rt" ] || die "password grant returned no refresh token: $resp"
+    printf '%s\n' "$rt" >>"$TMP/refresh_tokens.txt"
+    [ -n "$ACCESS_TOKEN" ] || ACCESS_TOKEN="$(printf '%s' "$resp" | json_field access_token)"
+done
+
+# Sanity checks, so that the table never reports the speed of an error path.
+cc="$(token_request grant_type=client_credentials "scope=$SCOPE")"
+[ -n "$(printf '%s' "$cc" | json_field access_token)" ] || die "client_credentials failed: $cc"
+introspection="$(curl -sS -H "Authorization: $BASIC_AUTH" --data-urlencode "token=$ACCESS_TOKEN" "$BASE/oauth/introspect")"
+[ "$(printf '%s' "$introspection" | json_field active)" = "True" ] || die "introspection did not say active: $introspection"
+pw="$(token_request grant_type=password "username=$USER_NAME" "password=$USER_PASSWORD" "scope=$SCOPE")"
+[ -n "$(printf '%s' "$pw" | json_field access_token)" ] || die "password grant (benchmarked user) failed: $pw"
+
+ETAG="$(curl -sS -D - -o /dev/null "$BASE/.well-known/jwks.json" \
+    | awk 'tolower($1) == "etag:" { sub(/\r$/, ""); sub(/^[^:]*:[ \t]*/, ""); print; exit }')"
+if [ -n "$ETAG" ]; then
+    code="$(curl -sS -o /dev/null -w '%{http_code}' -H "If-None-Match: $ETAG" "$BASE/.well-known/jwks.json")"
+    [ "$code" = "304" ] || { log "warning: If-None-Match $ETAG answered $code, not 304"; }
+else
+    log "warning: /.well-known/jwks.json sent no ETag; skipping the 304 benchmark"
+fi
+
+# ---- wrk runs ------------------------------------------------------------------------------
+WRK=(wrk -t1 "-c$CONNECTIONS" "-d${SECONDS_PER_RUN}s" --latency --timeout "$WRK_TIMEOUT")
+ROWS="$TMP/rows.tsv"
+: >"$ROWS"
+
+# Extract requests/s, p50, p99 and error counts from wrk's output.
+parse_wrk() { # parse_wrk FILE -> "rps<TAB>p50<TAB>p99<TAB>errors"
+    python3 - "$1" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+def find(pattern, default="n/a"):
+    m = re.search(pattern, text, re.M)
+    return m.group(1) if m else default
+rps = find(r"^Requests/sec:\s*([\d.]+)")
+p50 = find(r"^\s*50(?:\.000)?%\s+(\S+)")
+p99 = find(r"^\s*99(?:\.000)?%\s+(\S+)")
+non2xx = int(find(r"Non-2xx or 3xx responses:\s*(\d+)", "0"))
+m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+sock = sum(int(x) for x in m.groups()) if m else 0
+print(f"{rps}\t{p50}\t{p99}\t{non2xx + sock}")
+PY
+}
+
+run() { # run NAME URL [wrk args...]
+    local name="$1" url="$2"
+    shift 2
+    local file
+    file="$OUT/wrk-$(printf '%s' "$name" | tr -c 'A-Za-z0-9' '_' | tr -s '_').txt"
+    log "wrk: $name"
+    "${PIN_WRK[@]}" "${WRK[@]}" "$@" "$url" >"$file" 2>&1 || die "wrk failed for $name (see $file)"
+    printf '%s\t%s\n' "$name" "$(parse_wrk "$file")" >>"$ROWS"
+}
+
+run "GET /.well-known/jwks.json" "$BASE/.well-known/jwks.json"
+if [ -n "$ETAG" ]; then
+    run "GET /.well-known/jwks.json (If-None-Match, 304)" "$BASE/.well-known/jwks.json" -H "If-None-Match: $ETAG"
+fi
+run "GET /.well-known/openid-configuration" "$BASE/.well-known/openid-configuration"
+
+export BENCH_BASIC_AUTH="$BASIC_AUTH"
+BENCH_BODY="grant_type=client_credentials&scope=articles%3Aread" \
+    run "POST /oauth/token client_credentials" "$BASE/oauth/token" -s "$ROOT/scripts/wrk/form_post.lua"
+BENCH_BODY="token=$ACCESS_TOKEN&token_type_hint=access_token" \
+    run "POST /oauth/introspect (JWT access token)" "$BASE/oauth/introspect" -s "$ROOT/scripts/wrk/form_post.lua"
+BENCH_REFRESH_TOKENS="$TMP/refresh_tokens.txt" \
+    run "POST /oauth/token refresh_token (rotating)" "$BASE/oauth/token" -s "$ROOT/scripts/wrk/refresh.lua"
+BENCH_BODY="grant_type=password&username=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$USER_NAME")&password=$USER_PASSWORD&scope=articles%3Aread" \
+    run "POST /oauth/token password (bcrypt cost $BCRYPT_COST)" "$BASE/oauth/token" -s "$ROOT/scripts/wrk/form_post.lua"
+
+# Peak resident set size of the server over the whole run.
+if [ -r "/proc/$SERVER_PID/status" ]; then
+    PEAK_RSS="$(awk '/^VmHWM:/ { printf "%.1f MiB", $2 / 1024 }' "/proc/$SERVER_PID/status")"
+fi
+stop_server
+
+# ---- signing micro benchmark ----------------------------------------------------------------
+SIGN_RATE="n/a"
+if [ "${BENCH_SKIP_SIGNING:-0}" != "1" ]; then
+    log "cargo bench --bench signing"
+    cargo bench --bench signing --no-run >/dev/null 2>&1 || true
+    "${PIN_SERVER[@]}" cargo bench --bench signing 2>&1 | tee "$OUT/signing.txt" >&2 \
+        || die "cargo bench --bench signing failed"
+    SIGN_RATE="$(awk -F': *' '/^rs256_sign_per_sec:/ { print $2; exit }' "$OUT/signing.txt")"
+    SIGN_RATE="${SIGN_RATE:-n/a}"
+fi
+CC_RATE="$(awk -F'\t' '$1 == "POST /oauth/token client_credentials" { print $2 }' "$ROWS")"
+RATIO="$(python3 -c '
+import sys
+try:
+    print(f"{float(sys.argv[1]) / float(sys.argv[2]):.2f}")
+except (ValueError, ZeroDivisionError):
+    print("n/a")' "${CC_RATE:-n/a}" "$SIGN_RATE")"
+
+# ---- report --------------------------------------------------------------------------------
+SUMMARY="$OUT/summary.md"
+{
+    echo "# Portcullis load benchmark ($STAMP)"
+    echo
+    echo "- commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (dirty)')"
+    echo "- CPU: $(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || echo unknown); server pinned to CPU 0, wrk to CPU 1"
+    echo "- storage: $VARIANT"
+    echo "- wrk: -t1 -c$CONNECTIONS -d${SECONDS_PER_RUN}s --latency --timeout $WRK_TIMEOUT; bcrypt cost $BCRYPT_COST"
+    echo
+    echo "| endpoint | requests/s | p50 | p99 | errors |"
+    echo "|---|---:|---:|---:|---:|"
+    while IFS=$'\t' read -r name rps p50 p99 errors; do
+        echo "| $name | $rps | $p50 | $p99 | $errors |"
+    done <"$ROWS"
+    echo
+    echo "- raw RS256 signing rate (cargo bench --bench signing, one core): $SIGN_RATE /s"
+    echo "- client_credentials rate / raw signing rate: $RATIO"
+    echo "- server peak RSS (VmHWM): $PEAK_RSS"
+    echo
+    echo "errors = non-2xx/3xx responses + socket errors (connect, read, write, timeout)."
+    grep -h '^refresh pool:' "$OUT"/wrk-*.txt 2>/dev/null | sed 's/^/- /' || true
+} >"$SUMMARY"
+
+cat "$SUMMARY"
+log "results in bench-results/$STAMP/"

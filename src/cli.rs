@@ -1,0 +1,261 @@
+//! The `portcullis` command line: serve, migrate, print the OpenAPI document, manage keys,
+//! clients and users. Every command reads the same configuration as the server, so it works on
+//! the same database.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+use secrecy::SecretString;
+
+use crate::clients::{ClientService, GrantType, NewClient};
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::Settings;
+use crate::domain::{ClientId, Email, Password, Scope, Username};
+use crate::keys::{KeyRing, KeyService};
+use crate::oauth::scope::all_scopes;
+use crate::state::{AppState, BuildOptions, load_master_key, open_database};
+use crate::users::{PasswordHasher, UserService};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "portcullis",
+    version,
+    about = "OAuth 2.0 / OpenID Connect authorization server"
+)]
+pub struct Cli {
+    /// TOML configuration file, layered under PORTCULLIS_* environment variables.
+    #[arg(long, env = "PORTCULLIS_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print the OpenAPI document.
+    Openapi,
+    /// Signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// OAuth clients.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// User accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Promote `next` to `current`, retire the old key, publish a fresh `next`.
+    Rotate,
+    /// List keys and their states.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register a client and print it as JSON (with its secret, once, if generated).
+    Create {
+        #[arg(long)]
+        client_id: String,
+        /// Display name (defaults to the client id).
+        #[arg(long)]
+        name: Option<String>,
+        /// A public client (no secret): SPAs, native apps, Swagger UI.
+        #[arg(long, conflicts_with = "secret")]
+        public: bool,
+        /// The secret of a confidential client (at least 32 characters). Without --public and
+        /// --secret, a 256-bit secret is generated and printed once.
+        #[arg(long)]
+        secret: Option<String>,
+        /// Comma-separated: password, refresh_token, client_credentials.
+        #[arg(long, value_delimiter = ',', required = true)]
+        grant_types: Vec<String>,
+        /// Space-separated scopes the client may request.
+        #[arg(long, default_value = "")]
+        scopes: String,
+        /// Allowed redirect URI (repeatable).
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; the password is read from standard input.
+    Create {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        email: String,
+        /// Read the password from standard input (one trailing newline is dropped).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Role to grant (repeatable; default: reader).
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
+}
+
+/// Runs the command line; errors carry their cause chain for `main` to print.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Openapi = command {
+        println!("{}", crate::http::openapi_json());
+        return Ok(());
+    }
+    let settings = Settings::load(cli.config.as_deref())?;
+    crate::init_tracing(&settings.log);
+    let clock: SharedClock = Arc::new(SystemClock);
+    match command {
+        Command::Openapi => Ok(()),
+        Command::Serve => serve(settings).await,
+        Command::Migrate => {
+            open_database(&settings.database_url).await?;
+            eprintln!("migrations applied");
+            Ok(())
+        }
+        Command::Keys(cmd) => {
+            let keys = key_service(&settings, clock).await?;
+            match cmd {
+                KeysCommand::Rotate => {
+                    let kid = keys.rotate().await?;
+                    eprintln!(
+                        "rotated: {kid} signs now; running instances pick it up within {} s",
+                        crate::KEY_RELOAD_INTERVAL.as_secs()
+                    );
+                }
+                KeysCommand::List => {
+                    println!("{}", serde_json::to_string_pretty(&keys.list().await?)?);
+                }
+            }
+            Ok(())
+        }
+        Command::Client(ClientCommand::Create {
+            client_id,
+            name,
+            public,
+            secret,
+            grant_types,
+            scopes,
+            redirect_uris,
+        }) => {
+            let client_id = ClientId::parse(&client_id)?;
+            let grant_types = grant_types
+                .iter()
+                .map(|g| {
+                    GrantType::parse(g.trim()).with_context(|| {
+                        format!(
+                            "unknown grant type `{g}` (password, refresh_token, client_credentials)"
+                        )
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let scopes = Scope::parse(&scopes)?;
+            let unknown = scopes.minus(&all_scopes());
+            if !unknown.is_empty() {
+                bail!("unknown scopes: {unknown} (known: {})", all_scopes());
+            }
+            let db = open_database(&settings.database_url).await?;
+            let created = ClientService::new(db, clock)
+                .create(NewClient {
+                    name: name.unwrap_or_else(|| client_id.as_str().to_string()),
+                    client_id,
+                    secret: if public {
+                        None
+                    } else {
+                        Some(secret.map(SecretString::from))
+                    },
+                    grant_types,
+                    scopes,
+                    redirect_uris,
+                })
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&created)?);
+            Ok(())
+        }
+        Command::User(UserCommand::Create {
+            username,
+            email,
+            password_stdin: _,
+            roles,
+        }) => {
+            let mut input = String::new();
+            std::io::stdin()
+                .read_to_string(&mut input)
+                .context("cannot read the password from standard input")?;
+            let raw = input
+                .strip_suffix("\r\n")
+                .or_else(|| input.strip_suffix('\n'))
+                .unwrap_or(&input);
+            let username = Username::parse(&username)?;
+            let email = Email::parse(&email)?;
+            let password = Password::parse(raw, &username, &email)?;
+            let db = open_database(&settings.database_url).await?;
+            let hasher = PasswordHasher::new(settings.bcrypt_cost, 1).await?;
+            let user = UserService::new(db, hasher, clock)
+                .register(&username, &email, &password, &roles)
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&user)?);
+            Ok(())
+        }
+    }
+}
+
+async fn key_service(settings: &Settings, clock: SharedClock) -> anyhow::Result<KeyService> {
+    let db = open_database(&settings.database_url).await?;
+    let master = Arc::new(load_master_key(settings)?);
+    let keys = KeyService::new(db, master, clock, KeyRing::default(), Duration::ZERO);
+    keys.bootstrap().await?;
+    Ok(keys)
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let listen = settings.listen;
+    let state = AppState::build(settings, BuildOptions::default()).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (PORTCULLIS_LISTEN)"))?;
+    tracing::info!(
+        address = %listen,
+        issuer = %state.settings.issuer,
+        database = if state.settings.database_url.starts_with("sqlite:") { "sqlite" } else { "postgres" },
+        store = if state.settings.redis_url.is_some() { "redis" } else { "in-process" },
+        "portcullis is listening"
+    );
+    crate::serve_on(listener, state, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested; finishing requests in flight");
+}

@@ -1,0 +1,388 @@
+//! Configuration: defaults, then an optional TOML file (`PORTCULLIS_CONFIG` or `--config`),
+//! then `PORTCULLIS_*` environment variables. Raw settings are turned into validated
+//! [`Settings`] once at start; every error names the setting at fault.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// The embedded default database: a SQLite file under data/, created on first run.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/portcullis.db?mode=rwc";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration could not be read: {0}")]
+    Read(#[from] Box<figment::Error>),
+    #[error("invalid setting {setting}: {reason}")]
+    Invalid {
+        setting: &'static str,
+        reason: String,
+    },
+}
+
+fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        setting,
+        reason: reason.into(),
+    }
+}
+
+/// A duration given as whole seconds (`900`) or with a unit (`90s`, `15m`, `12h`, `30d`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum DurationSetting {
+    Seconds(u64),
+    Text(String),
+}
+
+impl DurationSetting {
+    fn parse(&self, setting: &'static str) -> Result<Duration, ConfigError> {
+        let seconds = match self {
+            Self::Seconds(s) => *s,
+            Self::Text(text) => parse_duration(text).ok_or_else(|| {
+                invalid(
+                    setting,
+                    format!("`{text}` is not a duration (use e.g. 900, 90s, 15m, 12h or 30d)"),
+                )
+            })?,
+        };
+        if seconds == 0 {
+            return Err(invalid(setting, "must be greater than zero"));
+        }
+        Ok(Duration::from_secs(seconds))
+    }
+}
+
+fn parse_duration(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let factor = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+/// Settings as written by the operator, before validation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSettings {
+    pub listen: String,
+    pub issuer: String,
+    pub audience: Option<String>,
+    pub database_url: Option<String>,
+    pub redis_url: Option<String>,
+    pub access_token_ttl: DurationSetting,
+    pub refresh_token_ttl: DurationSetting,
+    pub bcrypt_cost: u32,
+    pub bcrypt_max_concurrency: Option<usize>,
+    pub keys_dir: PathBuf,
+    pub master_key: Option<String>,
+    pub seed_public_client: Option<bool>,
+    pub jwks_max_age: DurationSetting,
+    pub log: String,
+}
+
+impl Default for RawSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            issuer: "http://localhost:8080".into(),
+            audience: None,
+            database_url: None,
+            redis_url: None,
+            access_token_ttl: DurationSetting::Text("15m".into()),
+            refresh_token_ttl: DurationSetting::Text("30d".into()),
+            bcrypt_cost: 12,
+            bcrypt_max_concurrency: None,
+            keys_dir: PathBuf::from("keys"),
+            master_key: None,
+            seed_public_client: None,
+            jwks_max_age: DurationSetting::Text("5m".into()),
+            log: "info".into(),
+        }
+    }
+}
+
+/// Where the master key comes from.
+#[derive(Debug, Clone)]
+pub enum MasterKeySource {
+    /// `PORTCULLIS_MASTER_KEY`: 32 bytes, base64.
+    Given(SecretString),
+    /// Generated on first run into `<keys_dir>/master.key` (mode 0600).
+    File(PathBuf),
+}
+
+/// Validated settings: every value here has been checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    /// Public base URL; `iss` of every token and the base of every advertised endpoint.
+    pub issuer: String,
+    /// `aud` of access tokens (defaults to the issuer).
+    pub audience: String,
+    pub database_url: String,
+    pub redis_url: Option<SecretString>,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub bcrypt_cost: u32,
+    pub bcrypt_max_concurrency: usize,
+    pub keys_dir: PathBuf,
+    pub master_key: MasterKeySource,
+    pub seed_public_client: bool,
+    pub jwks_max_age: Duration,
+    pub log: String,
+}
+
+impl RawSettings {
+    /// Layers defaults, the optional TOML file and the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(RawSettings::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(invalid(
+                    "PORTCULLIS_CONFIG",
+                    format!("file {} does not exist", path.display()),
+                ));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        // PORTCULLIS_CONFIG names the file itself; PORTCULLIS_TEST_* belong to the test suite.
+        let env = Env::prefixed("PORTCULLIS_")
+            .filter(|key| key != "config" && !key.as_str().starts_with("test_"));
+        figment
+            .merge(env)
+            .extract()
+            .map_err(|e| ConfigError::Read(Box::new(e)))
+    }
+
+    pub fn validate(self) -> Result<Settings, ConfigError> {
+        let listen: SocketAddr = self.listen.parse().map_err(|_| {
+            invalid(
+                "PORTCULLIS_LISTEN",
+                format!("`{}` is not an address:port", self.listen),
+            )
+        })?;
+        let issuer = validate_issuer(&self.issuer)?;
+        let default_database = self.database_url.is_none();
+        let audience = match self.audience {
+            Some(a) if a.trim().is_empty() => {
+                return Err(invalid("PORTCULLIS_AUDIENCE", "must not be empty"));
+            }
+            Some(a) => a,
+            None => issuer.clone(),
+        };
+        let database_url = match self.database_url {
+            None => DEFAULT_DATABASE_URL.to_string(),
+            Some(url) if url.starts_with("sqlite:") || url.starts_with("postgres") => url,
+            Some(_) => {
+                return Err(invalid(
+                    "PORTCULLIS_DATABASE_URL",
+                    "must start with sqlite: or postgres:// (or postgresql://)",
+                ));
+            }
+        };
+        let redis_url = match self.redis_url {
+            None => None,
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                Some(SecretString::from(url))
+            }
+            Some(_) => {
+                return Err(invalid(
+                    "PORTCULLIS_REDIS_URL",
+                    "must start with redis:// or rediss://",
+                ));
+            }
+        };
+        if !(4..=31).contains(&self.bcrypt_cost) {
+            return Err(invalid(
+                "PORTCULLIS_BCRYPT_COST",
+                format!("{} is outside 4..=31", self.bcrypt_cost),
+            ));
+        }
+        let bcrypt_max_concurrency = match self.bcrypt_max_concurrency {
+            Some(0) => {
+                return Err(invalid(
+                    "PORTCULLIS_BCRYPT_MAX_CONCURRENCY",
+                    "must be at least 1",
+                ));
+            }
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        };
+        let master_key = match self.master_key {
+            Some(text) => {
+                decode_master_key(&text)?;
+                MasterKeySource::Given(SecretString::from(text))
+            }
+            None => MasterKeySource::File(self.keys_dir.join("master.key")),
+        };
+        // Seeding a public password-grant client is an embedded-default convenience.
+        let seed_public_client = self.seed_public_client.unwrap_or(default_database);
+        Ok(Settings {
+            listen,
+            issuer,
+            audience,
+            database_url,
+            redis_url,
+            access_token_ttl: self.access_token_ttl.parse("PORTCULLIS_ACCESS_TOKEN_TTL")?,
+            refresh_token_ttl: self
+                .refresh_token_ttl
+                .parse("PORTCULLIS_REFRESH_TOKEN_TTL")?,
+            bcrypt_cost: self.bcrypt_cost,
+            bcrypt_max_concurrency,
+            keys_dir: self.keys_dir,
+            master_key,
+            seed_public_client,
+            jwks_max_age: self.jwks_max_age.parse("PORTCULLIS_JWKS_MAX_AGE")?,
+            log: self.log,
+        })
+    }
+}
+
+impl Settings {
+    /// Loads and validates in one step.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        RawSettings::load(file)?.validate()
+    }
+
+    pub fn master_key_text(&self) -> Option<&str> {
+        match &self.master_key {
+            MasterKeySource::Given(s) => Some(s.expose_secret()),
+            MasterKeySource::File(_) => None,
+        }
+    }
+}
+
+fn validate_issuer(text: &str) -> Result<String, ConfigError> {
+    let url = url::Url::parse(text)
+        .map_err(|e| invalid("PORTCULLIS_ISSUER", format!("`{text}` is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid("PORTCULLIS_ISSUER", "must be an http(s) URL"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid(
+            "PORTCULLIS_ISSUER",
+            "must not have a query or fragment (RFC 8414 §2)",
+        ));
+    }
+    Ok(text.trim_end_matches('/').to_string())
+}
+
+/// Decodes a base64 master key and checks it is exactly 32 bytes.
+pub fn decode_master_key(text: &str) -> Result<[u8; 32], ConfigError> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|_| invalid("PORTCULLIS_MASTER_KEY", "is not valid base64"))?;
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+        invalid(
+            "PORTCULLIS_MASTER_KEY",
+            format!("must decode to 32 bytes, got {}", bytes.len()),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_accept_seconds_and_units() {
+        assert_eq!(parse_duration("900"), Some(900));
+        assert_eq!(parse_duration("90s"), Some(90));
+        assert_eq!(parse_duration("15m"), Some(900));
+        assert_eq!(parse_duration("12h"), Some(43_200));
+        assert_eq!(parse_duration("30d"), Some(2_592_000));
+        assert_eq!(parse_duration("15 m"), Some(900));
+        for bad in ["", "m", "15x", "-5", "1.5h", "99999999999999999999d"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn defaults_validate() {
+        let s = RawSettings::default().validate().unwrap();
+        assert_eq!(s.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(s.audience, "http://localhost:8080");
+        assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let cases: Vec<(RawSettings, &str)> = vec![
+            (
+                RawSettings {
+                    listen: "nope".into(),
+                    ..Default::default()
+                },
+                "PORTCULLIS_LISTEN",
+            ),
+            (
+                RawSettings {
+                    issuer: "ftp://x".into(),
+                    ..Default::default()
+                },
+                "PORTCULLIS_ISSUER",
+            ),
+            (
+                RawSettings {
+                    bcrypt_cost: 3,
+                    ..Default::default()
+                },
+                "PORTCULLIS_BCRYPT_COST",
+            ),
+            (
+                RawSettings {
+                    master_key: Some("c2hvcnQ=".into()),
+                    ..Default::default()
+                },
+                "PORTCULLIS_MASTER_KEY",
+            ),
+            (
+                RawSettings {
+                    access_token_ttl: DurationSetting::Text("soon".into()),
+                    ..Default::default()
+                },
+                "PORTCULLIS_ACCESS_TOKEN_TTL",
+            ),
+            (
+                RawSettings {
+                    refresh_token_ttl: DurationSetting::Seconds(0),
+                    ..Default::default()
+                },
+                "PORTCULLIS_REFRESH_TOKEN_TTL",
+            ),
+            (
+                RawSettings {
+                    database_url: Some("mysql://x".into()),
+                    ..Default::default()
+                },
+                "PORTCULLIS_DATABASE_URL",
+            ),
+            (
+                RawSettings {
+                    redis_url: Some("http://x".into()),
+                    ..Default::default()
+                },
+                "PORTCULLIS_REDIS_URL",
+            ),
+        ];
+        for (raw, setting) in cases {
+            let err = raw.validate().unwrap_err().to_string();
+            assert!(err.contains(setting), "{err} should name {setting}");
+        }
+    }
+}

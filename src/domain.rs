@@ -1,0 +1,318 @@
+//! Typed values parsed once at the edge: a value of one of these types is valid by
+//! construction (usernames, emails, passwords, client ids, scopes).
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// Why a value was refused; the message is safe to show to the caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct Invalid {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> Invalid {
+    Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// 3–32 characters of `[a-zA-Z0-9_.-]`. Compared case-insensitively (stored lowercase), so
+/// `Alice` and `alice` cannot be two accounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Username(String);
+
+impl Username {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let len = raw.chars().count();
+        if !(3..=32).contains(&len) {
+            return Err(invalid("username", "must be 3 to 32 characters"));
+        }
+        if !raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        {
+            return Err(invalid(
+                "username",
+                "may contain only letters, digits, '_', '.' and '-'",
+            ));
+        }
+        Ok(Self(raw.to_ascii_lowercase()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A syntactically valid address (`local@domain`, no spaces or control characters, a dotted
+/// domain of valid labels, at most 254 characters). Stored lowercase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let bad = || invalid("email", "is not a valid email address");
+        if raw.len() > 254 || raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad());
+        }
+        let (local, domain) = raw.rsplit_once('@').ok_or_else(bad)?;
+        if local.is_empty() || local.len() > 64 || local.contains('@') {
+            return Err(bad());
+        }
+        if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+            return Err(bad());
+        }
+        let labels: Vec<&str> = domain.split('.').collect();
+        if labels.len() < 2 {
+            return Err(bad());
+        }
+        let label_ok = |l: &&str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        };
+        if !labels.iter().all(label_ok) {
+            return Err(bad());
+        }
+        Ok(Self(raw.to_ascii_lowercase()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A new password: 12–128 characters, not equal to the username or email. Never printed.
+pub struct Password(SecretString);
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<hidden>)")
+    }
+}
+
+impl Password {
+    pub fn parse(raw: &str, username: &Username, email: &Email) -> Result<Self, Invalid> {
+        let len = raw.chars().count();
+        if !(12..=128).contains(&len) {
+            return Err(invalid("password", "must be 12 to 128 characters"));
+        }
+        let lower = raw.to_lowercase();
+        if lower == username.as_str() || lower == email.as_str() {
+            return Err(invalid(
+                "password",
+                "must not be the same as the username or email",
+            ));
+        }
+        Ok(Self(SecretString::from(raw.to_string())))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+/// A client identifier: 1–128 characters of `[A-Za-z0-9._~-]` (URL-safe, RFC 3986 unreserved).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientId(String);
+
+impl ClientId {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        if raw.is_empty() || raw.len() > 128 {
+            return Err(invalid("client_id", "must be 1 to 128 characters"));
+        }
+        if !raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '~' | '-'))
+        {
+            return Err(invalid(
+                "client_id",
+                "may contain only letters, digits, '.', '_', '~' and '-'",
+            ));
+        }
+        Ok(Self(raw.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A set of scope tokens (RFC 6749 §3.3: space-delimited, each `1*( %x21 / %x23-5B / %x5D-7E )`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope(BTreeSet<String>);
+
+impl Scope {
+    /// Parses a space-delimited scope string. Empty input is the empty set.
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        if raw.len() > 4096 {
+            return Err(invalid("scope", "is too long"));
+        }
+        let mut set = BTreeSet::new();
+        for token in raw.split(' ') {
+            if token.is_empty() {
+                continue;
+            }
+            if !token
+                .bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+            {
+                return Err(invalid(
+                    "scope",
+                    format!("`{}` is not a valid scope token", token.escape_debug()),
+                ));
+            }
+            set.insert(token.to_string());
+        }
+        Ok(Self(set))
+    }
+
+    pub fn from_tokens<I: IntoIterator<Item = S>, S: Into<String>>(tokens: I) -> Self {
+        Self(tokens.into_iter().map(Into::into).collect())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn contains(&self, token: &str) -> bool {
+        self.0.contains(token)
+    }
+
+    pub fn intersect(&self, other: &Scope) -> Scope {
+        Scope(self.0.intersection(&other.0).cloned().collect())
+    }
+
+    pub fn union(&self, other: &Scope) -> Scope {
+        Scope(self.0.union(&other.0).cloned().collect())
+    }
+
+    pub fn minus(&self, other: &Scope) -> Scope {
+        Scope(self.0.difference(&other.0).cloned().collect())
+    }
+
+    pub fn is_subset(&self, other: &Scope) -> bool {
+        self.0.is_subset(&other.0)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for token in &self.0 {
+            if !first {
+                f.write_str(" ")?;
+            }
+            f.write_str(token)?;
+            first = false;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames() {
+        for ok in ["abc", "Alice_01", "a.b-c", &"x".repeat(32)] {
+            assert!(Username::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "ab",
+            "",
+            &"x".repeat(33),
+            "al ice",
+            "alice!",
+            "álice",
+            "a\u{0}b",
+        ] {
+            assert!(Username::parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(Username::parse("Alice").unwrap().as_str(), "alice");
+    }
+
+    #[test]
+    fn emails() {
+        for ok in [
+            "a@example.com",
+            "first.last+tag@sub.example.org",
+            "A@EXAMPLE.COM",
+        ] {
+            assert!(Email::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "a",
+            "a@",
+            "@example.com",
+            "a@example",
+            "a b@example.com",
+            "a@exa mple.com",
+            "a@-example.com",
+            "a@example..com",
+            ".a@example.com",
+            "a..b@example.com",
+            "a@example.com\n",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn passwords() {
+        let u = Username::parse("alice").unwrap();
+        let e = Email::parse("alice@example.com").unwrap();
+        assert!(Password::parse("correct horse battery", &u, &e).is_ok());
+        assert!(Password::parse("short", &u, &e).is_err());
+        assert!(Password::parse(&"x".repeat(129), &u, &e).is_err());
+        assert!(Password::parse("alice@example.com", &u, &e).is_err());
+        let long_user = Username::parse("alicealicealice").unwrap();
+        assert!(Password::parse("AliceAliceAlice", &long_user, &e).is_err());
+        assert_eq!(
+            format!(
+                "{:?}",
+                Password::parse("correct horse battery", &u, &e).unwrap()
+            ),
+            "Password(<hidden>)"
+        );
+    }
+
+    #[test]
+    fn scopes() {
+        let s = Scope::parse("openid  articles:read openid").unwrap();
+        assert_eq!(s.to_string(), "articles:read openid");
+        assert!(Scope::parse("").unwrap().is_empty());
+        for bad in ["a\"b", "a\\b", "caf\u{e9}", "a\tb"] {
+            assert!(Scope::parse(bad).is_err(), "{bad:?}");
+        }
+        let allowed = Scope::parse("openid profile").unwrap();
+        assert_eq!(s.intersect(&allowed).to_string(), "openid");
+    }
+
+    #[test]
+    fn client_ids() {
+        assert!(ClientId::parse("portcullis-spa").is_ok());
+        assert!(ClientId::parse("").is_err());
+        assert!(ClientId::parse("a b").is_err());
+        assert!(ClientId::parse("a:b").is_err());
+    }
+}

@@ -1,0 +1,73 @@
+//! Operations endpoints: liveness and readiness.
+
+use poem::web::Data;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use sea_orm::ConnectionTrait;
+
+use super::ApiTags;
+use crate::state::AppState;
+
+#[derive(Debug, Object)]
+pub struct Health {
+    /// `ok`, or `degraded` when a dependency does not answer.
+    pub status: String,
+    #[oai(skip_serializing_if_is_none)]
+    pub database: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub store: Option<String>,
+}
+
+#[derive(ApiResponse)]
+pub enum ReadyResponse {
+    /// Database and store answer.
+    #[oai(status = 200)]
+    Ready(Json<Health>),
+    /// A dependency does not answer; the body says which.
+    #[oai(status = 503)]
+    NotReady(Json<Health>),
+}
+
+pub struct OpsApi;
+
+#[OpenApi(tag = "ApiTags::Operations")]
+impl OpsApi {
+    /// Liveness: the process is up.
+    #[oai(path = "/healthz", method = "get", operation_id = "healthz")]
+    async fn healthz(&self) -> Json<Health> {
+        Json(Health {
+            status: "ok".into(),
+            database: None,
+            store: None,
+        })
+    }
+
+    /// Readiness: the database and the store (Redis or in-process) answer.
+    #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
+    async fn readyz(&self, state: Data<&AppState>) -> ReadyResponse {
+        let db = state.db.execute_unprepared("SELECT 1").await;
+        let store = state.store.ping().await;
+        let word = |ok: bool| if ok { "ok" } else { "unreachable" }.to_string();
+        let health = Health {
+            status: if db.is_ok() && store.is_ok() {
+                "ok"
+            } else {
+                "degraded"
+            }
+            .into(),
+            database: Some(word(db.is_ok())),
+            store: Some(word(store.is_ok())),
+        };
+        if let Err(e) = &db {
+            tracing::warn!(error = %e, "readiness: database unreachable");
+        }
+        if let Err(e) = &store {
+            tracing::warn!(error = %e, "readiness: store unreachable");
+        }
+        if db.is_ok() && store.is_ok() {
+            ReadyResponse::Ready(Json(health))
+        } else {
+            ReadyResponse::NotReady(Json(health))
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! Cross-cutting HTTP behaviour: a request id and tracing span per request, error rendering
+//! (so no framework error ever reaches a client as plain text or a 500), `no-store` on OAuth
+//! responses, and protective response headers.
+
+use std::time::Instant;
+
+use poem::http::{HeaderValue, StatusCode, header};
+use poem::{Endpoint, IntoResponse, Request, Response};
+use tracing::Instrument;
+
+use super::problem::{Problem, bearer_challenge};
+use crate::oauth::error::{ErrorCode, OAuthErrorBody};
+
+/// The id of the current request, also returned as `x-request-id`.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+pub async fn around<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
+    let started = Instant::now();
+    let request_id = uuid::Uuid::new_v4().to_string();
+    req.extensions_mut().insert(RequestId(request_id.clone()));
+    let path = req.uri().path().to_string();
+    let oauth = path.starts_with("/oauth/");
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %req.method(),
+        path = %path,
+    );
+    async move {
+        let req = match limit_body(req).await {
+            Ok(req) => req,
+            Err(resp) => return Ok(resp),
+        };
+        let mut resp = match next.call(req).await {
+            Ok(resp) => resp.into_response(),
+            Err(err) => render_error(err, oauth),
+        };
+        let status = resp.status();
+        if status.is_server_error() {
+            tracing::error!(status = status.as_u16(), "request failed");
+        }
+        tracing::debug!(
+            status = status.as_u16(),
+            micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "request done"
+        );
+        let headers = resp.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            headers.insert("x-request-id", v);
+        }
+        headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        if oauth || path.starts_with("/api/") {
+            // RFC 6749 §5.1: token responses must not be cached; the same holds for
+            // introspection, userinfo and personal API data.
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        }
+        Ok(resp)
+    }
+    .instrument(span)
+    .await
+}
+
+/// Buffers the body up to [`super::MAX_BODY_BYTES`]; bigger bodies (whatever their
+/// `Content-Length` or chunking) are refused with 413 before any handler reads them.
+async fn limit_body(mut req: Request) -> Result<Request, Response> {
+    use tokio::io::AsyncReadExt as _;
+    let limit = super::MAX_BODY_BYTES;
+    let too_large = || {
+        json(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &Problem::new(
+                "payload_too_large",
+                format!("the request body exceeds {limit} bytes"),
+            ),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut buf = Vec::new();
+    let mut reader = req.take_body().into_async_read().take(limit as u64 + 1);
+    if reader.read_to_end(&mut buf).await.is_err() {
+        return Err(json(
+            StatusCode::BAD_REQUEST,
+            &Problem::new("malformed_request", "the request body could not be read"),
+        ));
+    }
+    if buf.len() > limit {
+        return Err(too_large());
+    }
+    req.set_body(buf);
+    Ok(req)
+}
+
+/// Turns any error that escaped a handler into a proper answer: RFC 6749 shape on `/oauth/`,
+/// the problem shape elsewhere. Responses built by our own handlers pass through unchanged.
+fn render_error(err: poem::Error, oauth: bool) -> Response {
+    if err.is_from_response() {
+        return err.into_response();
+    }
+    let status = err.status();
+    let is_auth = err.is::<poem_openapi::error::AuthorizationError>();
+    let message = err.to_string();
+    if status.is_server_error() {
+        tracing::error!(error = %message, "unhandled error");
+    }
+    if is_auth {
+        let body = Problem::new("invalid_token", "a bearer access token is required");
+        return json(StatusCode::UNAUTHORIZED, &body)
+            .with_header(header::WWW_AUTHENTICATE, bearer_challenge(None))
+            .into_response();
+    }
+    let (status, code, description) = match status {
+        StatusCode::NOT_FOUND => (status, "not_found", "no such resource".to_string()),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            status,
+            "method_not_allowed",
+            "this method is not allowed here".to_string(),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            status,
+            "payload_too_large",
+            "the request body is too large".to_string(),
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            status,
+            "unsupported_media_type",
+            format!("unsupported content type: {message}"),
+        ),
+        s if s.is_server_error() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the server cannot complete this request right now; retry later".to_string(),
+        ),
+        _ => (
+            StatusCode::BAD_REQUEST,
+            "malformed_request",
+            format!("the request could not be parsed: {message}"),
+        ),
+    };
+    if oauth && status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED {
+        let code = if status == StatusCode::SERVICE_UNAVAILABLE {
+            ErrorCode::TemporarilyUnavailable
+        } else {
+            ErrorCode::InvalidRequest
+        };
+        let status = if status == StatusCode::SERVICE_UNAVAILABLE {
+            status
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        return json(
+            status,
+            &OAuthErrorBody {
+                error: code,
+                error_description: description,
+            },
+        );
+    }
+    json(status, &Problem::new(code, description))
+}
+
+fn json<T: poem_openapi::types::ToJSON>(status: StatusCode, body: &T) -> Response {
+    Response::builder()
+        .status(status)
+        .content_type("application/json")
+        .body(body.to_json_string())
+}

@@ -1,0 +1,86 @@
+//! App assembly: the OpenAPI service (every endpoint is a poem-openapi operation, grouped by
+//! area), Swagger UI at `/docs`, the spec at `/openapi.json`, and the middleware stack.
+
+pub mod auth;
+pub mod health;
+pub mod middleware;
+pub mod problem;
+pub mod raw_json;
+
+use poem::middleware::CatchPanic;
+use poem::{Endpoint, EndpointExt, Request, Route};
+use poem_openapi::{OpenApiService, Tags};
+
+pub use self::auth::BearerAuth;
+use crate::audit::Origin;
+use crate::oauth::api::OAuthApi;
+use crate::oauth::discovery::{DiscoveryApi, Metadata, metadata_bytes};
+use crate::state::AppState;
+use crate::users::api::UsersApi;
+
+/// Largest request body accepted (bigger ones get 413).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+#[derive(Tags)]
+pub enum ApiTags {
+    /// OAuth 2.0 / OpenID Connect endpoints
+    #[oai(rename = "OAuth 2.0")]
+    OAuth,
+    /// Discovery metadata and signing keys
+    Discovery,
+    /// Accounts and profiles
+    Users,
+    /// Health and readiness
+    Operations,
+}
+
+type Apis = (OAuthApi, DiscoveryApi, UsersApi, health::OpsApi);
+
+/// The OpenAPI service. Its document does not depend on configuration, so the committed
+/// openapi/openapi.json is the same for every deployment.
+pub fn api_service() -> OpenApiService<Apis, ()> {
+    OpenApiService::new(
+        (OAuthApi, DiscoveryApi, UsersApi, health::OpsApi),
+        "Portcullis",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "OAuth 2.0 / OpenID Connect authorization server. To try protected operations here: \
+         Authorize → OAuth2 password flow, with a registered user's credentials and the \
+         client_id `portcullis-spa` (public client, leave the secret empty).",
+    )
+}
+
+/// The OpenAPI document, pretty-printed (what `portcullis openapi` prints).
+pub fn openapi_json() -> String {
+    api_service().spec()
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> impl Endpoint {
+    let api = api_service();
+    let metadata = Metadata(metadata_bytes(&state.settings.issuer));
+    Route::new()
+        .at("/openapi.json", api.spec_endpoint())
+        .nest("/docs", api.swagger_ui())
+        .nest("/", api)
+        .with(CatchPanic::new())
+        .data(state)
+        .data(metadata)
+        .around(middleware::around)
+}
+
+/// Where a request came from, for the audit log. The client IP is the socket peer (forwarded
+/// headers are not trusted).
+pub fn origin(req: &Request) -> Origin {
+    Origin {
+        ip: req
+            .remote_addr()
+            .as_socket_addr()
+            .map(|a| a.ip().to_string()),
+        request_id: req
+            .extensions()
+            .get::<middleware::RequestId>()
+            .map(|r| r.0.clone()),
+    }
+}

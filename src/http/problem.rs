@@ -1,0 +1,111 @@
+//! The JSON API's one error shape: `{"code": "...", "message": "..."}` with a stable,
+//! machine-readable `code`, and the [`ApiError`] response every JSON operation may return.
+
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object};
+
+/// A problem answered by the JSON API.
+#[derive(Debug, Clone, Object)]
+pub struct Problem {
+    /// Stable machine-readable code, e.g. `invalid_input`, `conflict`, `invalid_token`.
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+    /// The input field at fault, when there is one.
+    #[oai(skip_serializing_if_is_none)]
+    pub field: Option<String>,
+}
+
+impl Problem {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+            field: None,
+        }
+    }
+}
+
+/// `WWW-Authenticate` value for a missing or bad bearer token (RFC 6750 §3).
+pub fn bearer_challenge(error: Option<(&str, &str)>) -> String {
+    match error {
+        None => r#"Bearer realm="portcullis""#.to_string(),
+        Some((code, description)) => format!(
+            r#"Bearer realm="portcullis", error="{code}", error_description="{}""#,
+            description.replace(['"', '\\'], "'")
+        ),
+    }
+}
+
+/// Errors of the JSON API.
+#[derive(Debug, ApiResponse)]
+pub enum ApiError {
+    /// The input is invalid (`invalid_input`) or malformed (`malformed_request`).
+    #[oai(status = 400)]
+    BadRequest(Json<Problem>),
+    /// The bearer token is missing, invalid, expired or revoked (`invalid_token`).
+    #[oai(status = 401)]
+    Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
+    /// The token is valid but lacks the required scope (`insufficient_scope`).
+    #[oai(status = 403)]
+    Forbidden(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
+    /// No such resource (`not_found`).
+    #[oai(status = 404)]
+    NotFound(Json<Problem>),
+    /// The resource already exists (`conflict`).
+    #[oai(status = 409)]
+    Conflict(Json<Problem>),
+    /// A dependency (database, store) is unreachable (`unavailable`); retry later.
+    #[oai(status = 503)]
+    Unavailable(Json<Problem>),
+}
+
+impl ApiError {
+    pub fn invalid_input(field: &str, message: impl Into<String>) -> Self {
+        Self::BadRequest(Json(Problem {
+            code: "invalid_input".into(),
+            message: message.into(),
+            field: Some(field.into()),
+        }))
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::Conflict(Json(Problem::new("conflict", message)))
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::NotFound(Json(Problem::new("not_found", message)))
+    }
+
+    pub fn invalid_token(message: &str) -> Self {
+        Self::Unauthorized(
+            Json(Problem::new("invalid_token", message)),
+            bearer_challenge(Some(("invalid_token", message))),
+        )
+    }
+
+    pub fn insufficient_scope(scope: &str) -> Self {
+        let message = format!("this operation needs the `{scope}` scope");
+        Self::Forbidden(
+            Json(Problem::new("insufficient_scope", message.clone())),
+            format!(
+                r#"Bearer realm="portcullis", error="insufficient_scope", scope="{scope}", error_description="{message}""#
+            ),
+        )
+    }
+
+    /// An internal failure: logged with its cause, answered without it.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "request failed inside the server");
+        Self::Unavailable(Json(Problem::new(
+            "unavailable",
+            "the server cannot complete this request right now; retry later",
+        )))
+    }
+}
+
+impl From<crate::domain::Invalid> for ApiError {
+    fn from(e: crate::domain::Invalid) -> Self {
+        Self::invalid_input(e.field, e.reason)
+    }
+}

@@ -1,0 +1,9 @@
+//! Signing keys: RS256 key pairs stored in the database (private part sealed under the master
+//! key), their lifecycle state (`next` → `current` → `retired`, or `revoked`), the in-memory
+//! [`KeyRing`] used to sign and verify, and the pre-serialized JWKS document.
+
+mod ring;
+mod service;
+
+pub use self::ring::{KeyRing, KeySet, SignError};
+pub use self::service::{KeyError, KeyInfo, KeyService, KeyState};

@@ -1,0 +1,74 @@
+//! Portcullis: a standalone OAuth 2.0 / OpenID Connect authorization server.
+//!
+//! Where things are: `oauth/` (token endpoint and its grants, revocation, introspection,
+//! userinfo, discovery), `keys/` (signing keys and JWKS), `users/`, `clients/`, `store/`
+//! (Redis and in-process shared state), `http/` (app assembly, middleware, errors), `audit`,
+//! `config`, `cli`.
+
+pub mod audit;
+pub mod cli;
+pub mod clients;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod http;
+pub mod keys;
+pub mod oauth;
+pub mod state;
+pub mod store;
+pub mod users;
+
+use std::future::Future;
+use std::time::Duration;
+
+use poem::Server;
+use poem::listener::TcpAcceptor;
+
+/// How often every instance re-reads the signing keys, so a rotation made elsewhere (another
+/// instance, `portcullis keys rotate`) is picked up within this bound.
+pub const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(30);
+
+/// How long in-flight requests may take to finish after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// Installs the process-wide rustls crypto provider (both ring and aws-lc-rs are in the tree,
+/// so rustls cannot choose one itself).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// Sets up logging with `filter` (e.g. `info`, `portcullis=debug`); later calls are no-ops.
+pub fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Serves the app on `listener` until `shutdown` resolves, with the background key reload.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: state::AppState,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let keys = state.keys.clone();
+    let reload = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(KEY_RELOAD_INTERVAL);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = keys.reload().await {
+                tracing::warn!(error = %e, "could not reload signing keys; keeping the current set");
+            }
+        }
+    });
+    let acceptor = TcpAcceptor::from_tokio(listener)?;
+    let result = Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(http::app(state), shutdown, Some(SHUTDOWN_GRACE))
+        .await;
+    reload.abort();
+    result
+}

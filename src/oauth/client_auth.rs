@@ -1,0 +1,138 @@
+//! Client authentication at the token, revocation and introspection endpoints (RFC 6749
+//! §2.3): `client_secret_basic` (credentials form-urlencoded before base64, §2.3.1),
+//! `client_secret_post`, and `none` for public clients (client_id alone). A request may use
+//! one method only.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
+use super::error::OAuthError;
+use crate::clients::{Client, ClientService};
+
+/// Credentials as presented, before checking.
+#[derive(Default)]
+pub struct PresentedCredentials<'a> {
+    pub authorization: Option<&'a str>,
+    pub form_client_id: Option<&'a str>,
+    pub form_client_secret: Option<&'a str>,
+}
+
+struct Claimed {
+    client_id: String,
+    secret: Option<String>,
+}
+
+/// Decodes an `application/x-www-form-urlencoded` component (`+` is a space).
+fn form_decode(raw: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(&raw.replace('+', " "))
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
+}
+
+fn parse_basic(header: &str) -> Result<Claimed, OAuthError> {
+    let bad = || OAuthError::invalid_client("malformed Basic credentials");
+    let (scheme, rest) = header.trim().split_once(' ').ok_or_else(bad)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(OAuthError::invalid_client(
+            "unsupported authentication scheme; use Basic (client_secret_basic)",
+        ));
+    }
+    let decoded = STANDARD.decode(rest.trim()).map_err(|_| bad())?;
+    let text = String::from_utf8(decoded).map_err(|_| bad())?;
+    let (id, secret) = text.split_once(':').ok_or_else(bad)?;
+    let client_id = form_decode(id).ok_or_else(bad)?;
+    let secret = form_decode(secret).ok_or_else(bad)?;
+    Ok(Claimed {
+        client_id,
+        secret: (!secret.is_empty()).then_some(secret),
+    })
+}
+
+fn claimed(presented: &PresentedCredentials<'_>) -> Result<Claimed, OAuthError> {
+    if let Some(header) = presented.authorization {
+        let basic = parse_basic(header)?;
+        if presented.form_client_secret.is_some() {
+            return Err(OAuthError::invalid_request(
+                "use one client authentication method only (Basic header or client_secret in the body)",
+            ));
+        }
+        if let Some(form_id) = presented.form_client_id
+            && form_id != basic.client_id
+        {
+            return Err(OAuthError::invalid_request(
+                "client_id in the body differs from the Authorization header",
+            ));
+        }
+        return Ok(basic);
+    }
+    match presented.form_client_id {
+        Some(id) if !id.is_empty() => Ok(Claimed {
+            client_id: id.to_string(),
+            secret: presented
+                .form_client_secret
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+        }),
+        _ => Err(OAuthError::invalid_client(
+            "client authentication is required (Basic header, client_secret_post, or client_id for public clients)",
+        )),
+    }
+}
+
+/// Identifies and authenticates the client. Unknown clients, wrong secrets, a secret for a
+/// public client and a missing secret for a confidential client all fail as `invalid_client`.
+pub async fn authenticate(
+    clients: &ClientService,
+    presented: &PresentedCredentials<'_>,
+) -> Result<Client, OAuthError> {
+    let claimed = claimed(presented)?;
+    let failed = || OAuthError::invalid_client("client authentication failed");
+    let client = clients
+        .get(&claimed.client_id)
+        .await
+        .map_err(|e| OAuthError::internal(&e))?
+        .ok_or_else(failed)?;
+    match (client.is_public(), claimed.secret) {
+        (true, None) => Ok(client),
+        (false, Some(secret)) if client.secret_matches(&secret) => Ok(client),
+        _ => Err(failed()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        // RFC 6749 §2.3.1: id "a b" and secret "p:w+d%" are urlencoded before base64.
+        let header = format!("Basic {}", STANDARD.encode("a+b:p%3Aw%2Bd%25"));
+        let c = parse_basic(&header).unwrap();
+        assert_eq!(c.client_id, "a b");
+        assert_eq!(c.secret.as_deref(), Some("p:w+d%"));
+    }
+
+    #[test]
+    fn malformed_basic_is_refused() {
+        for h in [
+            "Basic",
+            "Basic !!!",
+            "Bearer abc",
+            &format!("Basic {}", STANDARD.encode("nocolon")),
+        ] {
+            assert!(parse_basic(h).is_err(), "{h}");
+        }
+    }
+
+    #[test]
+    fn one_method_only() {
+        let header = format!("Basic {}", STANDARD.encode("a:b"));
+        let presented = PresentedCredentials {
+            authorization: Some(&header),
+            form_client_id: None,
+            form_client_secret: Some("b"),
+        };
+        assert!(claimed(&presented).is_err());
+    }
+}

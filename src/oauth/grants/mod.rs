@@ -1,0 +1,188 @@
+//! The grants of the token endpoint, one module each. The endpoint parses the form into a
+//! [`TokenRequest`] and dispatches here after authenticating the client.
+
+mod client_credentials;
+mod password;
+mod refresh_token;
+
+use poem_openapi::Object;
+
+use super::error::OAuthError;
+use crate::audit::Origin;
+use crate::clients::{Client, GrantType};
+use crate::domain::Scope;
+use crate::state::AppState;
+
+/// The token request, parsed: one variant per grant type (RFC 6749 §4.3, §6, §4.4).
+#[derive(Debug)]
+pub enum TokenRequest {
+    Password {
+        username: String,
+        password: secrecy::SecretString,
+        scope: Scope,
+    },
+    RefreshToken {
+        refresh_token: secrecy::SecretString,
+        scope: Scope,
+    },
+    ClientCredentials {
+        scope: Scope,
+    },
+}
+
+/// The raw form fields the token endpoint reads (others are ignored, RFC 6749 §3.2).
+pub struct RawTokenForm<'a> {
+    pub grant_type: Option<&'a str>,
+    pub username: Option<&'a str>,
+    pub password: Option<&'a str>,
+    pub refresh_token: Option<&'a str>,
+    pub scope: Option<&'a str>,
+}
+
+fn required<'a>(value: Option<&'a str>, name: &str) -> Result<&'a str, OAuthError> {
+    match value {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(OAuthError::invalid_request(format!(
+            "missing required parameter `{name}`"
+        ))),
+    }
+}
+
+impl TokenRequest {
+    pub fn grant_type(&self) -> GrantType {
+        match self {
+            Self::Password { .. } => GrantType::Password,
+            Self::RefreshToken { .. } => GrantType::RefreshToken,
+            Self::ClientCredentials { .. } => GrantType::ClientCredentials,
+        }
+    }
+
+    pub fn parse(form: &RawTokenForm<'_>) -> Result<Self, OAuthError> {
+        let grant_type = required(form.grant_type, "grant_type")?;
+        let scope = Scope::parse(form.scope.unwrap_or(""))
+            .map_err(|e| OAuthError::invalid_scope(e.to_string()))?;
+        match grant_type {
+            "password" => Ok(Self::Password {
+                username: required(form.username, "username")?.to_string(),
+                password: required(form.password, "password")?.to_string().into(),
+                scope,
+            }),
+            "refresh_token" => Ok(Self::RefreshToken {
+                refresh_token: required(form.refresh_token, "refresh_token")?
+                    .to_string()
+                    .into(),
+                scope,
+            }),
+            "client_credentials" => Ok(Self::ClientCredentials { scope }),
+            other => Err(OAuthError::new(
+                super::error::ErrorCode::UnsupportedGrantType,
+                format!(
+                    "grant_type `{}` is not supported (supported: password, refresh_token, client_credentials)",
+                    other.escape_debug()
+                ),
+            )),
+        }
+    }
+}
+
+/// A successful token response (RFC 6749 §5.1).
+#[derive(Debug, Object)]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Lifetime of the access token in seconds.
+    pub expires_in: i64,
+    #[oai(skip_serializing_if_is_none)]
+    pub refresh_token: Option<String>,
+    /// The granted scope (may be narrower than requested, RFC 6749 §3.3).
+    pub scope: String,
+    /// OpenID Connect ID token, when `openid` was granted.
+    #[oai(skip_serializing_if_is_none)]
+    pub id_token: Option<String>,
+}
+
+/// What a grant needs besides its own parameters.
+pub struct GrantContext<'a> {
+    pub state: &'a AppState,
+    pub client: &'a Client,
+    pub origin: &'a Origin,
+}
+
+/// Runs the grant for an authenticated client.
+pub async fn handle(
+    ctx: GrantContext<'_>,
+    request: TokenRequest,
+) -> Result<TokenResponse, OAuthError> {
+    if !ctx.client.allows(request.grant_type()) {
+        return Err(OAuthError::unauthorized_client(format!(
+            "this client may not use the {} grant",
+            request.grant_type().as_str()
+        )));
+    }
+    match request {
+        TokenRequest::Password {
+            username,
+            password,
+            scope,
+        } => password::grant(&ctx, &username, &password, &scope).await,
+        TokenRequest::RefreshToken {
+            refresh_token,
+            scope,
+        } => refresh_token::grant(&ctx, &refresh_token, &scope).await,
+        TokenRequest::ClientCredentials { scope } => client_credentials::grant(&ctx, &scope).await,
+    }
+}
+
+/// Mints the access token (and the ID token when `openid` was granted) for a user sign-in.
+pub(super) async fn user_tokens(
+    ctx: &GrantContext<'_>,
+    user: &crate::users::User,
+    scope: &Scope,
+    sid: &str,
+    auth_time: i64,
+    refresh_token: Option<String>,
+) -> Result<TokenResponse, OAuthError> {
+    let tokens = &ctx.state.tokens;
+    let scope_text = scope.to_string();
+    let access = tokens
+        .mint_access(
+            &user.id,
+            &ctx.client.client_id,
+            &scope_text,
+            user.roles.clone(),
+            Some(sid),
+            Some(auth_time),
+        )
+        .map_err(|e| OAuthError::internal(&e))?;
+    let id_token = if scope.contains("openid") {
+        let claims = super::tokens::IdClaims {
+            iss: tokens.issuer.clone(),
+            sub: user.id.clone(),
+            aud: ctx.client.client_id.clone(),
+            exp: access.claims.exp,
+            iat: access.claims.iat,
+            auth_time,
+            azp: ctx.client.client_id.clone(),
+            sid: sid.to_string(),
+            nonce: None,
+            preferred_username: scope.contains("profile").then(|| user.username.clone()),
+            email: scope.contains("email").then(|| user.email.clone()),
+        };
+        Some(
+            tokens
+                .mint_id_token(&claims)
+                .map_err(|e| OAuthError::internal(&e))?,
+        )
+    } else {
+        None
+    };
+    Ok(TokenResponse {
+        access_token: access.token,
+        token_type: "Bearer".into(),
+        expires_in: tokens.access_ttl_secs(),
+        refresh_token,
+        scope: scope_text,
+        id_token,
+    })
+}

@@ -1,0 +1,12 @@
+//! OAuth 2.0 and OpenID Connect: the token endpoint and its grants, client authentication,
+//! token minting and validation, refresh-token families, revocation, introspection, userinfo
+//! and discovery.
+
+pub mod api;
+pub mod client_auth;
+pub mod discovery;
+pub mod error;
+pub mod grants;
+pub mod refresh;
+pub mod scope;
+pub mod tokens;

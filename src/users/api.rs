@@ -1,0 +1,182 @@
+//! `/api/v1/users`: registration and one's own profile.
+
+use poem::Request;
+use poem::web::Data;
+use poem_openapi::payload::Json;
+use poem_openapi::types::MaybeUndefined;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use serde_json::json;
+
+use super::{ProfileUpdate, User, UserError};
+use crate::audit::{Event, EventType, Outcome};
+use crate::domain::{Email, Password, Username};
+use crate::http::problem::ApiError;
+use crate::http::{ApiTags, BearerAuth, origin};
+use crate::state::AppState;
+
+/// New account.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct Registration {
+    /// 3–32 characters of letters, digits, `_`, `.`, `-` (case-insensitive).
+    pub username: String,
+    pub email: String,
+    /// 12–128 characters, not equal to the username or email.
+    #[oai(write_only)]
+    pub password: String,
+}
+
+/// Changes to one's own profile; absent fields stay as they are.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct ProfilePatch {
+    pub email: Option<String>,
+    /// Display name (at most 200 characters); `null` clears it.
+    pub name: MaybeUndefined<String>,
+}
+
+/// A user account as the API shows it (never the password hash).
+#[derive(Debug, Object)]
+pub struct UserView {
+    pub id: String,
+    pub username: String,
+    pub email: String,
+    #[oai(skip_serializing_if_is_none)]
+    pub name: Option<String>,
+    pub roles: Vec<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+impl From<User> for UserView {
+    fn from(u: User) -> Self {
+        Self {
+            id: u.id,
+            username: u.username,
+            email: u.email,
+            name: u.name,
+            roles: u.roles,
+            created_at: u.created_at,
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+pub enum RegisterResponse {
+    /// The account was created.
+    #[oai(status = 201)]
+    Created(Json<UserView>),
+}
+
+fn user_error(e: UserError) -> ApiError {
+    match e {
+        UserError::Duplicate => {
+            ApiError::conflict("an account with this username or email already exists")
+        }
+        UserError::NotFound => ApiError::invalid_token("the user no longer exists"),
+        UserError::UnknownRole(role) => {
+            ApiError::invalid_input("roles", format!("unknown role `{role}`"))
+        }
+        other => ApiError::internal(&other),
+    }
+}
+
+fn display_name(raw: &str) -> Result<String, ApiError> {
+    let trimmed = raw.trim();
+    if trimmed.is_empty() || trimmed.chars().count() > 200 || trimmed.chars().any(char::is_control)
+    {
+        return Err(ApiError::invalid_input(
+            "name",
+            "must be 1 to 200 characters without control characters",
+        ));
+    }
+    Ok(trimmed.to_string())
+}
+
+pub struct UsersApi;
+
+#[OpenApi(prefix_path = "/api/v1/users", tag = "ApiTags::Users")]
+impl UsersApi {
+    /// Register a new account. New users get the `reader` role.
+    #[oai(path = "/", method = "post", operation_id = "register")]
+    async fn register(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        body: Json<Registration>,
+    ) -> Result<RegisterResponse, ApiError> {
+        let username = Username::parse(&body.username)?;
+        let email = Email::parse(&body.email)?;
+        let password = Password::parse(&body.password, &username, &email)?;
+        let user = state
+            .users
+            .register(&username, &email, &password, &[])
+            .await
+            .map_err(user_error)?;
+        state
+            .audit
+            .record(
+                &origin(req),
+                Event::new(EventType::UserRegistered, Outcome::Success)
+                    .actor(&user.id)
+                    .details(json!({"username": user.username})),
+            )
+            .await;
+        Ok(RegisterResponse::Created(Json(user.into())))
+    }
+
+    /// The signed-in user's profile.
+    #[oai(path = "/me", method = "get", operation_id = "get_me")]
+    async fn me(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+    ) -> Result<Json<UserView>, ApiError> {
+        let user = state.users.get(auth.user_id()?).await.map_err(user_error)?;
+        Ok(Json(user.into()))
+    }
+
+    /// Update the signed-in user's email or display name. Roles cannot be changed here.
+    #[oai(path = "/me", method = "patch", operation_id = "update_me")]
+    async fn update_me(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        auth: BearerAuth,
+        body: Json<ProfilePatch>,
+    ) -> Result<Json<UserView>, ApiError> {
+        let user_id = auth.user_id()?;
+        let body = body.0;
+        let update = ProfileUpdate {
+            email: body.email.as_deref().map(Email::parse).transpose()?,
+            name: match body.name {
+                MaybeUndefined::Undefined => None,
+                MaybeUndefined::Null => Some(None),
+                MaybeUndefined::Value(v) => Some(Some(display_name(&v)?)),
+            },
+        };
+        let changed: Vec<&str> = [
+            update.email.as_ref().map(|_| "email"),
+            update.name.as_ref().map(|_| "name"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let user = state
+            .users
+            .update_profile(user_id, update)
+            .await
+            .map_err(user_error)?;
+        state
+            .audit
+            .record(
+                &origin(req),
+                Event::new(EventType::UserUpdated, Outcome::Success)
+                    .actor(&user.id)
+                    .client(&auth.0.client_id)
+                    .details(json!({"fields": changed})),
+            )
+            .await;
+        Ok(Json(user.into()))
+    }
+}

@@ -1,0 +1,219 @@
+//! User accounts: registration, password sign-in, profile, and the roles and permissions a
+//! user holds.
+
+pub mod api;
+mod password;
+
+use std::collections::BTreeSet;
+
+use entities::{role_permissions, roles, user_roles, users};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    Set, SqlErr, TransactionTrait,
+};
+use serde::Serialize;
+
+pub use self::password::{HashError, PasswordHasher};
+use crate::clock::SharedClock;
+use crate::domain::{Email, Password, Scope, Username};
+
+/// The role every new user gets.
+pub const DEFAULT_ROLE: &str = "reader";
+
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error("an account with this username or email already exists")]
+    Duplicate,
+    #[error("no such user")]
+    NotFound,
+    #[error("unknown role `{0}`")]
+    UnknownRole(String),
+    #[error("database error: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    #[error(transparent)]
+    Hash(#[from] HashError),
+}
+
+/// A user as the rest of the server sees it (never the password hash).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub email: String,
+    pub name: Option<String>,
+    pub disabled: bool,
+    pub roles: Vec<String>,
+    pub created_at: i64,
+}
+
+/// Changes to one's own profile.
+#[derive(Debug, Default)]
+pub struct ProfileUpdate {
+    pub email: Option<Email>,
+    pub name: Option<Option<String>>,
+}
+
+#[derive(Clone)]
+pub struct UserService {
+    db: DatabaseConnection,
+    hasher: PasswordHasher,
+    clock: SharedClock,
+}
+
+impl UserService {
+    pub fn new(db: DatabaseConnection, hasher: PasswordHasher, clock: SharedClock) -> Self {
+        Self { db, hasher, clock }
+    }
+
+    /// Registers a user with the given roles (the default role when `roles` is empty).
+    #[tracing::instrument(skip_all, fields(username = username.as_str()))]
+    pub async fn register(
+        &self,
+        username: &Username,
+        email: &Email,
+        password: &Password,
+        roles: &[String],
+    ) -> Result<User, UserError> {
+        let hash = self.hasher.hash(password.expose()).await?;
+        let now = self.clock.now();
+        let id = uuid::Uuid::new_v4().to_string();
+        let roles: Vec<String> = if roles.is_empty() {
+            vec![DEFAULT_ROLE.to_string()]
+        } else {
+            roles.to_vec()
+        };
+        let txn = self.db.begin().await?;
+        for role in &roles {
+            if roles::Entity::find_by_id(role.clone())
+                .one(&txn)
+                .await?
+                .is_none()
+            {
+                return Err(UserError::UnknownRole(role.clone()));
+            }
+        }
+        let row = users::ActiveModel {
+            id: Set(id.clone()),
+            username: Set(username.as_str().to_string()),
+            email: Set(email.as_str().to_string()),
+            name: Set(None),
+            password_hash: Set(hash),
+            disabled: Set(false),
+            created_at: Set(now),
+            updated_at: Set(now),
+        };
+        if let Err(e) = row.insert(&txn).await {
+            return Err(match e.sql_err() {
+                Some(SqlErr::UniqueConstraintViolation(_)) => UserError::Duplicate,
+                _ => e.into(),
+            });
+        }
+        for role in &roles {
+            user_roles::ActiveModel {
+                user_id: Set(id.clone()),
+                role: Set(role.clone()),
+            }
+            .insert(&txn)
+            .await?;
+        }
+        txn.commit().await?;
+        self.get(&id).await
+    }
+
+    pub async fn get(&self, id: &str) -> Result<User, UserError> {
+        let row = users::Entity::find_by_id(id.to_string())
+            .one(&self.db)
+            .await?
+            .ok_or(UserError::NotFound)?;
+        let roles = self.roles(id).await?;
+        Ok(to_user(row, roles))
+    }
+
+    /// Checks a username-or-email and password. Returns the user only when the account exists,
+    /// is enabled and the password matches; otherwise `None`, after the same bcrypt work in
+    /// every case, so callers answer unknown users, wrong passwords and disabled accounts alike.
+    #[tracing::instrument(skip_all)]
+    pub async fn authenticate(
+        &self,
+        login: &str,
+        password: &str,
+    ) -> Result<Option<User>, UserError> {
+        let login = login.to_ascii_lowercase();
+        let column = if login.contains('@') {
+            users::Column::Email
+        } else {
+            users::Column::Username
+        };
+        let row = users::Entity::find()
+            .filter(column.eq(login))
+            .one(&self.db)
+            .await?;
+        let verified = self
+            .hasher
+            .verify(password, row.as_ref().map(|r| r.password_hash.as_str()))
+            .await?;
+        match row {
+            Some(row) if verified && !row.disabled => {
+                let roles = self.roles(&row.id).await?;
+                Ok(Some(to_user(row, roles)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    pub async fn update_profile(&self, id: &str, update: ProfileUpdate) -> Result<User, UserError> {
+        let row = users::Entity::find_by_id(id.to_string())
+            .one(&self.db)
+            .await?
+            .ok_or(UserError::NotFound)?;
+        let mut active: users::ActiveModel = row.into();
+        if let Some(email) = update.email {
+            active.email = Set(email.as_str().to_string());
+        }
+        if let Some(name) = update.name {
+            active.name = Set(name);
+        }
+        active.updated_at = Set(self.clock.now());
+        if let Err(e) = active.update(&self.db).await {
+            return Err(match e.sql_err() {
+                Some(SqlErr::UniqueConstraintViolation(_)) => UserError::Duplicate,
+                _ => e.into(),
+            });
+        }
+        self.get(id).await
+    }
+
+    pub async fn roles(&self, user_id: &str) -> Result<Vec<String>, UserError> {
+        roles_of(&self.db, user_id).await
+    }
+
+    /// The permissions granted by the user's roles, as scope tokens.
+    pub async fn permissions(&self, roles: &[String]) -> Result<Scope, UserError> {
+        let rows = role_permissions::Entity::find()
+            .filter(role_permissions::Column::Role.is_in(roles.iter().cloned()))
+            .all(&self.db)
+            .await?;
+        Ok(Scope::from_tokens(rows.into_iter().map(|r| r.permission)))
+    }
+}
+
+async fn roles_of(db: &impl ConnectionTrait, user_id: &str) -> Result<Vec<String>, UserError> {
+    let rows = user_roles::Entity::find()
+        .filter(user_roles::Column::UserId.eq(user_id))
+        .all(db)
+        .await?;
+    let set: BTreeSet<String> = rows.into_iter().map(|r| r.role).collect();
+    Ok(set.into_iter().collect())
+}
+
+fn to_user(row: users::Model, roles: Vec<String>) -> User {
+    User {
+        id: row.id,
+        username: row.username,
+        email: row.email,
+        name: row.name,
+        disabled: row.disabled,
+        roles,
+        created_at: row.created_at,
+    }
+}
