@@ -161,8 +161,10 @@ impl RawSettings {
             figment = figment.merge(Toml::file(path));
         }
         // PORTCULLIS_CONFIG names the file itself; PORTCULLIS_TEST_* belong to the test suite.
-        let env = Env::prefixed("PORTCULLIS_")
-            .filter(|key| key != "config" && !key.as_str().starts_with("test_"));
+        let env = Env::prefixed("PORTCULLIS_").filter(|key| {
+            let key = key.as_str().to_ascii_lowercase();
+            key != "config" && !key.starts_with("test_")
+        });
         figment
             .merge(env)
             .extract()

@@ -5,5 +5,5 @@
 mod ring;
 mod service;
 
-pub use self::ring::{KeyRing, KeySet, SignError};
+pub use self::ring::{KeyRing, KeySet, PublicJwk, SignError, SigningKey, sign_with};
 pub use self::service::{KeyError, KeyInfo, KeyService, KeyState};

@@ -8,6 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::error::OAuthError;
 use crate::clients::{Client, ClientService};
+use crate::domain::ClientId;
 
 /// Credentials as presented, before checking.
 #[derive(Default)]
@@ -88,8 +89,9 @@ pub async fn authenticate(
 ) -> Result<Client, OAuthError> {
     let claimed = claimed(presented)?;
     let failed = || OAuthError::invalid_client("client authentication failed");
+    let client_id = ClientId::parse(&claimed.client_id).map_err(|_| failed())?;
     let client = clients
-        .get(&claimed.client_id)
+        .get(client_id.as_str())
         .await
         .map_err(|e| OAuthError::internal(&e))?
         .ok_or_else(failed)?;

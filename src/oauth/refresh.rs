@@ -16,11 +16,16 @@ use sea_orm::{
 
 use crate::clock::SharedClock;
 use crate::crypto::{CryptoError, random_token, secret_digest};
+use crate::domain::Scope;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RefreshError {
     #[error("the refresh token is invalid, expired or revoked")]
     Invalid,
+    /// RFC 6749 §6: the requested scope is not within the originally granted one. Checked
+    /// before rotation, so the client keeps its (unused) token.
+    #[error("the requested scope exceeds the scope originally granted")]
+    ScopeExceeded,
     /// An already-rotated token was presented; the family is now revoked.
     #[error("the refresh token was already used; the sign-in has been revoked")]
     Reused { family_id: String, user_id: String },
@@ -140,8 +145,13 @@ impl RefreshService {
     }
 
     /// Rotates `presented` for `client_id`: the old token becomes `rotated`, a new one is
-    /// issued in the same family.
-    pub async fn rotate(&self, presented: &str, client_id: &str) -> Result<Rotated, RefreshError> {
+    /// issued in the same family. A non-empty `requested` scope must lie within the token's.
+    pub async fn rotate(
+        &self,
+        presented: &str,
+        client_id: &str,
+        requested: &Scope,
+    ) -> Result<Rotated, RefreshError> {
         let now = self.clock.now();
         let Some((token, family)) = self.find(&self.db, presented).await? else {
             return Err(RefreshError::Invalid);
@@ -154,6 +164,9 @@ impl RefreshService {
             "active" if token.expires_at > now => {}
             "rotated" => return Err(self.reuse_detected(&family).await),
             _ => return Err(RefreshError::Invalid),
+        }
+        if !requested.is_subset(&Scope::parse(&token.scope).unwrap_or_default()) {
+            return Err(RefreshError::ScopeExceeded);
         }
 
         let txn = self.db.begin().await?;

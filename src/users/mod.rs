@@ -144,10 +144,17 @@ impl UserService {
         } else {
             users::Column::Username
         };
-        let row = users::Entity::find()
-            .filter(column.eq(login))
-            .one(&self.db)
-            .await?;
+        // No account has such a name: skip the lookup (PostgreSQL refuses NUL bytes in text),
+        // but not the bcrypt work, so the answer looks like any other unknown user.
+        let plausible = login.len() <= 254 && !login.chars().any(char::is_control);
+        let row = if plausible {
+            users::Entity::find()
+                .filter(column.eq(login))
+                .one(&self.db)
+                .await?
+        } else {
+            None
+        };
         let verified = self
             .hasher
             .verify(password, row.as_ref().map(|r| r.password_hash.as_str()))

@@ -23,7 +23,7 @@ pub async fn grant(
     let client_id = ctx.client.client_id.as_str();
     let rotated = match state
         .refresh
-        .rotate(presented.expose_secret(), client_id)
+        .rotate(presented.expose_secret(), client_id, requested)
         .await
     {
         Ok(r) => r,
@@ -46,6 +46,11 @@ pub async fn grant(
                 "the refresh token is invalid, expired or revoked",
             ));
         }
+        Err(RefreshError::ScopeExceeded) => {
+            return Err(OAuthError::invalid_scope(
+                "the requested scope exceeds the scope originally granted",
+            ));
+        }
         Err(RefreshError::Invalid) => {
             return Err(OAuthError::invalid_grant(
                 "the refresh token is invalid, expired or revoked",
@@ -55,12 +60,6 @@ pub async fn grant(
     };
 
     let family_scope = Scope::parse(&rotated.scope).unwrap_or_default();
-    // RFC 6749 §6: a refresh may narrow the scope, never widen it.
-    if !requested.is_empty() && !requested.is_subset(&family_scope) {
-        return Err(OAuthError::invalid_scope(
-            "the requested scope exceeds the scope originally granted",
-        ));
-    }
     let user = match state.users.get(&rotated.user_id).await {
         Ok(u) if !u.disabled => u,
         Ok(_) | Err(UserError::NotFound) => {

@@ -1,0 +1,207 @@
+//! The `portcullis` binary: configuration errors name the setting; migrate, user create,
+//! client create, keys list/rotate and openapi work against one database.
+
+use std::io::Write as _;
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
+
+struct Sandbox {
+    dir: std::path::PathBuf,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("portcullis-cli-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self { dir }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .current_dir(&self.dir)
+            .env_remove("PORTCULLIS_DATABASE_URL")
+            .env_remove("PORTCULLIS_REDIS_URL")
+            .env_remove("PORTCULLIS_CONFIG")
+            .env("PORTCULLIS_BCRYPT_COST", "4")
+            .env("PORTCULLIS_LOG", "warn");
+        cmd
+    }
+
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).unwrap();
+        }
+        drop(input);
+        child.wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn bad_configuration_fails_at_start_naming_the_setting() {
+    let sandbox = Sandbox::new();
+    for (var, value) in [
+        ("PORTCULLIS_BCRYPT_COST", "abc"),
+        ("PORTCULLIS_BCRYPT_COST", "99"),
+        ("PORTCULLIS_LISTEN", "not-an-address"),
+        ("PORTCULLIS_ISSUER", "ftp://example.com"),
+        ("PORTCULLIS_MASTER_KEY", "dG9vIHNob3J0"),
+        ("PORTCULLIS_ACCESS_TOKEN_TTL", "soon"),
+        ("PORTCULLIS_DATABASE_URL", "mysql://x"),
+        ("PORTCULLIS_NO_SUCH_SETTING", "1"),
+    ] {
+        let out = sandbox
+            .command(&["migrate"])
+            .env(var, value)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{var}={value} should fail");
+        let err = stderr(&out).to_lowercase();
+        let setting = var.trim_start_matches("PORTCULLIS_").to_lowercase();
+        assert!(err.contains(&setting), "{var}={value}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn operator_commands_work_on_one_database() {
+    let sandbox = Sandbox::new();
+    let out = sandbox.run(&["migrate"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        sandbox.dir.join("data/portcullis.db").exists(),
+        "SQLite file under data/"
+    );
+
+    let out = sandbox.run(
+        &[
+            "user",
+            "create",
+            "--username",
+            "root",
+            "--email",
+            "root@example.com",
+            "--password-stdin",
+            "--role",
+            "admin",
+        ],
+        Some("a long admin password\n"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let user: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(user["roles"], serde_json::json!(["admin"]));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("a long admin password"));
+
+    let out = sandbox.run(
+        &[
+            "client",
+            "create",
+            "--client-id",
+            "svc",
+            "--grant-types",
+            "client_credentials",
+            "--scopes",
+            "articles:read users:read",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let client: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(client["client_type"], "confidential");
+    assert!(client["client_secret"].as_str().unwrap().len() >= 43);
+
+    let out = sandbox.run(
+        &[
+            "client",
+            "create",
+            "--client-id",
+            "spa2",
+            "--public",
+            "--grant-types",
+            "password,refresh_token",
+            "--scopes",
+            "openid",
+            "--redirect-uri",
+            "https://app.example.com/cb",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = sandbox.run(
+        &[
+            "client",
+            "create",
+            "--client-id",
+            "x",
+            "--grant-types",
+            "implicit",
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("implicit"));
+    let out = sandbox.run(
+        &[
+            "client",
+            "create",
+            "--client-id",
+            "y",
+            "--secret",
+            "short",
+            "--grant-types",
+            "client_credentials",
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("32"), "{}", stderr(&out));
+
+    let out = sandbox.run(&["keys", "list"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let keys: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let states: Vec<&str> = keys.iter().map(|k| k["state"].as_str().unwrap()).collect();
+    assert_eq!(states, vec!["current", "next"]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("private"));
+
+    let out = sandbox.run(&["keys", "rotate"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = sandbox.run(&["keys", "list"], None);
+    let keys: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let mut states: Vec<&str> = keys.iter().map(|k| k["state"].as_str().unwrap()).collect();
+    states.sort_unstable();
+    assert_eq!(states, vec!["current", "next", "retired"]);
+
+    let master = sandbox.dir.join("keys/master.key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(
+            std::fs::metadata(&master).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+
+    let out = sandbox.run(&["openapi"], None);
+    assert!(out.status.success());
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["info"]["title"], "Portcullis");
+}

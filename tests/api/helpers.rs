@@ -1,0 +1,326 @@
+//! `spawn_app()` and request helpers shared by the test modules.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use portcullis::clients::{GrantType, NewClient};
+use portcullis::clock::ManualClock;
+use portcullis::config::{DurationSetting, RawSettings};
+use portcullis::domain::{ClientId, Scope};
+use portcullis::state::{AppState, BuildOptions};
+use reqwest::{Response, StatusCode};
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::Value;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+pub const SPA: &str = "portcullis-spa";
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub state: AppState,
+    pub clock: ManualClock,
+    pub dir: PathBuf,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A fresh PostgreSQL database on the server of PORTCULLIS_TEST_DATABASE_URL.
+async fn fresh_postgres(base_url: &str) -> String {
+    let name = format!("portcullis_test_{}", uuid::Uuid::new_v4().simple());
+    let admin = Database::connect(base_url)
+        .await
+        .expect("connect to PostgreSQL");
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create test database");
+    admin.close().await.ok();
+    let (prefix, _) = base_url.rsplit_once('/').expect("database URL has a path");
+    format!("{prefix}/{name}")
+}
+
+pub fn test_settings(dir: &std::path::Path) -> RawSettings {
+    RawSettings {
+        bcrypt_cost: 4,
+        keys_dir: dir.join("keys"),
+        seed_public_client: Some(true),
+        database_url: Some(format!(
+            "sqlite://{}?mode=rwc",
+            dir.join("portcullis.db").display()
+        )),
+        redis_url: std::env::var("PORTCULLIS_TEST_REDIS_URL").ok(),
+        log: "warn".into(),
+        ..RawSettings::default()
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts the server with settings adjusted by `adjust`.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut RawSettings)) -> TestApp {
+    portcullis::install_crypto_provider();
+    let dir = std::env::temp_dir().join(format!("portcullis-test-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let base = format!("http://{addr}");
+
+    let mut raw = test_settings(&dir);
+    raw.issuer = base.clone();
+    if let Ok(url) = std::env::var("PORTCULLIS_TEST_DATABASE_URL") {
+        raw.database_url = Some(fresh_postgres(&url).await);
+    }
+    adjust(&mut raw);
+    let settings = raw.validate().expect("valid test settings");
+    let clock = ManualClock::new();
+    let state = AppState::build(
+        settings,
+        BuildOptions {
+            clock: Arc::new(clock.clone()),
+            store_prefix: format!("test:{}:", uuid::Uuid::new_v4().simple()),
+        },
+    )
+    .await
+    .expect("app state");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = state.clone();
+    tokio::spawn(async move {
+        let _ = portcullis::serve_on(listener, serving, async {
+            let _ = rx.await;
+        })
+        .await;
+    });
+    TestApp {
+        base,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        state,
+        clock,
+        dir,
+        _shutdown: tx,
+    }
+}
+
+/// A token response or error, with status and headers kept.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    pub async fn from(resp: Response) -> Self {
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("body");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Self {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub fn str(&self, key: &str) -> String {
+        self.body[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("`{key}` missing in {}", self.body))
+            .to_string()
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().expect("ascii header").to_string())
+    }
+
+    /// Asserts an RFC 6749 §5.2 error with this status and code.
+    #[track_caller]
+    pub fn assert_oauth_error(&self, status: u16, error: &str) {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        assert_eq!(self.body["error"], error, "body: {}", self.body);
+        assert!(
+            self.body["error_description"].is_string(),
+            "error_description missing: {}",
+            self.body
+        );
+        assert_eq!(self.header("cache-control").as_deref(), Some("no-store"));
+    }
+}
+
+pub struct Confidential {
+    pub id: String,
+    pub secret: String,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Answer {
+        Answer::from(
+            self.http
+                .post(self.url(path))
+                .form(form)
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await
+    }
+
+    pub async fn post_form_basic(
+        &self,
+        path: &str,
+        client: &Confidential,
+        form: &[(&str, &str)],
+    ) -> Answer {
+        Answer::from(
+            self.http
+                .post(self.url(path))
+                .basic_auth(&client.id, Some(&client.secret))
+                .form(form)
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await
+    }
+
+    pub async fn get_bearer(&self, path: &str, token: &str) -> Answer {
+        Answer::from(
+            self.http
+                .get(self.url(path))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await
+    }
+
+    pub async fn register(&self, username: &str) -> Answer {
+        Answer::from(
+            self.http
+                .post(self.url("/api/v1/users"))
+                .json(&serde_json::json!({
+                    "username": username,
+                    "email": format!("{username}@example.com"),
+                    "password": PASSWORD,
+                }))
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await
+    }
+
+    /// Registers `username` and signs in with the public client; returns the token answer.
+    pub async fn sign_in(&self, username: &str, scope: &str) -> Answer {
+        let reg = self.register(username).await;
+        assert_eq!(reg.status, StatusCode::CREATED, "{}", reg.body);
+        self.password_grant(username, scope).await
+    }
+
+    pub async fn password_grant(&self, username: &str, scope: &str) -> Answer {
+        let answer = self
+            .post_form(
+                "/oauth/token",
+                &[
+                    ("grant_type", "password"),
+                    ("username", username),
+                    ("password", PASSWORD),
+                    ("client_id", SPA),
+                    ("scope", scope),
+                ],
+            )
+            .await;
+        answer
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Answer {
+        self.post_form(
+            "/oauth/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+                ("client_id", SPA),
+            ],
+        )
+        .await
+    }
+
+    /// Registers a confidential client with a generated secret.
+    pub async fn confidential_client(
+        &self,
+        id: &str,
+        grants: &[GrantType],
+        scopes: &str,
+    ) -> Confidential {
+        let created = self
+            .state
+            .clients
+            .create(NewClient {
+                client_id: ClientId::parse(id).unwrap(),
+                name: id.into(),
+                secret: Some(None),
+                grant_types: grants.to_vec(),
+                scopes: Scope::parse(scopes).unwrap(),
+                redirect_uris: vec![],
+            })
+            .await
+            .expect("create client");
+        Confidential {
+            id: id.into(),
+            secret: created.client_secret.expect("generated secret"),
+        }
+    }
+
+    /// A resource-server style client allowed to introspect.
+    pub async fn resource_server(&self) -> Confidential {
+        self.confidential_client(
+            "resource-server",
+            &[GrantType::ClientCredentials],
+            "articles:read",
+        )
+        .await
+    }
+
+    pub async fn introspect(&self, rs: &Confidential, token: &str) -> Answer {
+        self.post_form_basic("/oauth/introspect", rs, &[("token", token)])
+            .await
+    }
+}
+
+/// Shortens access tokens to make expiry tests readable.
+pub fn short_tokens(raw: &mut RawSettings) {
+    raw.access_token_ttl = DurationSetting::Seconds(60);
+    raw.refresh_token_ttl = DurationSetting::Seconds(600);
+}
+
+/// Decodes a JWT part without verifying (tests inspect what the server produced).
+pub fn jwt_part(token: &str, index: usize) -> Value {
+    use base64::Engine as _;
+    let part = token.split('.').nth(index).expect("JWT part");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON")
+}

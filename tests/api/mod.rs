@@ -1,0 +1,13 @@
+mod helpers;
+
+mod cli;
+mod discovery;
+mod introspection;
+mod openapi;
+mod refresh;
+mod revocation;
+mod robustness;
+mod store;
+mod token_endpoint;
+mod token_security;
+mod users;

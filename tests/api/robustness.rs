@@ -1,0 +1,159 @@
+//! No input, however malformed, produces a 500: every endpoint × hostile bodies and headers.
+
+use reqwest::StatusCode;
+
+use super::helpers::*;
+
+#[tokio::test]
+async fn malformed_requests_never_get_a_server_error() {
+    let app = spawn_app().await;
+    let at = app.sign_in("alice", "openid").await.str("access_token");
+    let endpoints = [
+        ("POST", "/oauth/token"),
+        ("POST", "/oauth/revoke"),
+        ("POST", "/oauth/introspect"),
+        ("GET", "/oauth/userinfo"),
+        ("POST", "/api/v1/users"),
+        ("GET", "/api/v1/users/me"),
+        ("PATCH", "/api/v1/users/me"),
+        ("GET", "/.well-known/jwks.json"),
+        ("DELETE", "/oauth/token"),
+        ("GET", "/no/such/path"),
+    ];
+    let invalid_utf8: &[u8] = &[0xff, 0xfe, 0x00, 0x80];
+    let bodies: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "application/x-www-form-urlencoded",
+            b"grant_type=%ZZ&&==&".to_vec(),
+        ),
+        ("application/x-www-form-urlencoded", invalid_utf8.to_vec()),
+        (
+            "application/x-www-form-urlencoded",
+            b"grant_type=password&username=%00&password=%00&client_id=portcullis-spa".to_vec(),
+        ),
+        (
+            "application/x-www-form-urlencoded",
+            b"grant_type=client_credentials&client_id=%00&client_secret=%00".to_vec(),
+        ),
+        (
+            "application/x-www-form-urlencoded",
+            b"token=%00&client_id=a%00b".to_vec(),
+        ),
+        (
+            "application/x-www-form-urlencoded",
+            format!(
+                "grant_type=password&username={}&password=x&client_id=portcullis-spa",
+                "a".repeat(100_000)
+            )
+            .into_bytes(),
+        ),
+        ("application/json", b"{".to_vec()),
+        ("application/json", b"null".to_vec()),
+        (
+            "application/json",
+            b"{\"username\": {\"$gt\": \"\"}}".to_vec(),
+        ),
+        ("application/json", invalid_utf8.to_vec()),
+        ("text/plain", b"hello".to_vec()),
+        ("multipart/form-data; boundary=x", b"--x\r\n".to_vec()),
+        ("", Vec::new()),
+    ];
+    let auths = [
+        None,
+        Some(format!("Bearer {at}")),
+        Some("Basic !!!".to_string()),
+        Some("Basic Og==".to_string()),
+        Some("Bearer".to_string()),
+        Some(format!("Basic {}", "A".repeat(5000))),
+    ];
+    for (method, path) in endpoints {
+        for (content_type, body) in &bodies {
+            for auth in &auths {
+                let mut req = app
+                    .http
+                    .request(method.parse().unwrap(), app.url(path))
+                    .body(body.clone());
+                if !content_type.is_empty() {
+                    req = req.header("content-type", *content_type);
+                }
+                if let Some(auth) = auth {
+                    req = req.header("authorization", auth);
+                }
+                let resp = req.send().await.unwrap();
+                let status = resp.status();
+                let text = resp.text().await.unwrap();
+                assert!(
+                    status.is_success()
+                        || status.is_client_error()
+                        || status == StatusCode::NOT_MODIFIED,
+                    "{method} {path} [{content_type}] auth={auth:?}: {status} {text:.300}"
+                );
+                if status.is_client_error() {
+                    let json: serde_json::Value =
+                        serde_json::from_str(&text).unwrap_or_else(|_| {
+                            panic!("{method} {path}: non-JSON error body {text:.200}")
+                        });
+                    assert!(
+                        json.get("error").is_some() || json.get("code").is_some(),
+                        "{method} {path}: {json}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused_with_413() {
+    let app = spawn_app().await;
+    let big = vec![b'a'; portcullis::http::MAX_BODY_BYTES + 1];
+    let resp = app
+        .http
+        .post(app.url("/api/v1/users"))
+        .header("content-type", "application/json")
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Chunked (no Content-Length) is bounded as well.
+    let stream = futures_util_stream(big);
+    let resp = app
+        .http
+        .post(app.url("/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+fn futures_util_stream(
+    bytes: Vec<u8>,
+) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + Sync + 'static {
+    struct Chunks(std::vec::IntoIter<Vec<u8>>);
+    impl futures_core::Stream for Chunks {
+        type Item = Result<Vec<u8>, std::io::Error>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            std::task::Poll::Ready(self.0.next().map(Ok))
+        }
+    }
+    let chunks: Vec<Vec<u8>> = bytes.chunks(16 * 1024).map(<[u8]>::to_vec).collect();
+    Chunks(chunks.into_iter())
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let app = spawn_app().await;
+    let health = Answer::from(app.http.get(app.url("/healthz")).send().await.unwrap()).await;
+    assert_eq!(health.status, StatusCode::OK);
+    let ready = Answer::from(app.http.get(app.url("/readyz")).send().await.unwrap()).await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.body);
+    assert_eq!(ready.body["database"], "ok");
+    assert_eq!(ready.body["store"], "ok");
+    assert!(ready.header("x-request-id").is_some());
+}
