@@ -240,19 +240,17 @@ impl TestApp {
     }
 
     pub async fn password_grant(&self, username: &str, scope: &str) -> Answer {
-        let answer = self
-            .post_form(
-                "/oauth/token",
-                &[
-                    ("grant_type", "password"),
-                    ("username", username),
-                    ("password", PASSWORD),
-                    ("client_id", SPA),
-                    ("scope", scope),
-                ],
-            )
-            .await;
-        answer
+        self.post_form(
+            "/oauth/token",
+            &[
+                ("grant_type", "password"),
+                ("username", username),
+                ("password", PASSWORD),
+                ("client_id", SPA),
+                ("scope", scope),
+            ],
+        )
+        .await
     }
 
     pub async fn refresh(&self, refresh_token: &str) -> Answer {
