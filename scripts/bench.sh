@@ -23,7 +23,6 @@
 #   BENCH_SKIP_SIGNING=1  skip `cargo bench --bench signing`
 #   BENCH_LOG           server log filter (default warn: logging must not dominate)
 #   PORTCULLIS_DATABASE_URL / PORTCULLIS_REDIS_URL  "with PostgreSQL + Redis" variant
-#   PORTCULLIS_RATE_LIMIT_ENABLED  default false here: wrk sends everything from one address
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -146,7 +145,6 @@ fi
 export PORTCULLIS_LISTEN="127.0.0.1:$PORT"
 export PORTCULLIS_ISSUER="$BASE"
 export PORTCULLIS_LOG="${BENCH_LOG:-warn}"
-export PORTCULLIS_RATE_LIMIT_ENABLED="${PORTCULLIS_RATE_LIMIT_ENABLED:-false}"
 unset PORTCULLIS_CONFIG
 
 CLIENT_SECRET="$(random_secret)"
