@@ -205,3 +205,72 @@ fn operator_commands_work_on_one_database() {
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["info"]["title"], "Portcullis");
 }
+
+fn healthz_ok(port: u16) -> bool {
+    use std::io::Read as _;
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    if stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.1 200")
+}
+
+#[test]
+fn serve_starts_with_zero_configuration_and_stops_on_sigterm() {
+    let sandbox = Sandbox::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = sandbox
+        .command(&["serve"])
+        .env("PORTCULLIS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("PORTCULLIS_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !healthz_ok(port) {
+        assert!(child.try_wait().unwrap().is_none(), "server exited early");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server did not come up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let out = child.wait_with_output().unwrap();
+    assert!(status.success(), "exit status {status}: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("shutdown requested"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(sandbox.dir.join("data/portcullis.db").exists());
+    assert!(sandbox.dir.join("keys/master.key").exists());
+}
