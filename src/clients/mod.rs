@@ -2,6 +2,10 @@
 //! (secret stored as a SHA-256 digest, compared in constant time), each with its allowed grant
 //! types, scopes and redirect URIs.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
 use entities::clients;
 use sea_orm::{ActiveModelTrait, DatabaseConnection, EntityTrait, Set, SqlErr};
 use secrecy::{ExposeSecret, SecretString};
@@ -113,22 +117,61 @@ pub struct CreatedClient {
     pub redirect_uris: Vec<String>,
 }
 
+/// How long a client read from the database is served from memory. Every confidential-client
+/// request (client credentials, introspection) authenticates its client, so this keeps the
+/// database off the hot path; a change to a client reaches every instance within this bound.
+pub const CLIENT_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// Entries beyond which the cache is emptied (bounded memory whatever the traffic).
+const CLIENT_CACHE_MAX: usize = 10_000;
+
+type ClientCache = RwLock<HashMap<String, (Instant, Arc<Client>)>>;
+
 #[derive(Clone)]
 pub struct ClientService {
     db: DatabaseConnection,
     clock: SharedClock,
+    cache: Arc<ClientCache>,
 }
 
 impl ClientService {
     pub fn new(db: DatabaseConnection, clock: SharedClock) -> Self {
-        Self { db, clock }
+        Self {
+            db,
+            clock,
+            cache: Arc::new(RwLock::new(HashMap::new())),
+        }
     }
 
-    pub async fn get(&self, client_id: &str) -> Result<Option<Client>, ClientError> {
-        Ok(clients::Entity::find_by_id(client_id.to_string())
+    /// The client, from the cache when read less than [`CLIENT_CACHE_TTL`] ago. Unknown ids
+    /// are not cached.
+    pub async fn get(&self, client_id: &str) -> Result<Option<Arc<Client>>, ClientError> {
+        let now = Instant::now();
+        if let Some((at, client)) = self
+            .cache
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(client_id)
+            && now.duration_since(*at) < CLIENT_CACHE_TTL
+        {
+            return Ok(Some(client.clone()));
+        }
+        let Some(row) = clients::Entity::find_by_id(client_id.to_string())
             .one(&self.db)
             .await?
-            .map(to_client))
+        else {
+            return Ok(None);
+        };
+        let client = Arc::new(to_client(row));
+        let mut cache = self
+            .cache
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= CLIENT_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(client_id.to_string(), (now, client.clone()));
+        Ok(Some(client))
     }
 
     pub async fn create(&self, new: NewClient) -> Result<CreatedClient, ClientError> {

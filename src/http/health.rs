@@ -12,15 +12,17 @@ use crate::state::AppState;
 pub struct Health {
     /// `ok`, or `degraded` when a dependency does not answer.
     pub status: String,
+    /// `ok` or `unreachable` (readiness only).
     #[oai(skip_serializing_if_is_none)]
     pub database: Option<String>,
+    /// Redis or in-process store: `ok` or `unreachable` (readiness only).
     #[oai(skip_serializing_if_is_none)]
     pub store: Option<String>,
 }
 
 #[derive(ApiResponse)]
 pub enum ReadyResponse {
-    /// Database and store answer.
+    /// Up (and, for `/readyz`, database and store answer).
     #[oai(status = 200)]
     Ready(Json<Health>),
     /// A dependency does not answer; the body says which.
@@ -34,12 +36,12 @@ pub struct OpsApi;
 impl OpsApi {
     /// Liveness: the process is up.
     #[oai(path = "/healthz", method = "get", operation_id = "healthz")]
-    async fn healthz(&self) -> Json<Health> {
-        Json(Health {
+    async fn healthz(&self) -> ReadyResponse {
+        ReadyResponse::Ready(Json(Health {
             status: "ok".into(),
             database: None,
             store: None,
-        })
+        }))
     }
 
     /// Readiness: the database and the store (Redis or in-process) answer.

@@ -28,8 +28,10 @@ pub struct TokenForm {
     pub grant_type: Option<String>,
     /// Username or email (password grant).
     pub username: Option<String>,
+    /// The user's password (password grant).
     #[oai(write_only)]
     pub password: Option<String>,
+    /// The refresh token to rotate (refresh_token grant).
     #[oai(write_only)]
     pub refresh_token: Option<String>,
     /// Space-separated scopes; omitted means every scope the client may have.
@@ -57,30 +59,42 @@ pub struct TokenHintForm {
 /// RFC 7662 introspection response. Inactive tokens answer `{"active": false}` only.
 #[derive(Debug, Object, Default)]
 pub struct IntrospectionResponse {
+    /// Whether the token is currently valid (issued here, unexpired, not revoked).
     pub active: bool,
+    /// Granted scopes, space-separated.
     #[oai(skip_serializing_if_is_none)]
     pub scope: Option<String>,
+    /// The client the token was issued to.
     #[oai(skip_serializing_if_is_none)]
     pub client_id: Option<String>,
+    /// Not provided (use `sub`).
     #[oai(skip_serializing_if_is_none)]
     pub username: Option<String>,
     /// `Bearer` for access tokens, `refresh_token` for refresh tokens.
     #[oai(skip_serializing_if_is_none)]
     pub token_type: Option<String>,
+    /// Expiry, Unix seconds.
     #[oai(skip_serializing_if_is_none)]
     pub exp: Option<i64>,
+    /// Issue time, Unix seconds.
     #[oai(skip_serializing_if_is_none)]
     pub iat: Option<i64>,
+    /// Not valid before, Unix seconds.
     #[oai(skip_serializing_if_is_none)]
     pub nbf: Option<i64>,
+    /// The user id, or the client id for client-credentials tokens.
     #[oai(skip_serializing_if_is_none)]
     pub sub: Option<String>,
+    /// Audience of the access token.
     #[oai(skip_serializing_if_is_none)]
     pub aud: Option<String>,
+    /// Issuer.
     #[oai(skip_serializing_if_is_none)]
     pub iss: Option<String>,
+    /// Token id (access tokens).
     #[oai(skip_serializing_if_is_none)]
     pub jti: Option<String>,
+    /// The user's roles when the token was issued (user access tokens).
     #[oai(skip_serializing_if_is_none)]
     pub roles: Option<Vec<String>>,
 }
@@ -88,15 +102,41 @@ pub struct IntrospectionResponse {
 /// OIDC userinfo claims (which ones depends on the token's scopes).
 #[derive(Debug, Object)]
 pub struct UserInfo {
+    /// The user id.
     pub sub: String,
+    /// Username (`profile`).
     #[oai(skip_serializing_if_is_none)]
     pub preferred_username: Option<String>,
+    /// Display name (`profile`), when set.
     #[oai(skip_serializing_if_is_none)]
     pub name: Option<String>,
+    /// Email address (`email`).
     #[oai(skip_serializing_if_is_none)]
     pub email: Option<String>,
+    /// Always false: addresses are not verified yet (`email`).
     #[oai(skip_serializing_if_is_none)]
     pub email_verified: Option<bool>,
+}
+
+#[derive(ApiResponse)]
+pub enum TokenOk {
+    /// Tokens issued (RFC 6749 §5.1); `Cache-Control: no-store`.
+    #[oai(status = 200)]
+    Ok(Json<TokenResponse>),
+}
+
+#[derive(ApiResponse)]
+pub enum IntrospectOk {
+    /// What the token is, or `{"active": false}` (RFC 7662 §2.2).
+    #[oai(status = 200)]
+    Ok(Json<IntrospectionResponse>),
+}
+
+#[derive(ApiResponse)]
+pub enum UserInfoOk {
+    /// Claims about the signed-in user.
+    #[oai(status = 200)]
+    Ok(Json<UserInfo>),
 }
 
 #[derive(ApiResponse)]
@@ -125,7 +165,8 @@ pub struct OAuthApi;
 
 #[OpenApi(tag = "ApiTags::OAuth")]
 impl OAuthApi {
-    /// Token endpoint (RFC 6749): password, refresh_token and client_credentials grants.
+    /// Token endpoint (RFC 6749): password, refresh_token and client_credentials grants
+    ///
     ///
     /// Client authentication: `client_secret_basic` (HTTP Basic, credentials form-urlencoded
     /// first), `client_secret_post` (`client_id` + `client_secret` in the form), or `none`
@@ -137,7 +178,7 @@ impl OAuthApi {
         state: Data<&AppState>,
         req: &Request,
         form: Form<TokenForm>,
-    ) -> Result<Json<TokenResponse>, OAuthError> {
+    ) -> Result<TokenOk, OAuthError> {
         let form = form.0;
         let request = TokenRequest::parse(&RawTokenForm {
             grant_type: form.grant_type.as_deref(),
@@ -161,10 +202,12 @@ impl OAuthApi {
             client: &client,
             origin: &origin,
         };
-        grants::handle(ctx, request).await.map(Json)
+        grants::handle(ctx, request)
+            .await
+            .map(|t| TokenOk::Ok(Json(t)))
     }
 
-    /// Revocation endpoint (RFC 7009) for refresh tokens and access tokens.
+    /// Revocation endpoint (RFC 7009) for refresh and access tokens
     ///
     /// Revoking a refresh token ends the whole sign-in (every refresh token of its family, and
     /// its access tokens). Revoking an access token puts it on the deny list until it expires.
@@ -176,24 +219,8 @@ impl OAuthApi {
         req: &Request,
         form: Form<TokenHintForm>,
     ) -> Result<RevokeResponse, OAuthError> {
-        let form = form.0;
-        let client = authenticate(
-            &state.clients,
-            &presented(
-                req,
-                form.client_id.as_deref(),
-                form.client_secret.as_deref(),
-            ),
-        )
-        .await?;
-        let token = match form.token.as_deref() {
-            Some(t) if !t.is_empty() => t,
-            _ => {
-                return Err(OAuthError::invalid_request(
-                    "missing required parameter `token`",
-                ));
-            }
-        };
+        let (client, token) = form.0.authenticate(&state, req).await?;
+        let token = token.as_str();
         let origin = origin(req);
         let record = |kind: &'static str, actor: Option<String>, sid: Option<String>| {
             let mut event = Event::new(EventType::TokenRevoked, Outcome::Success)
@@ -254,7 +281,8 @@ impl OAuthApi {
         Ok(RevokeResponse::Ok)
     }
 
-    /// Introspection endpoint (RFC 7662), for confidential clients (resource servers).
+    /// Introspection endpoint (RFC 7662), for confidential clients (resource servers)
+    ///
     ///
     /// Revoked, expired, unknown and malformed tokens all answer `{"active": false}`.
     #[oai(
@@ -267,31 +295,15 @@ impl OAuthApi {
         state: Data<&AppState>,
         req: &Request,
         form: Form<TokenHintForm>,
-    ) -> Result<Json<IntrospectionResponse>, OAuthError> {
-        let form = form.0;
-        let client = authenticate(
-            &state.clients,
-            &presented(
-                req,
-                form.client_id.as_deref(),
-                form.client_secret.as_deref(),
-            ),
-        )
-        .await?;
+    ) -> Result<IntrospectOk, OAuthError> {
+        let (client, token) = form.0.authenticate(&state, req).await?;
         require_confidential(&client)?;
-        let token = match form.token.as_deref() {
-            Some(t) if !t.is_empty() => t,
-            _ => {
-                return Err(OAuthError::invalid_request(
-                    "missing required parameter `token`",
-                ));
-            }
-        };
+        let token = token.as_str();
         match state.tokens.validate_access(token).await {
-            Ok(claims) => return Ok(Json(active_access(claims))),
+            Ok(claims) => return Ok(IntrospectOk::Ok(Json(active_access(claims)))),
             Err(TokenInvalid::Store(e)) => return Err(OAuthError::internal(&e)),
             Err(_) if looks_like_jwt(token) => {
-                return Ok(Json(IntrospectionResponse::default()));
+                return Ok(IntrospectOk::Ok(Json(IntrospectionResponse::default())));
             }
             Err(_) => {}
         }
@@ -300,7 +312,7 @@ impl OAuthApi {
             .inspect(token)
             .await
             .map_err(|e| OAuthError::internal(&e))?;
-        Ok(Json(match found {
+        Ok(IntrospectOk::Ok(Json(match found {
             Some((info, true)) => IntrospectionResponse {
                 active: true,
                 scope: Some(info.scope),
@@ -313,17 +325,19 @@ impl OAuthApi {
                 ..Default::default()
             },
             _ => IntrospectionResponse::default(),
-        }))
+        })))
     }
 
-    /// UserInfo endpoint (OpenID Connect Core §5.3). Needs an access token with `openid`;
-    /// `profile` adds the username, `email` the email address.
+    /// UserInfo endpoint (OpenID Connect Core §5.3)
+    ///
+    /// Needs an access token with `openid`; `profile` adds the username and name, `email` the
+    /// email address.
     #[oai(path = "/oauth/userinfo", method = "get", operation_id = "userinfo")]
     async fn userinfo(
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
-    ) -> Result<Json<UserInfo>, ApiError> {
+    ) -> Result<UserInfoOk, ApiError> {
         let user_id = auth.user_id()?;
         auth.require_scope("openid")?;
         let user = state.users.get(user_id).await.map_err(|e| match e {
@@ -337,13 +351,38 @@ impl OAuthApi {
         }
         let profile = auth.0.has_scope("profile");
         let email = auth.0.has_scope("email");
-        Ok(Json(UserInfo {
+        Ok(UserInfoOk::Ok(Json(UserInfo {
             sub: user.id,
             preferred_username: profile.then_some(user.username),
             name: if profile { user.name } else { None },
             email: email.then_some(user.email),
             email_verified: email.then_some(false),
-        }))
+        })))
+    }
+}
+
+impl TokenHintForm {
+    /// Authenticates the client and takes the required `token` parameter.
+    async fn authenticate(
+        self,
+        state: &AppState,
+        req: &Request,
+    ) -> Result<(std::sync::Arc<Client>, String), OAuthError> {
+        let client = authenticate(
+            &state.clients,
+            &presented(
+                req,
+                self.client_id.as_deref(),
+                self.client_secret.as_deref(),
+            ),
+        )
+        .await?;
+        match self.token {
+            Some(t) if !t.is_empty() => Ok((client, t)),
+            _ => Err(OAuthError::invalid_request(
+                "missing required parameter `token`",
+            )),
+        }
     }
 }
 

@@ -3,6 +3,8 @@
 //! `client_secret_post`, and `none` for public clients (client_id alone). A request may use
 //! one method only.
 
+use std::sync::Arc;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
@@ -86,7 +88,7 @@ fn claimed(presented: &PresentedCredentials<'_>) -> Result<Claimed, OAuthError> 
 pub async fn authenticate(
     clients: &ClientService,
     presented: &PresentedCredentials<'_>,
-) -> Result<Client, OAuthError> {
+) -> Result<Arc<Client>, OAuthError> {
     let claimed = claimed(presented)?;
     let failed = || OAuthError::invalid_client("client authentication failed");
     let client_id = ClientId::parse(&claimed.client_id).map_err(|_| failed())?;

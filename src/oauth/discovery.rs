@@ -39,12 +39,18 @@ pub struct ServerMetadata {
 /// One public key of the JWKS.
 #[derive(Debug, Object)]
 pub struct Jwk {
+    /// Always `RSA`.
     pub kty: String,
+    /// Always `sig`.
     #[oai(rename = "use")]
     pub use_: String,
+    /// Always `RS256`.
     pub alg: String,
+    /// Key id (RFC 7638 thumbprint); matches the `kid` header of tokens.
     pub kid: String,
+    /// Modulus, base64url.
     pub n: String,
+    /// Public exponent, base64url.
     pub e: String,
 }
 
@@ -98,6 +104,7 @@ pub fn metadata_bytes(issuer: &str) -> Bytes {
 
 #[derive(ApiResponse)]
 pub enum MetadataResponse {
+    /// The metadata document.
     #[oai(status = 200)]
     Ok(
         RawJson<ServerMetadata>,

@@ -20,6 +20,7 @@ use crate::state::AppState;
 pub struct Registration {
     /// 3–32 characters of letters, digits, `_`, `.`, `-` (case-insensitive).
     pub username: String,
+    /// A syntactically valid email address (case-insensitive).
     pub email: String,
     /// 12–128 characters, not equal to the username or email.
     #[oai(write_only)]
@@ -30,6 +31,7 @@ pub struct Registration {
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct ProfilePatch {
+    /// New email address.
     pub email: Option<String>,
     /// Display name (at most 200 characters); `null` clears it.
     pub name: MaybeUndefined<String>,
@@ -38,11 +40,16 @@ pub struct ProfilePatch {
 /// A user account as the API shows it (never the password hash).
 #[derive(Debug, Object)]
 pub struct UserView {
+    /// User id (the `sub` of the user's tokens).
     pub id: String,
+    /// Lowercase username.
     pub username: String,
+    /// Lowercase email address.
     pub email: String,
+    /// Display name, when set.
     #[oai(skip_serializing_if_is_none)]
     pub name: Option<String>,
+    /// Roles held (`reader`, `author`, `admin`).
     pub roles: Vec<String>,
     /// Unix seconds.
     pub created_at: i64,
@@ -59,6 +66,13 @@ impl From<User> for UserView {
             created_at: u.created_at,
         }
     }
+}
+
+#[derive(ApiResponse)]
+pub enum ProfileResponse {
+    /// The user's profile.
+    #[oai(status = 200)]
+    Ok(Json<UserView>),
 }
 
 #[derive(ApiResponse)]
@@ -97,7 +111,9 @@ pub struct UsersApi;
 
 #[OpenApi(prefix_path = "/api/v1/users", tag = "ApiTags::Users")]
 impl UsersApi {
-    /// Register a new account. New users get the `reader` role.
+    /// Register a new account
+    ///
+    /// New users get the `reader` role.
     #[oai(path = "/", method = "post", operation_id = "register")]
     async fn register(
         &self,
@@ -125,18 +141,20 @@ impl UsersApi {
         Ok(RegisterResponse::Created(Json(user.into())))
     }
 
-    /// The signed-in user's profile.
+    /// The signed-in user's profile
     #[oai(path = "/me", method = "get", operation_id = "get_me")]
     async fn me(
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
-    ) -> Result<Json<UserView>, ApiError> {
+    ) -> Result<ProfileResponse, ApiError> {
         let user = state.users.get(auth.user_id()?).await.map_err(user_error)?;
-        Ok(Json(user.into()))
+        Ok(ProfileResponse::Ok(Json(user.into())))
     }
 
-    /// Update the signed-in user's email or display name. Roles cannot be changed here.
+    /// Update the signed-in user's email or display name
+    ///
+    /// Roles cannot be changed here.
     #[oai(path = "/me", method = "patch", operation_id = "update_me")]
     async fn update_me(
         &self,
@@ -144,7 +162,7 @@ impl UsersApi {
         req: &Request,
         auth: BearerAuth,
         body: Json<ProfilePatch>,
-    ) -> Result<Json<UserView>, ApiError> {
+    ) -> Result<ProfileResponse, ApiError> {
         let user_id = auth.user_id()?;
         let body = body.0;
         let update = ProfileUpdate {
@@ -177,6 +195,6 @@ impl UsersApi {
                     .details(json!({"fields": changed})),
             )
             .await;
-        Ok(Json(user.into()))
+        Ok(ProfileResponse::Ok(Json(user.into())))
     }
 }

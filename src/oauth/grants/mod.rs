@@ -134,6 +134,20 @@ pub async fn handle(
     }
 }
 
+/// The scopes `user` may grant: their roles' permissions plus the identity scopes.
+pub(super) async fn permitted_scopes(
+    ctx: &GrantContext<'_>,
+    user: &crate::users::User,
+) -> Result<Scope, OAuthError> {
+    Ok(ctx
+        .state
+        .users
+        .permissions(&user.roles)
+        .await
+        .map_err(|e| OAuthError::internal(&e))?
+        .union(&super::scope::identity_scopes()))
+}
+
 /// Mints the access token (and the ID token when `openid` was granted) for a user sign-in.
 pub(super) async fn user_tokens(
     ctx: &GrantContext<'_>,

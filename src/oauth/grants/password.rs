@@ -6,12 +6,12 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
-use super::{GrantContext, TokenResponse, user_tokens};
+use super::{GrantContext, TokenResponse, permitted_scopes, user_tokens};
 use crate::audit::{Event, EventType, Outcome};
 use crate::clients::GrantType;
 use crate::domain::Scope;
 use crate::oauth::error::OAuthError;
-use crate::oauth::scope::{identity_scopes, narrow};
+use crate::oauth::scope::narrow;
 
 pub async fn grant(
     ctx: &GrantContext<'_>,
@@ -41,12 +41,7 @@ pub async fn grant(
         ));
     };
 
-    let permitted = state
-        .users
-        .permissions(&user.roles)
-        .await
-        .map_err(|e| OAuthError::internal(&e))?
-        .union(&identity_scopes());
+    let permitted = permitted_scopes(ctx, &user).await?;
     let granted = narrow(requested, &ctx.client.scopes, &permitted).ok_or_else(|| {
         OAuthError::invalid_scope(
             "none of the requested scopes may be granted to this client and user",

@@ -6,12 +6,11 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
-use super::{GrantContext, TokenResponse, user_tokens};
+use super::{GrantContext, TokenResponse, permitted_scopes, user_tokens};
 use crate::audit::{Event, EventType, Outcome};
 use crate::domain::Scope;
 use crate::oauth::error::OAuthError;
 use crate::oauth::refresh::RefreshError;
-use crate::oauth::scope::identity_scopes;
 use crate::users::UserError;
 
 pub async fn grant(
@@ -73,12 +72,7 @@ pub async fn grant(
         }
         Err(e) => return Err(OAuthError::internal(&e)),
     };
-    let permitted = state
-        .users
-        .permissions(&user.roles)
-        .await
-        .map_err(|e| OAuthError::internal(&e))?
-        .union(&identity_scopes());
+    let permitted = permitted_scopes(ctx, &user).await?;
     let base = if requested.is_empty() {
         family_scope
     } else {
