@@ -2,6 +2,8 @@
 //! (so no framework error ever reaches a client as plain text or a 500), `no-store` on OAuth
 //! responses, and protective response headers.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use poem::http::{HeaderValue, StatusCode, header};
@@ -15,9 +17,41 @@ use crate::oauth::error::{ErrorCode, OAuthErrorBody};
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-pub async fn around<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
+/// Request ids: a random per-app prefix and a counter. Unique across instances and restarts
+/// without a system call per request (ids need not be unpredictable).
+#[derive(Debug)]
+pub struct RequestIds {
+    prefix: u64,
+    counter: AtomicU64,
+}
+
+impl RequestIds {
+    pub fn new() -> Self {
+        Self {
+            prefix: crate::crypto::random_bytes::<8>().map_or(0, u64::from_ne_bytes),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    fn next(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!("{:016x}-{n:x}", self.prefix)
+    }
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub async fn around<E: Endpoint>(
+    next: E,
+    mut req: Request,
+    ids: Arc<RequestIds>,
+) -> poem::Result<Response> {
     let started = Instant::now();
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = ids.next();
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let path = req.uri().path().to_string();
     let oauth = path.starts_with("/oauth/");
@@ -86,6 +120,11 @@ async fn limit_body(mut req: Request) -> Result<Request, Response> {
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
+    }
+    // No Content-Length and no Transfer-Encoding means no body (RFC 9112 §6.3).
+    let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
+    if declared == Some(0) || (declared.is_none() && !chunked) {
+        return Ok(req);
     }
     let mut buf = Vec::new();
     let mut reader = req.take_body().into_async_read().take(limit as u64 + 1);

@@ -60,6 +60,7 @@ pub fn openapi_json() -> String {
 pub fn app(state: AppState) -> impl Endpoint {
     let api = api_service();
     let metadata = Metadata(metadata_bytes(&state.settings.issuer));
+    let ids = std::sync::Arc::new(middleware::RequestIds::new());
     Route::new()
         .at("/openapi.json", api.spec_endpoint())
         .nest("/docs", api.swagger_ui())
@@ -67,7 +68,7 @@ pub fn app(state: AppState) -> impl Endpoint {
         .with(CatchPanic::new())
         .data(state)
         .data(metadata)
-        .around(middleware::around)
+        .around(move |next, req| middleware::around(next, req, ids.clone()))
 }
 
 /// Where a request came from, for the audit log. The client IP is the socket peer (forwarded
