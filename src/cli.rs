@@ -11,6 +11,10 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 
+use sea_orm::DatabaseConnection;
+use serde_json::json;
+
+use crate::audit::{Audit, Event, EventType, Origin, Outcome};
 use crate::clients::{ClientService, GrantType, NewClient};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Settings;
@@ -125,10 +129,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys(cmd) => {
-            let keys = key_service(&settings, clock).await?;
+            let db = open_database(&settings.database_url).await?;
+            let keys = key_service(&settings, db.clone(), clock.clone()).await?;
             match cmd {
                 KeysCommand::Rotate => {
                     let kid = keys.rotate().await?;
+                    Audit::new(db, clock)
+                        .record(
+                            &Origin::default(),
+                            Event::new(EventType::KeyRotated, Outcome::Success)
+                                .details(json!({"current_kid": kid, "via": "cli"})),
+                        )
+                        .await;
                     eprintln!(
                         "rotated: {kid} signs now; running instances pick it up within {} s",
                         crate::KEY_RELOAD_INTERVAL.as_secs()
@@ -166,7 +178,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 bail!("unknown scopes: {unknown} (known: {})", all_scopes());
             }
             let db = open_database(&settings.database_url).await?;
-            let created = ClientService::new(db, clock)
+            let created = ClientService::new(db.clone(), clock.clone())
                 .create(NewClient {
                     name: name.unwrap_or_else(|| client_id.as_str().to_string()),
                     client_id,
@@ -180,6 +192,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     redirect_uris,
                 })
                 .await?;
+            Audit::new(db, clock)
+                .record(
+                    &Origin::default(),
+                    Event::new(EventType::ClientCreated, Outcome::Success)
+                        .client(&created.client_id)
+                        .details(json!({
+                            "client_type": created.client_type,
+                            "grant_types": created.grant_types,
+                            "scopes": created.scopes,
+                            "via": "cli",
+                        })),
+                )
+                .await;
             println!("{}", serde_json::to_string_pretty(&created)?);
             Ok(())
         }
@@ -202,17 +227,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let password = Password::parse(raw, &username, &email)?;
             let db = open_database(&settings.database_url).await?;
             let hasher = PasswordHasher::new(settings.bcrypt_cost, 1).await?;
-            let user = UserService::new(db, hasher, clock)
+            let user = UserService::new(db.clone(), hasher, clock.clone())
                 .register(&username, &email, &password, &roles)
                 .await?;
+            Audit::new(db, clock)
+                .record(
+                    &Origin::default(),
+                    Event::new(EventType::UserRegistered, Outcome::Success)
+                        .actor(&user.id)
+                        .details(
+                            json!({"username": user.username, "roles": user.roles, "via": "cli"}),
+                        ),
+                )
+                .await;
             println!("{}", serde_json::to_string_pretty(&user)?);
             Ok(())
         }
     }
 }
 
-async fn key_service(settings: &Settings, clock: SharedClock) -> anyhow::Result<KeyService> {
-    let db = open_database(&settings.database_url).await?;
+async fn key_service(
+    settings: &Settings,
+    db: DatabaseConnection,
+    clock: SharedClock,
+) -> anyhow::Result<KeyService> {
     let master = Arc::new(load_master_key(settings)?);
     let keys = KeyService::new(db, master, clock, KeyRing::default(), Duration::ZERO);
     keys.bootstrap().await?;

@@ -200,6 +200,33 @@ fn operator_commands_work_on_one_database() {
         );
     }
 
+    // Each operator action above is in the audit log.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let types: Vec<String> = rt.block_on(async {
+        use sea_orm::EntityTrait;
+        let url = format!(
+            "sqlite://{}?mode=rw",
+            sandbox.dir.join("data/portcullis.db").display()
+        );
+        let db = sea_orm::Database::connect(url).await.unwrap();
+        entities::audit_events::Entity::find()
+            .all(&db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event_type)
+            .collect()
+    });
+    for expected in ["user.registered", "client.created", "key.rotated"] {
+        assert!(
+            types.iter().any(|t| t == expected),
+            "{expected} missing in {types:?}"
+        );
+    }
+
     let out = sandbox.run(&["openapi"], None);
     assert!(out.status.success());
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
