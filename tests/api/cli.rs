@@ -261,7 +261,7 @@ fn serve_starts_with_zero_configuration_and_stops_on_sigterm() {
     let mut child = sandbox
         .command(&["serve"])
         .env("PORTCULLIS_LISTEN", format!("127.0.0.1:{port}"))
-        .env("PORTCULLIS_LOG", "info")
+        .env("PORTCULLIS_LOG", "debug")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -275,6 +275,9 @@ fn serve_starts_with_zero_configuration_and_stops_on_sigterm() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    // Drive a sign-in, a refresh and a client-credentials grant; none of the secrets involved
+    // may appear in the server's output, even at debug level.
+    let secrets = exercise_secrets(port, &sandbox);
     let kill = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -293,11 +296,98 @@ fn serve_starts_with_zero_configuration_and_stops_on_sigterm() {
     };
     let out = child.wait_with_output().unwrap();
     assert!(status.success(), "exit status {status}: {}", stderr(&out));
+    let log = stderr(&out);
+    assert!(log.contains("shutdown requested"), "{log}");
     assert!(
-        stderr(&out).contains("shutdown requested"),
-        "{}",
-        stderr(&out)
+        log.contains("audit event"),
+        "the debug log recorded the flow: {log}"
     );
+    for secret in &secrets {
+        assert!(
+            !log.contains(secret.as_str()),
+            "a secret leaked into the log: {secret:.12}…"
+        );
+    }
     assert!(sandbox.dir.join("data/portcullis.db").exists());
     assert!(sandbox.dir.join("keys/master.key").exists());
+}
+
+/// Registers a user, signs in, refreshes, and uses a confidential client; returns every secret
+/// that crossed the wire.
+fn exercise_secrets(port: u16, sandbox: &Sandbox) -> Vec<String> {
+    let password = "a very secret password 123";
+    let out = sandbox.run(
+        &[
+            "client",
+            "create",
+            "--client-id",
+            "svc",
+            "--grant-types",
+            "client_credentials",
+            "--scopes",
+            "articles:read",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let client: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let client_secret = client["client_secret"].as_str().unwrap().to_string();
+    let base = format!("http://127.0.0.1:{port}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let reg = http
+            .post(format!("{base}/api/v1/users"))
+            .json(&serde_json::json!({"username": "leaky", "email": "leaky@example.com", "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reg.status(), 201);
+        let token: serde_json::Value = http
+            .post(format!("{base}/oauth/token"))
+            .form(&[("grant_type", "password"), ("username", "leaky"), ("password", password), ("client_id", "portcullis-spa"), ("scope", "openid")])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let refresh = token["refresh_token"].as_str().unwrap().to_string();
+        let refreshed: serde_json::Value = http
+            .post(format!("{base}/oauth/token"))
+            .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh.as_str()), ("client_id", "portcullis-spa")])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let wrong = http
+            .post(format!("{base}/oauth/token"))
+            .form(&[("grant_type", "password"), ("username", "leaky"), ("password", "wrong but secret 456"), ("client_id", "portcullis-spa")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status(), 400);
+        let cc = http
+            .post(format!("{base}/oauth/token"))
+            .basic_auth("svc", Some(&client_secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(cc.status(), 200);
+        vec![
+            password.to_string(),
+            "wrong but secret 456".to_string(),
+            client_secret.clone(),
+            refresh,
+            refreshed["refresh_token"].as_str().unwrap().to_string(),
+            token["access_token"].as_str().unwrap().to_string(),
+            refreshed["access_token"].as_str().unwrap().to_string(),
+        ]
+    })
 }

@@ -158,6 +158,29 @@ async fn client_credentials_with_basic_and_post_authentication() {
 }
 
 #[tokio::test]
+async fn client_secrets_are_stored_only_as_digests() {
+    use sea_orm::EntityTrait;
+    let app = spawn_app().await;
+    let c = app
+        .confidential_client("svc", &[GrantType::ClientCredentials], "articles:read")
+        .await;
+    let row = entities::clients::Entity::find_by_id("svc".to_string())
+        .one(&app.state.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let stored = row.secret_digest.unwrap();
+    assert!(!stored.contains(&c.secret));
+    assert_eq!(stored, portcullis::crypto::secret_digest(&c.secret));
+    let public = entities::clients::Entity::find_by_id(SPA.to_string())
+        .one(&app.state.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(public.secret_digest.is_none());
+}
+
+#[tokio::test]
 async fn basic_credentials_are_form_urlencoded_before_base64() {
     // RFC 6749 §2.3.1: a client id and secret with reserved characters are urlencoded first.
     let app = spawn_app().await;
