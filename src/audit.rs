@@ -6,7 +6,10 @@
 //! enum with stable string names: add variants, never rename them.
 
 use entities::audit_events;
-use sea_orm::{ActiveModelTrait, DatabaseConnection, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
 use serde_json::Value;
 
 use crate::clock::SharedClock;
@@ -21,7 +24,17 @@ pub enum EventType {
     RefreshReuseDetected,
     TokenRevoked,
     ClientCreated,
+    ClientUpdated,
+    ClientDeleted,
+    ClientSecretRotated,
     KeyRotated,
+    UserRolesChanged,
+    UserDisabled,
+    UserEnabled,
+    RolePermissionsChanged,
+    ArticleCreated,
+    ArticleUpdated,
+    ArticleDeleted,
 }
 
 impl EventType {
@@ -34,7 +47,17 @@ impl EventType {
             Self::RefreshReuseDetected => "token.refresh_reuse_detected",
             Self::TokenRevoked => "token.revoked",
             Self::ClientCreated => "client.created",
+            Self::ClientUpdated => "client.updated",
+            Self::ClientDeleted => "client.deleted",
+            Self::ClientSecretRotated => "client.secret_rotated",
             Self::KeyRotated => "key.rotated",
+            Self::UserRolesChanged => "user.roles_changed",
+            Self::UserDisabled => "user.disabled",
+            Self::UserEnabled => "user.enabled",
+            Self::RolePermissionsChanged => "role.permissions_changed",
+            Self::ArticleCreated => "article.created",
+            Self::ArticleUpdated => "article.updated",
+            Self::ArticleDeleted => "article.deleted",
         }
     }
 }
@@ -98,6 +121,18 @@ impl Event {
     }
 }
 
+/// Which events to list; every field narrows the result.
+#[derive(Debug, Default, Clone)]
+pub struct AuditFilter {
+    pub event_type: Option<String>,
+    pub user_id: Option<String>,
+    pub client_id: Option<String>,
+    /// Unix seconds, inclusive.
+    pub since: Option<i64>,
+    /// Unix seconds, exclusive.
+    pub until: Option<i64>,
+}
+
 #[derive(Clone)]
 pub struct Audit {
     db: DatabaseConnection,
@@ -107,6 +142,40 @@ pub struct Audit {
 impl Audit {
     pub fn new(db: DatabaseConnection, clock: SharedClock) -> Self {
         Self { db, clock }
+    }
+
+    /// Events matching `filter`, newest first, with ids below `before` (keyset pagination).
+    /// Returns one page and whether more follow.
+    pub async fn list(
+        &self,
+        filter: &AuditFilter,
+        before: Option<i64>,
+        limit: u64,
+    ) -> Result<(Vec<audit_events::Model>, bool), sea_orm::DbErr> {
+        use audit_events::Column;
+        let mut select = audit_events::Entity::find().order_by_desc(Column::Id);
+        if let Some(t) = &filter.event_type {
+            select = select.filter(Column::EventType.eq(t.clone()));
+        }
+        if let Some(u) = &filter.user_id {
+            select = select.filter(Column::ActorUserId.eq(u.clone()));
+        }
+        if let Some(c) = &filter.client_id {
+            select = select.filter(Column::ClientId.eq(c.clone()));
+        }
+        if let Some(since) = filter.since {
+            select = select.filter(Column::OccurredAt.gte(since));
+        }
+        if let Some(until) = filter.until {
+            select = select.filter(Column::OccurredAt.lt(until));
+        }
+        if let Some(before) = before {
+            select = select.filter(Column::Id.lt(before));
+        }
+        let mut rows = select.limit(limit + 1).all(&self.db).await?;
+        let more = rows.len() as u64 > limit;
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok((rows, more))
     }
 
     /// Records `event`. A failure to write is logged loudly but does not fail the request that

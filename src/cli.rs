@@ -55,6 +55,17 @@ pub enum Command {
     /// User accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Roles and the permissions they grant.
+    #[command(subcommand)]
+    Role(RoleCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleCommand {
+    /// Let ROLE grant PERMISSION.
+    Grant { role: String, permission: String },
+    /// Stop ROLE granting PERMISSION (holders lose it at their next refresh or sign-in).
+    Revoke { role: String, permission: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,6 +116,14 @@ pub enum UserCommand {
         #[arg(long, required = true)]
         password_stdin: bool,
         /// Role to grant (repeatable; default: reader).
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
+    /// Replace a user's roles; removing a role ends the user's sign-ins.
+    SetRoles {
+        #[arg(long)]
+        username: String,
+        /// Role to hold (repeatable); the user holds exactly these afterwards.
         #[arg(long = "role")]
         roles: Vec<String>,
     },
@@ -208,6 +227,48 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&created)?);
             Ok(())
         }
+        Command::User(UserCommand::SetRoles { username, roles }) => {
+            let state = AppState::build(settings, BuildOptions::default()).await?;
+            let user_id = state.users.id_of(&username).await?;
+            let (user, removed, ended) = crate::admin::change_roles(&state, &user_id, &roles)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", api_error_text(e)))?;
+            state
+                .audit
+                .record(
+                    &Origin::default(),
+                    Event::new(EventType::UserRolesChanged, Outcome::Success).details(json!({
+                        "user_id": user.id, "roles": user.roles, "removed": removed,
+                        "sign_ins_ended": ended, "via": "cli",
+                    })),
+                )
+                .await;
+            println!("{}", serde_json::to_string_pretty(&user)?);
+            Ok(())
+        }
+        Command::Role(cmd) => {
+            let (role, permission, grant) = match cmd {
+                RoleCommand::Grant { role, permission } => (role, permission, true),
+                RoleCommand::Revoke { role, permission } => (role, permission, false),
+            };
+            let db = open_database(&settings.database_url).await?;
+            let updated = crate::rbac::RoleService::new(db.clone())
+                .change(&role, &permission, grant)
+                .await?;
+            Audit::new(db, clock)
+                .record(
+                    &Origin::default(),
+                    Event::new(EventType::RolePermissionsChanged, Outcome::Success).details(
+                        json!({
+                            "role": updated.name, "permissions": updated.permissions,
+                            if grant { "granted" } else { "revoked" }: permission, "via": "cli",
+                        }),
+                    ),
+                )
+                .await;
+            println!("{}", serde_json::to_string_pretty(&updated)?);
+            Ok(())
+        }
         Command::User(UserCommand::Create {
             username,
             email,
@@ -243,6 +304,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&user)?);
             Ok(())
         }
+    }
+}
+
+/// The message of an API error, for the command line.
+fn api_error_text(e: crate::http::problem::ApiError) -> String {
+    use crate::http::problem::ApiError as E;
+    match e {
+        E::BadRequest(p) | E::NotFound(p) | E::Conflict(p) | E::Unavailable(p) => p.0.message,
+        E::Unauthorized(p, _) | E::Forbidden(p, _) => p.0.message,
     }
 }
 

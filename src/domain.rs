@@ -227,6 +227,38 @@ impl fmt::Display for Scope {
     }
 }
 
+/// Page size when the caller names none.
+pub const DEFAULT_PAGE_SIZE: u64 = 20;
+/// Largest page size a caller may ask for.
+pub const MAX_PAGE_SIZE: u64 = 100;
+
+/// How many items one page of a listing holds: 1–100, 20 when not given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageSize(u64);
+
+impl PageSize {
+    pub fn parse(raw: Option<i64>) -> Result<Self, Invalid> {
+        match raw {
+            None => Ok(Self(DEFAULT_PAGE_SIZE)),
+            Some(n) => u64::try_from(n)
+                .ok()
+                .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
+                .map(Self)
+                .ok_or_else(|| invalid("limit", format!("must be between 1 and {MAX_PAGE_SIZE}"))),
+        }
+    }
+
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl Default for PageSize {
+    fn default() -> Self {
+        Self(DEFAULT_PAGE_SIZE)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,8 @@
 //! (Redis and in-process shared state), `http/` (app assembly, middleware, errors), `audit`,
 //! `config`, `cli`.
 
+pub mod admin;
+pub mod articles;
 pub mod audit;
 pub mod cli;
 pub mod clients;
@@ -15,6 +17,7 @@ pub mod domain;
 pub mod http;
 pub mod keys;
 pub mod oauth;
+pub mod rbac;
 pub mod state;
 pub mod store;
 pub mod users;

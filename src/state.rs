@@ -8,6 +8,7 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use secrecy::ExposeSecret;
 
+use crate::articles::ArticleService;
 use crate::audit::Audit;
 use crate::clients::ClientService;
 use crate::clock::SharedClock;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub tokens: TokenService,
     pub refresh: RefreshService,
     pub audit: Audit,
+    pub articles: ArticleService,
+    pub roles: crate::rbac::RoleService,
 }
 
 /// Opens the database (creating the SQLite file and its folder when needed) and runs pending
@@ -218,6 +221,8 @@ impl AppState {
             users: UserService::new(db.clone(), hasher, clock.clone()),
             refresh: RefreshService::new(db.clone(), clock.clone(), settings.refresh_token_ttl),
             audit: Audit::new(db.clone(), clock.clone()),
+            articles: ArticleService::new(db.clone(), clock.clone()),
+            roles: crate::rbac::RoleService::new(db.clone()),
             settings: Arc::new(settings),
             db,
             store,

@@ -26,6 +26,8 @@ pub const MIN_SECRET_LEN: usize = 32;
 pub enum ClientError {
     #[error("a client with this client_id already exists")]
     Duplicate,
+    #[error("no such client")]
+    NotFound,
     #[error(transparent)]
     Invalid(#[from] Invalid),
     #[error("database error: {0}")]
@@ -192,30 +194,13 @@ impl ClientService {
                 (Some(secret_digest(&secret)), Some(secret))
             }
         };
-        for uri in &new.redirect_uris {
-            let parsed = url::Url::parse(uri).map_err(|_| Invalid {
-                field: "redirect_uri",
-                reason: format!("`{uri}` is not an absolute URL"),
-            })?;
-            if parsed.fragment().is_some() {
-                return Err(Invalid {
-                    field: "redirect_uri",
-                    reason: "must not contain a fragment (RFC 6749 §3.1.2)".into(),
-                }
-                .into());
-            }
-        }
+        validate_redirect_uris(&new.redirect_uris)?;
         let now = self.clock.now();
         let row = clients::ActiveModel {
             client_id: Set(new.client_id.as_str().to_string()),
             name: Set(new.name.clone()),
             secret_digest: Set(digest.clone()),
-            grant_types: Set(new
-                .grant_types
-                .iter()
-                .map(|g| g.as_str())
-                .collect::<Vec<_>>()
-                .join(" ")),
+            grant_types: Set(grant_list(&new.grant_types)),
             scopes: Set(new.scopes.to_string()),
             redirect_uris: Set(new.redirect_uris.join("\n")),
             created_at: Set(now),
@@ -242,6 +227,88 @@ impl ClientService {
         })
     }
 
+    fn forget(&self, client_id: &str) {
+        self.cache
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(client_id);
+    }
+
+    /// Every client, ordered by id.
+    pub async fn list(&self) -> Result<Vec<Arc<Client>>, ClientError> {
+        use sea_orm::QueryOrder;
+        Ok(clients::Entity::find()
+            .order_by_asc(clients::Column::ClientId)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|row| Arc::new(to_client(row)))
+            .collect())
+    }
+
+    /// Changes a client's name, grant types, scopes or redirect URIs (absent: unchanged).
+    pub async fn update(
+        &self,
+        client_id: &str,
+        change: ClientChange,
+    ) -> Result<Arc<Client>, ClientError> {
+        let row = clients::Entity::find_by_id(client_id.to_string())
+            .one(&self.db)
+            .await?
+            .ok_or(ClientError::NotFound)?;
+        if let Some(uris) = &change.redirect_uris {
+            validate_redirect_uris(uris)?;
+        }
+        let mut active: clients::ActiveModel = row.into();
+        if let Some(name) = change.name {
+            active.name = Set(name);
+        }
+        if let Some(grants) = change.grant_types {
+            active.grant_types = Set(grant_list(&grants));
+        }
+        if let Some(scopes) = change.scopes {
+            active.scopes = Set(scopes.to_string());
+        }
+        if let Some(uris) = change.redirect_uris {
+            active.redirect_uris = Set(uris.join("\n"));
+        }
+        active.updated_at = Set(self.clock.now());
+        let row = active.update(&self.db).await?;
+        self.forget(client_id);
+        Ok(Arc::new(to_client(row)))
+    }
+
+    /// Deletes a client (its sign-ins go with it). Returns whether it existed.
+    pub async fn delete(&self, client_id: &str) -> Result<bool, ClientError> {
+        let deleted = clients::Entity::delete_by_id(client_id.to_string())
+            .exec(&self.db)
+            .await?;
+        self.forget(client_id);
+        Ok(deleted.rows_affected == 1)
+    }
+
+    /// Replaces a confidential client's secret with a generated one, returned once.
+    pub async fn rotate_secret(&self, client_id: &str) -> Result<SecretString, ClientError> {
+        let row = clients::Entity::find_by_id(client_id.to_string())
+            .one(&self.db)
+            .await?
+            .ok_or(ClientError::NotFound)?;
+        if row.secret_digest.is_none() {
+            return Err(Invalid {
+                field: "client_id",
+                reason: "a public client has no secret".into(),
+            }
+            .into());
+        }
+        let secret = random_token().map_err(|_| ClientError::Random)?;
+        let mut active: clients::ActiveModel = row.into();
+        active.secret_digest = Set(Some(secret_digest(&secret)));
+        active.updated_at = Set(self.clock.now());
+        active.update(&self.db).await?;
+        self.forget(client_id);
+        Ok(SecretString::from(secret))
+    }
+
     /// Seeds the public SPA / Swagger UI client if it does not exist yet.
     pub async fn seed_public_client(&self, all_scopes: &Scope) -> Result<(), ClientError> {
         if self.get(SEEDED_PUBLIC_CLIENT).await?.is_some() {
@@ -262,6 +329,39 @@ impl ClientService {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Changes to a client; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct ClientChange {
+    pub name: Option<String>,
+    pub grant_types: Option<Vec<GrantType>>,
+    pub scopes: Option<Scope>,
+    pub redirect_uris: Option<Vec<String>>,
+}
+
+fn grant_list(grants: &[GrantType]) -> String {
+    grants
+        .iter()
+        .map(|g| g.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn validate_redirect_uris(uris: &[String]) -> Result<(), Invalid> {
+    for uri in uris {
+        let parsed = url::Url::parse(uri).map_err(|_| Invalid {
+            field: "redirect_uris",
+            reason: format!("`{uri}` is not an absolute URL"),
+        })?;
+        if parsed.fragment().is_some() {
+            return Err(Invalid {
+                field: "redirect_uris",
+                reason: "must not contain a fragment (RFC 6749 §3.1.2)".into(),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn to_client(row: clients::Model) -> Client {

@@ -79,16 +79,7 @@ impl BearerAuth {
         if self.0.is_user_token() {
             Ok(&self.0.sub)
         } else {
-            Err(ApiError::Forbidden(
-                poem_openapi::payload::Json(super::problem::Problem::new(
-                    "user_token_required",
-                    "this operation needs a token issued to a user, not to a client",
-                )),
-                super::problem::bearer_challenge(Some((
-                    "insufficient_scope",
-                    "a user token is required",
-                ))),
-            ))
+            Err(ApiError::user_token_required())
         }
     }
 

@@ -12,6 +12,8 @@ use poem::{Endpoint, EndpointExt, Request, Route};
 use poem_openapi::{OpenApiService, Tags};
 
 pub use self::auth::BearerAuth;
+use crate::admin::AdminApi;
+use crate::articles::api::ArticlesApi;
 use crate::audit::Origin;
 use crate::oauth::api::OAuthApi;
 use crate::oauth::discovery::{DiscoveryApi, Metadata, metadata_bytes};
@@ -30,17 +32,36 @@ pub enum ApiTags {
     Discovery,
     /// Accounts and profiles
     Users,
+    /// The demonstration resource of the authorization model
+    Articles,
+    /// User, client, role and audit-log administration (permission-guarded)
+    #[oai(rename = "Administration")]
+    Admin,
     /// Health and readiness
     Operations,
 }
 
-type Apis = (OAuthApi, DiscoveryApi, UsersApi, health::OpsApi);
+type Apis = (
+    OAuthApi,
+    DiscoveryApi,
+    UsersApi,
+    ArticlesApi,
+    AdminApi,
+    health::OpsApi,
+);
 
 /// The OpenAPI service. Its document does not depend on configuration, so the committed
 /// openapi/openapi.json is the same for every deployment.
 pub fn api_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (OAuthApi, DiscoveryApi, UsersApi, health::OpsApi),
+        (
+            OAuthApi,
+            DiscoveryApi,
+            UsersApi,
+            ArticlesApi,
+            AdminApi,
+            health::OpsApi,
+        ),
         "Portcullis",
         env!("CARGO_PKG_VERSION"),
     )

@@ -84,6 +84,21 @@ impl ApiError {
         )
     }
 
+    /// 403 for a valid token that may not do this (not a scope problem).
+    pub fn forbidden(code: &str, message: &str) -> Self {
+        Self::Forbidden(
+            Json(Problem::new(code, message)),
+            bearer_challenge(Some(("insufficient_scope", message))),
+        )
+    }
+
+    pub fn user_token_required() -> Self {
+        Self::forbidden(
+            "user_token_required",
+            "this operation needs a token issued to a user, not to a client",
+        )
+    }
+
     pub fn insufficient_scope(scope: &str) -> Self {
         let message = format!("this operation needs the `{scope}` scope");
         Self::Forbidden(

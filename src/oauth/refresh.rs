@@ -236,6 +236,26 @@ impl RefreshService {
         Ok(closed.rows_affected == 1)
     }
 
+    /// Revokes every open family (sign-in) of a user; returns their ids.
+    pub async fn revoke_user(
+        &self,
+        user_id: &str,
+        reason: &str,
+    ) -> Result<Vec<String>, RefreshError> {
+        let open = refresh_families::Entity::find()
+            .filter(refresh_families::Column::UserId.eq(user_id))
+            .filter(refresh_families::Column::RevokedAt.is_null())
+            .all(&self.db)
+            .await?;
+        let mut revoked = Vec::with_capacity(open.len());
+        for family in open {
+            if self.revoke_family(&family.id, reason).await? {
+                revoked.push(family.id);
+            }
+        }
+        Ok(revoked)
+    }
+
     /// Looks up a presented token for revocation or introspection. Returns its family's info
     /// whatever the token's state, with `active` telling whether it may still be used.
     pub async fn inspect(

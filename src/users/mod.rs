@@ -120,6 +120,16 @@ impl UserService {
         self.get(&id).await
     }
 
+    /// The id of the user with this username (case-insensitive).
+    pub async fn id_of(&self, username: &str) -> Result<String, UserError> {
+        users::Entity::find()
+            .filter(users::Column::Username.eq(username.to_ascii_lowercase()))
+            .one(&self.db)
+            .await?
+            .map(|u| u.id)
+            .ok_or(UserError::NotFound)
+    }
+
     pub async fn get(&self, id: &str) -> Result<User, UserError> {
         let row = users::Entity::find_by_id(id.to_string())
             .one(&self.db)
@@ -188,6 +198,105 @@ impl UserService {
             });
         }
         self.get(id).await
+    }
+
+    /// Users whose username or email contains `query`, ordered by username, after `after`
+    /// (keyset pagination). Returns one page and whether more follow.
+    pub async fn search(
+        &self,
+        query: Option<&str>,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<(Vec<User>, bool), UserError> {
+        use sea_orm::{Condition, QueryOrder, QuerySelect};
+        let mut select = users::Entity::find().order_by_asc(users::Column::Username);
+        if let Some(q) = query.filter(|q| !q.is_empty()) {
+            let pattern = format!("%{}%", q.to_ascii_lowercase());
+            select = select.filter(
+                Condition::any()
+                    .add(users::Column::Username.like(pattern.clone()))
+                    .add(users::Column::Email.like(pattern)),
+            );
+        }
+        if let Some(after) = after {
+            select = select.filter(users::Column::Username.gt(after));
+        }
+        let mut rows = select.limit(limit + 1).all(&self.db).await?;
+        let more = rows.len() as u64 > limit;
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let mut roles: std::collections::HashMap<String, Vec<String>> = Default::default();
+        for link in user_roles::Entity::find()
+            .filter(user_roles::Column::UserId.is_in(ids))
+            .all(&self.db)
+            .await?
+        {
+            roles.entry(link.user_id).or_default().push(link.role);
+        }
+        let users = rows
+            .into_iter()
+            .map(|row| {
+                let mut r = roles.remove(&row.id).unwrap_or_default();
+                r.sort();
+                to_user(row, r)
+            })
+            .collect();
+        Ok((users, more))
+    }
+
+    /// Replaces the user's roles. Returns the user and the roles that were removed.
+    pub async fn set_roles(
+        &self,
+        user_id: &str,
+        new_roles: &[String],
+    ) -> Result<(User, Vec<String>), UserError> {
+        let txn = self.db.begin().await?;
+        if users::Entity::find_by_id(user_id.to_string())
+            .one(&txn)
+            .await?
+            .is_none()
+        {
+            return Err(UserError::NotFound);
+        }
+        for role in new_roles {
+            if roles::Entity::find_by_id(role.clone())
+                .one(&txn)
+                .await?
+                .is_none()
+            {
+                return Err(UserError::UnknownRole(role.clone()));
+            }
+        }
+        let old = roles_of(&txn, user_id).await?;
+        user_roles::Entity::delete_many()
+            .filter(user_roles::Column::UserId.eq(user_id))
+            .exec(&txn)
+            .await?;
+        let wanted: BTreeSet<&String> = new_roles.iter().collect();
+        for role in &wanted {
+            user_roles::ActiveModel {
+                user_id: Set(user_id.to_string()),
+                role: Set((*role).clone()),
+            }
+            .insert(&txn)
+            .await?;
+        }
+        txn.commit().await?;
+        let removed = old.into_iter().filter(|r| !wanted.contains(r)).collect();
+        Ok((self.get(user_id).await?, removed))
+    }
+
+    /// Disables or enables an account. Returns the user.
+    pub async fn set_disabled(&self, user_id: &str, disabled: bool) -> Result<User, UserError> {
+        let row = users::Entity::find_by_id(user_id.to_string())
+            .one(&self.db)
+            .await?
+            .ok_or(UserError::NotFound)?;
+        let mut active: users::ActiveModel = row.into();
+        active.disabled = Set(disabled);
+        active.updated_at = Set(self.clock.now());
+        active.update(&self.db).await?;
+        self.get(user_id).await
     }
 
     pub async fn roles(&self, user_id: &str) -> Result<Vec<String>, UserError> {

@@ -391,3 +391,77 @@ fn exercise_secrets(port: u16, sandbox: &Sandbox) -> Vec<String> {
         ]
     })
 }
+
+#[test]
+fn roles_are_administered_from_the_command_line() {
+    let sandbox = Sandbox::new();
+    let out = sandbox.run(
+        &[
+            "user",
+            "create",
+            "--username",
+            "ann",
+            "--email",
+            "ann@example.com",
+            "--password-stdin",
+        ],
+        Some("a long enough password"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = sandbox.run(
+        &[
+            "user",
+            "set-roles",
+            "--username",
+            "ANN",
+            "--role",
+            "author",
+            "--role",
+            "reader",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let user: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(user["roles"], serde_json::json!(["author", "reader"]));
+    let out = sandbox.run(
+        &[
+            "user",
+            "set-roles",
+            "--username",
+            "ann",
+            "--role",
+            "emperor",
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("emperor"), "{}", stderr(&out));
+    let out = sandbox.run(
+        &[
+            "user",
+            "set-roles",
+            "--username",
+            "nobody",
+            "--role",
+            "reader",
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+
+    let out = sandbox.run(&["role", "grant", "reader", "users:read"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let role: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        role["permissions"],
+        serde_json::json!(["articles:read", "users:read"])
+    );
+    let out = sandbox.run(&["role", "revoke", "reader", "users:read"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let role: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(role["permissions"], serde_json::json!(["articles:read"]));
+    let out = sandbox.run(&["role", "grant", "reader", "root:all"], None);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("root:all"), "{}", stderr(&out));
+}

@@ -1,5 +1,7 @@
 mod helpers;
 
+mod articles;
+mod authorization;
 mod cli;
 mod discovery;
 mod introspection;

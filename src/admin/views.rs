@@ -1,0 +1,233 @@
+//! Request and response bodies of the admin API, mapped from the services' types.
+
+use poem_openapi::Object;
+
+use crate::clients::{Client, CreatedClient};
+use crate::rbac::Role;
+use crate::users::User;
+
+/// A user account as administrators see it.
+#[derive(Debug, Object)]
+pub struct AdminUser {
+    /// User id.
+    pub id: String,
+    pub username: String,
+    pub email: String,
+    #[oai(skip_serializing_if_is_none)]
+    pub name: Option<String>,
+    /// Roles held.
+    pub roles: Vec<String>,
+    /// Disabled accounts cannot sign in or refresh.
+    pub disabled: bool,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+impl From<User> for AdminUser {
+    fn from(u: User) -> Self {
+        Self {
+            id: u.id,
+            username: u.username,
+            email: u.email,
+            name: u.name,
+            roles: u.roles,
+            disabled: u.disabled,
+            created_at: u.created_at,
+        }
+    }
+}
+
+/// One page of users.
+#[derive(Debug, Object)]
+pub struct UserPage {
+    pub items: Vec<AdminUser>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
+    pub next_cursor: Option<String>,
+}
+
+/// The complete set of roles a user should hold.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct RolesBody {
+    pub roles: Vec<String>,
+}
+
+/// The complete set of permissions a role should grant.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct PermissionsBody {
+    pub permissions: Vec<String>,
+}
+
+/// A role and the permissions it grants.
+#[derive(Debug, Object)]
+pub struct RoleView {
+    pub name: String,
+    pub description: String,
+    pub permissions: Vec<String>,
+}
+
+impl From<Role> for RoleView {
+    fn from(r: Role) -> Self {
+        Self {
+            name: r.name,
+            description: r.description,
+            permissions: r.permissions,
+        }
+    }
+}
+
+/// An OAuth client (never its secret).
+#[derive(Debug, Object)]
+pub struct ClientView {
+    pub client_id: String,
+    pub name: String,
+    /// `public` or `confidential`.
+    pub client_type: String,
+    pub grant_types: Vec<String>,
+    /// Scopes the client may request, space-separated.
+    pub scopes: String,
+    pub redirect_uris: Vec<String>,
+}
+
+impl From<&Client> for ClientView {
+    fn from(c: &Client) -> Self {
+        Self {
+            client_id: c.client_id.clone(),
+            name: c.name.clone(),
+            client_type: if c.is_public() {
+                "public"
+            } else {
+                "confidential"
+            }
+            .into(),
+            grant_types: c
+                .grant_types
+                .iter()
+                .map(|g| g.as_str().to_string())
+                .collect(),
+            scopes: c.scopes.to_string(),
+            redirect_uris: c.redirect_uris.clone(),
+        }
+    }
+}
+
+/// A new client.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct NewClientBody {
+    /// 1–128 characters of letters, digits, `.`, `_`, `~`, `-`.
+    pub client_id: String,
+    /// Display name (defaults to the client id).
+    pub name: Option<String>,
+    /// A public client has no secret (SPAs, native apps); otherwise a secret is generated.
+    #[oai(default)]
+    pub public: bool,
+    /// `password`, `refresh_token`, `client_credentials`.
+    pub grant_types: Vec<String>,
+    /// Space-separated scopes the client may request.
+    #[oai(default)]
+    pub scopes: String,
+    #[oai(default)]
+    pub redirect_uris: Vec<String>,
+}
+
+/// A client just created, with its generated secret (shown only here).
+#[derive(Debug, Object)]
+pub struct CreatedClientView {
+    pub client_id: String,
+    pub name: String,
+    pub client_type: String,
+    /// The generated secret of a confidential client: store it now, it is not shown again.
+    #[oai(skip_serializing_if_is_none)]
+    pub client_secret: Option<String>,
+    pub grant_types: Vec<String>,
+    pub scopes: String,
+    pub redirect_uris: Vec<String>,
+}
+
+impl From<CreatedClient> for CreatedClientView {
+    fn from(c: CreatedClient) -> Self {
+        Self {
+            client_id: c.client_id,
+            name: c.name,
+            client_type: c.client_type.into(),
+            client_secret: c.client_secret,
+            grant_types: c
+                .grant_types
+                .iter()
+                .map(|g| g.as_str().to_string())
+                .collect(),
+            scopes: c.scopes,
+            redirect_uris: c.redirect_uris,
+        }
+    }
+}
+
+/// Changes to a client; absent fields stay as they are.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct ClientPatch {
+    pub name: Option<String>,
+    pub grant_types: Option<Vec<String>>,
+    pub scopes: Option<String>,
+    pub redirect_uris: Option<Vec<String>>,
+}
+
+/// A freshly generated client secret.
+#[derive(Debug, Object)]
+pub struct ClientSecretView {
+    pub client_id: String,
+    /// Store it now: it is not shown again.
+    pub client_secret: String,
+}
+
+/// One audit event.
+#[derive(Debug, Object)]
+pub struct AuditEventView {
+    /// Increasing id (also the pagination cursor).
+    pub id: i64,
+    /// Unix seconds.
+    pub occurred_at: i64,
+    /// e.g. `auth.sign_in`, `token.refresh_reuse_detected`, `user.roles_changed`.
+    pub event_type: String,
+    /// `success` or `failure`.
+    pub outcome: String,
+    /// The user who acted (for admin actions, the admin).
+    #[oai(skip_serializing_if_is_none)]
+    pub actor_user_id: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub client_id: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub ip: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub request_id: Option<String>,
+    /// Event-specific details.
+    pub details: serde_json::Value,
+}
+
+impl From<entities::audit_events::Model> for AuditEventView {
+    fn from(e: entities::audit_events::Model) -> Self {
+        Self {
+            id: e.id,
+            occurred_at: e.occurred_at,
+            event_type: e.event_type,
+            outcome: e.outcome,
+            actor_user_id: e.actor_user_id,
+            client_id: e.client_id,
+            ip: e.ip,
+            request_id: e.request_id,
+            details: serde_json::from_str(&e.details).unwrap_or(serde_json::Value::Null),
+        }
+    }
+}
+
+/// One page of audit events.
+#[derive(Debug, Object)]
+pub struct AuditPage {
+    pub items: Vec<AuditEventView>,
+    /// Pass as `cursor` to get the next (older) page; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
+    pub next_cursor: Option<String>,
+}

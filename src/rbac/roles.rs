@@ -1,0 +1,134 @@
+//! Roles as data: which permissions each role grants, changeable by administrators.
+
+use std::collections::BTreeMap;
+
+use entities::{permissions, role_permissions, roles};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
+    TransactionTrait,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RoleError {
+    #[error("no such role `{0}`")]
+    UnknownRole(String),
+    #[error("no such permission `{0}`")]
+    UnknownPermission(String),
+    #[error("database error: {0}")]
+    Db(#[from] sea_orm::DbErr),
+}
+
+/// A role and the permissions it grants.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Role {
+    pub name: String,
+    pub description: String,
+    pub permissions: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct RoleService {
+    db: DatabaseConnection,
+}
+
+impl RoleService {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    pub async fn list(&self) -> Result<Vec<Role>, RoleError> {
+        let mut grants: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for g in role_permissions::Entity::find()
+            .order_by_asc(role_permissions::Column::Permission)
+            .all(&self.db)
+            .await?
+        {
+            grants.entry(g.role).or_default().push(g.permission);
+        }
+        Ok(roles::Entity::find()
+            .order_by_asc(roles::Column::Name)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|r| Role {
+                permissions: grants.remove(&r.name).unwrap_or_default(),
+                name: r.name,
+                description: r.description,
+            })
+            .collect())
+    }
+
+    pub async fn get(&self, name: &str) -> Result<Role, RoleError> {
+        self.list()
+            .await?
+            .into_iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| RoleError::UnknownRole(name.to_string()))
+    }
+
+    /// Replaces the permissions of `role`. Returns the role and the permissions removed.
+    pub async fn set_permissions(
+        &self,
+        role: &str,
+        wanted: &[String],
+    ) -> Result<(Role, Vec<String>), RoleError> {
+        let txn = self.db.begin().await?;
+        if roles::Entity::find_by_id(role.to_string())
+            .one(&txn)
+            .await?
+            .is_none()
+        {
+            return Err(RoleError::UnknownRole(role.to_string()));
+        }
+        for p in wanted {
+            if permissions::Entity::find_by_id(p.clone())
+                .one(&txn)
+                .await?
+                .is_none()
+            {
+                return Err(RoleError::UnknownPermission(p.clone()));
+            }
+        }
+        let before: Vec<String> = role_permissions::Entity::find()
+            .filter(role_permissions::Column::Role.eq(role))
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(|g| g.permission)
+            .collect();
+        role_permissions::Entity::delete_many()
+            .filter(role_permissions::Column::Role.eq(role))
+            .exec(&txn)
+            .await?;
+        let mut unique: Vec<&String> = wanted.iter().collect();
+        unique.sort();
+        unique.dedup();
+        for p in &unique {
+            role_permissions::ActiveModel {
+                role: Set(role.to_string()),
+                permission: Set((*p).clone()),
+            }
+            .insert(&txn)
+            .await?;
+        }
+        txn.commit().await?;
+        let removed = before.into_iter().filter(|p| !wanted.contains(p)).collect();
+        Ok((self.get(role).await?, removed))
+    }
+
+    /// Adds (`grant = true`) or removes one permission of a role.
+    pub async fn change(
+        &self,
+        role: &str,
+        permission: &str,
+        grant: bool,
+    ) -> Result<Role, RoleError> {
+        let mut current = self.get(role).await?.permissions;
+        if grant {
+            current.push(permission.to_string());
+        } else {
+            current.retain(|p| p != permission);
+        }
+        Ok(self.set_permissions(role, &current).await?.0)
+    }
+}
