@@ -82,12 +82,4 @@ impl BearerAuth {
             Err(ApiError::user_token_required())
         }
     }
-
-    pub fn require_scope(&self, scope: &str) -> Result<(), ApiError> {
-        if self.0.has_scope(scope) {
-            Ok(())
-        } else {
-            Err(ApiError::insufficient_scope(scope))
-        }
-    }
 }

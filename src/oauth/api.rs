@@ -15,8 +15,10 @@ use super::grants::{self, GrantContext, RawTokenForm, TokenRequest, TokenRespons
 use super::tokens::{AccessClaims, TokenInvalid};
 use crate::audit::{Event, EventType, Outcome};
 use crate::clients::Client;
+use crate::http::auth::ApiScopes;
 use crate::http::problem::ApiError;
-use crate::http::{ApiTags, BearerAuth, origin};
+use crate::http::{ApiTags, origin};
+use crate::rbac::{OpenId, Require};
 use crate::state::AppState;
 
 /// Token request (`application/x-www-form-urlencoded`). Which fields are required depends on
@@ -336,10 +338,9 @@ impl OAuthApi {
     async fn userinfo(
         &self,
         state: Data<&AppState>,
-        auth: BearerAuth,
+        #[oai(scope = "ApiScopes::Openid")] auth: Require<OpenId>,
     ) -> Result<UserInfoOk, ApiError> {
         let user_id = auth.user_id()?;
-        auth.require_scope("openid")?;
         let user = state.users.get(user_id).await.map_err(|e| match e {
             crate::users::UserError::NotFound => {
                 ApiError::invalid_token("the user no longer exists")
@@ -349,8 +350,8 @@ impl OAuthApi {
         if user.disabled {
             return Err(ApiError::invalid_token("the account is disabled"));
         }
-        let profile = auth.0.has_scope("profile");
-        let email = auth.0.has_scope("email");
+        let profile = auth.claims.has_scope("profile");
+        let email = auth.claims.has_scope("email");
         Ok(UserInfoOk::Ok(Json(UserInfo {
             sub: user.id,
             preferred_username: profile.then_some(user.username),

@@ -42,6 +42,8 @@ macro_rules! permissions {
 }
 
 permissions! {
+    /// OpenID Connect sign-in: an identity scope every user may grant, not a role permission.
+    OpenId => "openid",
     /// Read articles.
     ArticlesRead => "articles:read",
     /// Create articles; edit one's own.
