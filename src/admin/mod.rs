@@ -87,6 +87,18 @@ fn known_scopes(raw: &str) -> Result<Scope, ApiError> {
     }
 }
 
+/// A client's display name: 1–200 characters, no control characters.
+fn client_name(name: String) -> Result<String, ApiError> {
+    if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(Invalid {
+            field: "name",
+            reason: "must be 1 to 200 characters without control characters".into(),
+        }
+        .into());
+    }
+    Ok(name)
+}
+
 /// An admin action for the audit log, naming who did it.
 fn admin_event<P: Permission>(auth: &Require<P>, event_type: EventType) -> Event {
     let (user, client) = auth.actor();
@@ -395,14 +407,7 @@ impl AdminApi {
     ) -> Result<ClientCreatedResponse, ApiError> {
         let body = body.0;
         let client_id = ClientId::parse(&body.client_id)?;
-        let name = body.name.unwrap_or_else(|| client_id.as_str().to_string());
-        if name.trim().is_empty() || name.chars().count() > 200 {
-            return Err(Invalid {
-                field: "name",
-                reason: "must be 1 to 200 characters".into(),
-            }
-            .into());
-        }
+        let name = client_name(body.name.unwrap_or_else(|| client_id.as_str().to_string()))?;
         let created = state
             .clients
             .create(NewClient {
@@ -469,17 +474,8 @@ impl AdminApi {
         body: Json<ClientPatch>,
     ) -> Result<ClientResponse, ApiError> {
         let body = body.0;
-        if let Some(name) = &body.name
-            && (name.trim().is_empty() || name.chars().count() > 200)
-        {
-            return Err(Invalid {
-                field: "name",
-                reason: "must be 1 to 200 characters".into(),
-            }
-            .into());
-        }
         let change = ClientChange {
-            name: body.name,
+            name: body.name.map(client_name).transpose()?,
             grant_types: body.grant_types.as_deref().map(grant_types).transpose()?,
             scopes: body.scopes.as_deref().map(known_scopes).transpose()?,
             redirect_uris: body.redirect_uris,

@@ -484,6 +484,14 @@ async fn client_administration_round_trip() {
             json!({"client_id": "ok", "grant_types": [], "redirect_uris": ["not a url"]}),
             "redirect_uris",
         ),
+        (
+            json!({"client_id": "ok", "grant_types": [], "name": "  "}),
+            "name",
+        ),
+        (
+            json!({"client_id": "ok", "grant_types": [], "name": "bad\nname"}),
+            "name",
+        ),
     ] {
         let a = call(
             &app,
