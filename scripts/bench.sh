@@ -144,6 +144,8 @@ else
 fi
 export PORTCULLIS_LISTEN="127.0.0.1:$PORT"
 export PORTCULLIS_ISSUER="$BASE"
+# wrk sends every request from one address: rate limits would measure themselves.
+export PORTCULLIS_RATE_LIMIT_ENABLED="${PORTCULLIS_RATE_LIMIT_ENABLED:-false}"
 export PORTCULLIS_LOG="${BENCH_LOG:-warn}"
 unset PORTCULLIS_CONFIG
 

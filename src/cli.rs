@@ -287,7 +287,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let email = Email::parse(&email)?;
             let password = Password::parse(raw, &username, &email)?;
             let db = open_database(&settings.database_url).await?;
-            let hasher = PasswordHasher::new(settings.bcrypt_cost, 1).await?;
+            let hasher = PasswordHasher::new(settings.bcrypt_cost, 1, 0).await?;
             let user = UserService::new(db.clone(), hasher, clock.clone())
                 .register(&username, &email, &password, &roles)
                 .await?;
@@ -312,6 +312,7 @@ fn api_error_text(e: crate::http::problem::ApiError) -> String {
     use crate::http::problem::ApiError as E;
     match e {
         E::BadRequest(p) | E::NotFound(p) | E::Conflict(p) | E::Unavailable(p) => p.0.message,
+        E::TooManyRequests(p, ..) => p.0.message,
         E::Unauthorized(p, _) | E::Forbidden(p, _) => p.0.message,
     }
 }

@@ -12,6 +12,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+use crate::store::Quota;
+
 /// The embedded default database: a SQLite file under data/, created on first run.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/portcullis.db?mode=rwc";
 
@@ -94,6 +96,17 @@ pub struct RawSettings {
     pub seed_public_client: Option<bool>,
     pub jwks_max_age: DurationSetting,
     pub log: String,
+    pub rate_limit_enabled: bool,
+    pub trusted_proxies: String,
+    pub rate_limit_token_ip: String,
+    pub rate_limit_login: String,
+    pub rate_limit_client: String,
+    pub rate_limit_register_ip: String,
+    pub lockout_threshold: u32,
+    pub lockout_ip_threshold: u32,
+    pub lockout_base: DurationSetting,
+    pub lockout_max: DurationSetting,
+    pub bcrypt_max_queue: usize,
 }
 
 impl Default for RawSettings {
@@ -113,6 +126,17 @@ impl Default for RawSettings {
             seed_public_client: None,
             jwks_max_age: DurationSetting::Text("5m".into()),
             log: "info".into(),
+            rate_limit_enabled: true,
+            trusted_proxies: String::new(),
+            rate_limit_token_ip: "300/1m".into(),
+            rate_limit_login: "20/1m".into(),
+            rate_limit_client: "6000/1m".into(),
+            rate_limit_register_ip: "20/1h".into(),
+            lockout_threshold: 10,
+            lockout_ip_threshold: 5,
+            lockout_base: DurationSetting::Text("1m".into()),
+            lockout_max: DurationSetting::Text("1h".into()),
+            bcrypt_max_queue: 64,
         }
     }
 }
@@ -145,6 +169,32 @@ pub struct Settings {
     pub seed_public_client: bool,
     pub jwks_max_age: Duration,
     pub log: String,
+    pub abuse: AbuseSettings,
+}
+
+/// Rate limits, lockout and the sign-in queue (see `abuse`).
+#[derive(Debug, Clone)]
+pub struct AbuseSettings {
+    pub rate_limit_enabled: bool,
+    /// Peers whose `X-Forwarded-For` / `Forwarded` headers are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `/oauth/token` per client IP.
+    pub token_ip: Quota,
+    /// Password sign-ins per account (username or email as given).
+    pub login: Quota,
+    /// Token, revocation and introspection requests per authenticated client.
+    pub client: Quota,
+    /// Registrations per client IP.
+    pub register_ip: Quota,
+    /// Consecutive failed sign-ins that lock an account.
+    pub lockout_threshold: u32,
+    /// Consecutive failed sign-ins from one IP that block that IP for that account.
+    pub lockout_ip_threshold: u32,
+    /// First lock period; each further lock within a day doubles it, up to `lockout_max`.
+    pub lockout_base: Duration,
+    pub lockout_max: Duration,
+    /// Sign-ins that may wait for a bcrypt slot; beyond that, an immediate 503.
+    pub bcrypt_max_queue: usize,
 }
 
 impl RawSettings {
@@ -251,6 +301,28 @@ impl RawSettings {
             seed_public_client,
             jwks_max_age: self.jwks_max_age.parse("PORTCULLIS_JWKS_MAX_AGE")?,
             log: self.log,
+            abuse: AbuseSettings {
+                rate_limit_enabled: self.rate_limit_enabled,
+                trusted_proxies: parse_proxies(&self.trusted_proxies)?,
+                token_ip: parse_quota(&self.rate_limit_token_ip, "PORTCULLIS_RATE_LIMIT_TOKEN_IP")?,
+                login: parse_quota(&self.rate_limit_login, "PORTCULLIS_RATE_LIMIT_LOGIN")?,
+                client: parse_quota(&self.rate_limit_client, "PORTCULLIS_RATE_LIMIT_CLIENT")?,
+                register_ip: parse_quota(
+                    &self.rate_limit_register_ip,
+                    "PORTCULLIS_RATE_LIMIT_REGISTER_IP",
+                )?,
+                lockout_threshold: positive(
+                    self.lockout_threshold,
+                    "PORTCULLIS_LOCKOUT_THRESHOLD",
+                )?,
+                lockout_ip_threshold: positive(
+                    self.lockout_ip_threshold,
+                    "PORTCULLIS_LOCKOUT_IP_THRESHOLD",
+                )?,
+                lockout_base: self.lockout_base.parse("PORTCULLIS_LOCKOUT_BASE")?,
+                lockout_max: self.lockout_max.parse("PORTCULLIS_LOCKOUT_MAX")?,
+                bcrypt_max_queue: self.bcrypt_max_queue,
+            },
         })
     }
 }
@@ -267,6 +339,51 @@ impl Settings {
             MasterKeySource::File(_) => None,
         }
     }
+}
+
+fn positive(n: u32, setting: &'static str) -> Result<u32, ConfigError> {
+    if n == 0 {
+        return Err(invalid(setting, "must be at least 1"));
+    }
+    Ok(n)
+}
+
+/// A quota written `N/period`, e.g. `300/1m` or `20/1h`.
+fn parse_quota(text: &str, setting: &'static str) -> Result<Quota, ConfigError> {
+    let bad = || {
+        invalid(
+            setting,
+            format!("`{text}` is not a quota (write e.g. 300/1m or 20/1h)"),
+        )
+    };
+    let (n, period) = text.split_once('/').ok_or_else(bad)?;
+    let limit: u32 = n.trim().parse().map_err(|_| bad())?;
+    let seconds = parse_duration(period).ok_or_else(bad)?;
+    if limit == 0 || seconds == 0 {
+        return Err(bad());
+    }
+    Ok(Quota {
+        limit,
+        period: Duration::from_secs(seconds),
+    })
+}
+
+/// Comma-separated addresses or CIDR ranges.
+fn parse_proxies(text: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse::<ipnet::IpNet>()
+                .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    invalid(
+                        "PORTCULLIS_TRUSTED_PROXIES",
+                        format!("`{t}` is not an IP address or CIDR range"),
+                    )
+                })
+        })
+        .collect()
 }
 
 fn validate_issuer(text: &str) -> Result<String, ConfigError> {
@@ -312,6 +429,21 @@ mod tests {
         for bad in ["", "m", "15x", "-5", "1.5h", "99999999999999999999d"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn quotas_and_proxies() {
+        let q = parse_quota("300/1m", "X").unwrap();
+        assert_eq!((q.limit, q.period), (300, Duration::from_secs(60)));
+        for bad in ["", "300", "0/1m", "x/1m", "5/0s", "5/soon"] {
+            assert!(parse_quota(bad, "X").is_err(), "{bad}");
+        }
+        let p = parse_proxies("10.0.0.0/8, 127.0.0.1,::1").unwrap();
+        assert_eq!(p.len(), 3);
+        assert!(p[1].contains(&"127.0.0.1".parse::<std::net::IpAddr>().unwrap()));
+        assert!(parse_proxies("").unwrap().is_empty());
+        assert!(parse_proxies("10.0.0.0/33").is_err());
+        assert!(parse_proxies("proxy.local").is_err());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! (Redis and in-process shared state), `http/` (app assembly, middleware, errors), `audit`,
 //! `config`, `cli`.
 
+pub mod abuse;
 pub mod admin;
 pub mod articles;
 pub mod audit;

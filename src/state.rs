@@ -54,6 +54,8 @@ pub struct AppState {
     pub tokens: TokenService,
     pub refresh: RefreshService,
     pub audit: Audit,
+    pub limits: crate::abuse::RateLimiter,
+    pub lockout: crate::abuse::Lockout,
     pub articles: ArticleService,
     pub roles: crate::rbac::RoleService,
 }
@@ -203,8 +205,13 @@ impl AppState {
             retired_publication,
         );
         keys.bootstrap().await?;
-        let hasher =
-            PasswordHasher::new(settings.bcrypt_cost, settings.bcrypt_max_concurrency).await?;
+        let hasher = PasswordHasher::new(
+            settings.bcrypt_cost,
+            settings.bcrypt_max_concurrency,
+            settings.abuse.bcrypt_max_queue,
+        )
+        .await?;
+        let abuse = Arc::new(settings.abuse.clone());
         let clients = ClientService::new(db.clone(), clock.clone());
         if settings.seed_public_client {
             clients.seed_public_client(&all_scopes()).await?;
@@ -221,6 +228,8 @@ impl AppState {
             users: UserService::new(db.clone(), hasher, clock.clone()),
             refresh: RefreshService::new(db.clone(), clock.clone(), settings.refresh_token_ttl),
             audit: Audit::new(db.clone(), clock.clone()),
+            limits: crate::abuse::RateLimiter::new(abuse.clone(), store.clone()),
+            lockout: crate::abuse::Lockout::new(abuse, store.clone()),
             articles: ArticleService::new(db.clone(), clock.clone()),
             roles: crate::rbac::RoleService::new(db.clone()),
             settings: Arc::new(settings),

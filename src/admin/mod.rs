@@ -371,6 +371,38 @@ impl AdminApi {
         Ok(AdminUserResponse::Ok(Json(user.into())))
     }
 
+    /// Unlock a user's account
+    ///
+    /// Needs `users:admin`. Lifts a lock from repeated failed sign-ins and forgets past locks,
+    /// so the next lock starts from the base period again.
+    #[oai(
+        path = "/users/:id/unlock",
+        method = "post",
+        operation_id = "admin_unlock_user"
+    )]
+    async fn unlock(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        #[oai(scope = "ApiScopes::UsersAdmin")] auth: Require<UsersAdmin>,
+        id: Path<String>,
+    ) -> Result<AdminUserResponse, ApiError> {
+        let user = state.users.get(&id.0).await.map_err(user_error)?;
+        state
+            .lockout
+            .unlock(&user.id)
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
+        state
+            .audit
+            .record(
+                &origin(req),
+                admin_event(&auth, EventType::AccountUnlocked).details(json!({"user_id": user.id})),
+            )
+            .await;
+        Ok(AdminUserResponse::Ok(Json(user.into())))
+    }
+
     /// List clients
     ///
     /// Needs `clients:admin`.

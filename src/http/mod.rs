@@ -92,14 +92,16 @@ pub fn app(state: AppState) -> impl Endpoint {
         .around(move |next, req| middleware::around(next, req, ids.clone()))
 }
 
-/// Where a request came from, for the audit log. The client IP is the socket peer (forwarded
-/// headers are not trusted).
+/// Where a request came from, for the audit log and rate limits. The client IP is the socket
+/// peer, or what a trusted proxy (`PORTCULLIS_TRUSTED_PROXIES`) forwarded.
 pub fn origin(req: &Request) -> Origin {
+    let trusted = req
+        .data::<AppState>()
+        .map(|s| s.settings.abuse.trusted_proxies.as_slice())
+        .unwrap_or_default();
+    let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
     Origin {
-        ip: req
-            .remote_addr()
-            .as_socket_addr()
-            .map(|a| a.ip().to_string()),
+        ip: crate::abuse::client_ip(peer, req.headers(), trusted).map(|ip| ip.to_string()),
         request_id: req
             .extensions()
             .get::<middleware::RequestId>()

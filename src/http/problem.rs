@@ -55,7 +55,17 @@ pub enum ApiError {
     /// The resource already exists (`conflict`).
     #[oai(status = 409)]
     Conflict(Json<Problem>),
-    /// A dependency (database, store) is unreachable (`unavailable`); retry later.
+    /// Too many requests (`rate_limited`): retry after `Retry-After` seconds.
+    #[oai(status = 429)]
+    TooManyRequests(
+        Json<Problem>,
+        #[oai(header = "Retry-After")] u64,
+        #[oai(header = "RateLimit-Limit")] u32,
+        #[oai(header = "RateLimit-Remaining")] u32,
+        #[oai(header = "RateLimit-Reset")] u64,
+    ),
+    /// A dependency (database, store) is unreachable or the server is saturated
+    /// (`unavailable`); retry later.
     #[oai(status = 503)]
     Unavailable(Json<Problem>),
 }
@@ -116,6 +126,21 @@ impl ApiError {
             "unavailable",
             "the server cannot complete this request right now; retry later",
         )))
+    }
+}
+
+impl From<crate::abuse::Limited> for ApiError {
+    fn from(limited: crate::abuse::Limited) -> Self {
+        Self::TooManyRequests(
+            Json(Problem::new(
+                "rate_limited",
+                format!("too many requests; retry in {} s", limited.retry_after_secs),
+            )),
+            limited.retry_after_secs,
+            limited.limit,
+            0,
+            limited.reset_secs,
+        )
     }
 }
 

@@ -13,6 +13,7 @@ use super::client_auth::{PresentedCredentials, authenticate};
 use super::error::OAuthError;
 use super::grants::{self, GrantContext, RawTokenForm, TokenRequest, TokenResponse};
 use super::tokens::{AccessClaims, TokenInvalid};
+use crate::abuse::LimitClass;
 use crate::audit::{Event, EventType, Outcome};
 use crate::clients::Client;
 use crate::http::auth::ApiScopes;
@@ -182,6 +183,14 @@ impl OAuthApi {
         form: Form<TokenForm>,
     ) -> Result<TokenOk, OAuthError> {
         let form = form.0;
+        let origin = origin(req);
+        if let Some(ip) = &origin.ip {
+            state
+                .limits
+                .check(LimitClass::TokenIp, ip)
+                .await
+                .map_err(OAuthError::too_many)?;
+        }
         let request = TokenRequest::parse(&RawTokenForm {
             grant_type: form.grant_type.as_deref(),
             username: form.username.as_deref(),
@@ -198,7 +207,11 @@ impl OAuthApi {
             ),
         )
         .await?;
-        let origin = origin(req);
+        state
+            .limits
+            .check(LimitClass::Client, &client.client_id)
+            .await
+            .map_err(OAuthError::too_many)?;
         let ctx = GrantContext {
             state: &state,
             client: &client,
@@ -378,6 +391,11 @@ impl TokenHintForm {
             ),
         )
         .await?;
+        state
+            .limits
+            .check(LimitClass::Client, &client.client_id)
+            .await
+            .map_err(OAuthError::too_many)?;
         match self.token {
             Some(t) if !t.is_empty() => Ok((client, t)),
             _ => Err(OAuthError::invalid_request(

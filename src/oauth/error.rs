@@ -40,9 +40,19 @@ pub enum OAuthError {
         Json<OAuthErrorBody>,
         #[oai(header = "WWW-Authenticate")] String,
     ),
-    /// The server could not answer right now (database or store unreachable).
+    /// Too many requests: retry after `Retry-After` seconds.
+    #[oai(status = 429)]
+    TooManyRequests(
+        Json<OAuthErrorBody>,
+        #[oai(header = "Retry-After")] u64,
+        #[oai(header = "RateLimit-Limit")] u32,
+        #[oai(header = "RateLimit-Remaining")] u32,
+        #[oai(header = "RateLimit-Reset")] u64,
+    ),
+    /// The server could not answer right now (database or store unreachable, or every
+    /// password-hashing slot busy); `Retry-After` says when to try again.
     #[oai(status = 503)]
-    Unavailable(Json<OAuthErrorBody>),
+    Unavailable(Json<OAuthErrorBody>, #[oai(header = "Retry-After")] u64),
 }
 
 impl OAuthError {
@@ -55,7 +65,9 @@ impl OAuthError {
             ErrorCode::InvalidClient => {
                 Self::Unauthorized(body, r#"Basic realm="portcullis", charset="UTF-8""#.into())
             }
-            ErrorCode::TemporarilyUnavailable | ErrorCode::ServerError => Self::Unavailable(body),
+            ErrorCode::TemporarilyUnavailable | ErrorCode::ServerError => {
+                Self::Unavailable(body, 1)
+            }
             _ => Self::BadRequest(body),
         }
     }
@@ -85,9 +97,40 @@ impl OAuthError {
         )
     }
 
+    /// Every password-hashing slot and the queue are busy: retry shortly.
+    pub fn busy() -> Self {
+        Self::Unavailable(
+            Json(OAuthErrorBody {
+                error: ErrorCode::TemporarilyUnavailable,
+                error_description: "the server is busy with other sign-ins; retry shortly".into(),
+            }),
+            1,
+        )
+    }
+
+    /// Over a rate limit (the body keeps the RFC 6749 shape).
+    pub fn too_many(limited: crate::abuse::Limited) -> Self {
+        Self::TooManyRequests(
+            Json(OAuthErrorBody {
+                error: ErrorCode::TemporarilyUnavailable,
+                error_description: format!(
+                    "too many requests; retry in {} s",
+                    limited.retry_after_secs
+                ),
+            }),
+            limited.retry_after_secs,
+            limited.limit,
+            0,
+            limited.reset_secs,
+        )
+    }
+
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::BadRequest(b) | Self::Unauthorized(b, _) | Self::Unavailable(b) => b.error,
+            Self::BadRequest(b)
+            | Self::Unauthorized(b, _)
+            | Self::Unavailable(b, _)
+            | Self::TooManyRequests(b, ..) => b.error,
         }
     }
 }

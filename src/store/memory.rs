@@ -18,6 +18,7 @@ struct Lease {
 struct State {
     denied: HashMap<String, Instant>,
     rates: HashMap<String, u64>,
+    counters: HashMap<String, (u64, Instant)>,
     leases: HashMap<String, Lease>,
     fences: HashMap<String, u64>,
 }
@@ -75,6 +76,32 @@ impl Store for MemoryStore {
         Ok(keys
             .iter()
             .any(|k| state.denied.get(*k).is_some_and(|until| *until > now)))
+    }
+
+    async fn incr(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        if state.counters.len() > 100_000 {
+            state.counters.retain(|_, (_, until)| *until > now);
+        }
+        let entry = state
+            .counters
+            .entry(key.to_string())
+            .or_insert((0, now + ttl));
+        if entry.1 <= now {
+            *entry = (0, now + ttl);
+        }
+        entry.0 += 1;
+        Ok(entry.0)
+    }
+
+    async fn remove(&self, keys: &[&str]) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        for key in keys {
+            state.counters.remove(*key);
+            state.denied.remove(*key);
+        }
+        Ok(())
     }
 
     async fn rate_limit(&self, key: &str, quota: Quota) -> Result<RateDecision, StoreError> {

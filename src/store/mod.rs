@@ -78,6 +78,13 @@ pub trait Store: Send + Sync + 'static {
     /// Whether any of `keys` is on the deny list (one round trip).
     async fn any_denied(&self, keys: &[&str]) -> Result<bool, StoreError>;
 
+    /// Adds one to the counter `key` and returns the new value; the counter expires `ttl`
+    /// after its first increment (a fixed window), atomically.
+    async fn incr(&self, key: &str, ttl: Duration) -> Result<u64, StoreError>;
+
+    /// Removes counters and deny-list entries named `keys`.
+    async fn remove(&self, keys: &[&str]) -> Result<(), StoreError>;
+
     /// Counts one event against `key` under `quota`, atomically.
     async fn rate_limit(&self, key: &str, quota: Quota) -> Result<RateDecision, StoreError>;
 

@@ -42,6 +42,13 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return redis.call('INCR', KEYS[2])
 ";
 
+/// KEYS[1] = counter; ARGV[1] = ttl ms. INCR, and start the window on the first increment.
+const INCR_SCRIPT: &str = r"
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n
+";
+
 const UNLOCK_SCRIPT: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -55,6 +62,7 @@ pub struct RedisStore {
     conn: ConnectionManager,
     prefix: String,
     rate: Script,
+    incr: Script,
     lock: Script,
     unlock: Script,
 }
@@ -86,6 +94,7 @@ impl RedisStore {
             conn,
             prefix: prefix.to_string(),
             rate: Script::new(RATE_SCRIPT),
+            incr: Script::new(INCR_SCRIPT),
             lock: Script::new(LOCK_SCRIPT),
             unlock: Script::new(UNLOCK_SCRIPT),
         })
@@ -119,6 +128,29 @@ impl Store for RedisStore {
         let names: Vec<String> = keys.iter().map(|k| self.key("deny", k)).collect();
         let count: u64 = conn.exists(names).await.map_err(unavailable)?;
         Ok(count > 0)
+    }
+
+    async fn incr(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        self.incr
+            .key(self.key("count", key))
+            .arg(millis(ttl))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn remove(&self, keys: &[&str]) -> Result<(), StoreError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.clone();
+        let names: Vec<String> = keys
+            .iter()
+            .flat_map(|k| [self.key("count", k), self.key("deny", k)])
+            .collect();
+        let _: u64 = conn.del(names).await.map_err(unavailable)?;
+        Ok(())
     }
 
     async fn rate_limit(&self, key: &str, quota: Quota) -> Result<RateDecision, StoreError> {

@@ -8,6 +8,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::json;
 
 use super::{ProfileUpdate, User, UserError};
+use crate::abuse::LimitClass;
 use crate::audit::{Event, EventType, Outcome};
 use crate::domain::{Email, Password, Username};
 use crate::http::problem::ApiError;
@@ -88,6 +89,12 @@ fn user_error(e: UserError) -> ApiError {
             ApiError::conflict("an account with this username or email already exists")
         }
         UserError::NotFound => ApiError::invalid_token("the user no longer exists"),
+        UserError::Hash(super::HashError::Busy) => {
+            ApiError::Unavailable(Json(crate::http::problem::Problem::new(
+                "busy",
+                "the server is busy with other sign-ins; retry shortly",
+            )))
+        }
         UserError::UnknownRole(role) => {
             ApiError::invalid_input("roles", format!("unknown role `{role}`"))
         }
@@ -121,6 +128,10 @@ impl UsersApi {
         req: &Request,
         body: Json<Registration>,
     ) -> Result<RegisterResponse, ApiError> {
+        let origin = origin(req);
+        if let Some(ip) = &origin.ip {
+            state.limits.check(LimitClass::RegisterIp, ip).await?;
+        }
         let username = Username::parse(&body.username)?;
         let email = Email::parse(&body.email)?;
         let password = Password::parse(&body.password, &username, &email)?;
@@ -132,7 +143,7 @@ impl UsersApi {
         state
             .audit
             .record(
-                &origin(req),
+                &origin,
                 Event::new(EventType::UserRegistered, Outcome::Success)
                     .actor(&user.id)
                     .details(json!({"username": user.username})),

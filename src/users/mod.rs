@@ -46,6 +46,21 @@ pub struct User {
     pub created_at: i64,
 }
 
+/// What a password sign-in checks. Never leaves the sign-in path.
+pub struct Credentials {
+    pub user_id: String,
+    pub password_hash: String,
+    pub disabled: bool,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user_id", &self.user_id)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Changes to one's own profile.
 #[derive(Debug, Default)]
 pub struct ProfileUpdate {
@@ -139,43 +154,38 @@ impl UserService {
         Ok(to_user(row, roles))
     }
 
-    /// Checks a username-or-email and password. Returns the user only when the account exists,
-    /// is enabled and the password matches; otherwise `None`, after the same bcrypt work in
-    /// every case, so callers answer unknown users, wrong passwords and disabled accounts alike.
-    #[tracing::instrument(skip_all)]
-    pub async fn authenticate(
-        &self,
-        login: &str,
-        password: &str,
-    ) -> Result<Option<User>, UserError> {
+    /// The stored credentials for a username-or-email, if such an account exists.
+    pub async fn credentials(&self, login: &str) -> Result<Option<Credentials>, UserError> {
         let login = login.to_ascii_lowercase();
+        // No account has such a name: skip the lookup (PostgreSQL refuses NUL bytes in text).
+        if login.len() > 254 || login.chars().any(char::is_control) {
+            return Ok(None);
+        }
         let column = if login.contains('@') {
             users::Column::Email
         } else {
             users::Column::Username
         };
-        // No account has such a name: skip the lookup (PostgreSQL refuses NUL bytes in text),
-        // but not the bcrypt work, so the answer looks like any other unknown user.
-        let plausible = login.len() <= 254 && !login.chars().any(char::is_control);
-        let row = if plausible {
-            users::Entity::find()
-                .filter(column.eq(login))
-                .one(&self.db)
-                .await?
-        } else {
-            None
-        };
-        let verified = self
-            .hasher
-            .verify(password, row.as_ref().map(|r| r.password_hash.as_str()))
-            .await?;
-        match row {
-            Some(row) if verified && !row.disabled => {
-                let roles = self.roles(&row.id).await?;
-                Ok(Some(to_user(row, roles)))
-            }
-            _ => Ok(None),
-        }
+        Ok(users::Entity::find()
+            .filter(column.eq(login))
+            .one(&self.db)
+            .await?
+            .map(|row| Credentials {
+                user_id: row.id,
+                password_hash: row.password_hash,
+                disabled: row.disabled,
+            }))
+    }
+
+    /// Verifies `password` against `hash`, or against a dummy hash of the same cost when
+    /// `hash` is `None` (unknown or locked account), which never verifies: every sign-in
+    /// attempt costs the same bcrypt work.
+    pub async fn verify_password(
+        &self,
+        password: &str,
+        hash: Option<&str>,
+    ) -> Result<bool, UserError> {
+        Ok(self.hasher.verify(password, hash).await?)
     }
 
     pub async fn update_profile(&self, id: &str, update: ProfileUpdate) -> Result<User, UserError> {

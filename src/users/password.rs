@@ -14,6 +14,9 @@ use tracing::Instrument;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
+    /// Every bcrypt slot is busy and the queue is full: answer at once instead of piling up.
+    #[error("too many password operations are waiting")]
+    Busy,
     #[error("the password hashing pool is closed")]
     Closed,
     #[error("password hashing failed")]
@@ -24,6 +27,9 @@ pub enum HashError {
 pub struct PasswordHasher {
     cost: u32,
     permits: Arc<Semaphore>,
+    /// Operations running or waiting; bounded by `max_concurrency + max_queue`.
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    max_in_flight: usize,
     dummy_hash: Arc<str>,
 }
 
@@ -37,7 +43,11 @@ impl std::fmt::Debug for PasswordHasher {
 
 impl PasswordHasher {
     /// Builds the hasher and its dummy hash (one bcrypt run at start).
-    pub async fn new(cost: u32, max_concurrency: usize) -> Result<Self, HashError> {
+    pub async fn new(
+        cost: u32,
+        max_concurrency: usize,
+        max_queue: usize,
+    ) -> Result<Self, HashError> {
         let filler = crate::crypto::random_token().map_err(|_| HashError::Failed)?;
         let dummy = tokio::task::spawn_blocking(move || bcrypt::hash(filler, cost))
             .await
@@ -46,6 +56,8 @@ impl PasswordHasher {
         Ok(Self {
             cost,
             permits: Arc::new(Semaphore::new(max_concurrency)),
+            in_flight: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            max_in_flight: max_concurrency.saturating_add(max_queue),
             dummy_hash: dummy.into(),
         })
     }
@@ -55,6 +67,24 @@ impl PasswordHasher {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        use std::sync::atomic::Ordering;
+        // Admission: refuse at once when the pool and its queue are full.
+        let admitted = self
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_in_flight).then_some(n + 1)
+            })
+            .is_ok();
+        if !admitted {
+            return Err(HashError::Busy);
+        }
+        struct Leave(Arc<std::sync::atomic::AtomicUsize>);
+        impl Drop for Leave {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            }
+        }
+        let _leave = Leave(self.in_flight.clone());
         let _permit = self
             .permits
             .acquire()
@@ -102,7 +132,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_character_counts_beyond_bcrypts_72_bytes() {
-        let hasher = PasswordHasher::new(4, 2).await.unwrap();
+        let hasher = PasswordHasher::new(4, 2, 8).await.unwrap();
         let long = "x".repeat(100);
         let hash = hasher.hash(&long).await.unwrap();
         assert!(hasher.verify(&long, Some(&hash)).await.unwrap());
@@ -117,7 +147,29 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_users_never_verify() {
-        let hasher = PasswordHasher::new(4, 2).await.unwrap();
+        let hasher = PasswordHasher::new(4, 2, 8).await.unwrap();
         assert!(!hasher.verify("anything at all", None).await.unwrap());
+    }
+}
+
+#[cfg(test)]
+mod queue_tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_is_refused_at_once() {
+        // One slot, no queue: of two simultaneous hashes one is refused immediately.
+        let hasher = PasswordHasher::new(10, 1, 0).await.unwrap();
+        let (a, b) = tokio::join!(
+            hasher.hash("first password"),
+            hasher.hash("second password")
+        );
+        let busy = [&a, &b]
+            .iter()
+            .filter(|r| matches!(r, Err(HashError::Busy)))
+            .count();
+        assert_eq!(busy, 1, "{a:?} {b:?}");
+        // Capacity comes back afterwards.
+        assert!(hasher.hash("third password").await.is_ok());
     }
 }

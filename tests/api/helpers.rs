@@ -21,6 +21,9 @@ pub struct TestApp {
     pub state: AppState,
     pub clock: ManualClock,
     pub dir: PathBuf,
+    /// What this instance was started with, so a peer can share its database and store.
+    pub raw: RawSettings,
+    pub store_prefix: String,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -56,6 +59,8 @@ pub fn test_settings(dir: &std::path::Path) -> RawSettings {
         )),
         redis_url: std::env::var("PORTCULLIS_TEST_REDIS_URL").ok(),
         log: "warn".into(),
+        // The suite drives many requests from one address; abuse tests turn limits on.
+        rate_limit_enabled: false,
         ..RawSettings::default()
     }
 }
@@ -66,28 +71,43 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the server with settings adjusted by `adjust`.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut RawSettings)) -> TestApp {
-    portcullis::install_crypto_provider();
     let dir = std::env::temp_dir().join(format!("portcullis-test-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut raw = test_settings(&dir);
+    if let Ok(url) = std::env::var("PORTCULLIS_TEST_DATABASE_URL") {
+        raw.database_url = Some(fresh_postgres(&url).await);
+    }
+    adjust(&mut raw);
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    start(raw, prefix, dir).await
+}
+
+impl TestApp {
+    /// A second instance on the same database, master key and store (a peer behind the same
+    /// load balancer). Only with Redis do the instances share rate counters and locks.
+    pub async fn spawn_peer(&self) -> TestApp {
+        let dir = std::env::temp_dir().join(format!("portcullis-test-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        start(self.raw.clone(), self.store_prefix.clone(), dir).await
+    }
+}
+
+async fn start(mut raw: RawSettings, store_prefix: String, dir: PathBuf) -> TestApp {
+    portcullis::install_crypto_provider();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let base = format!("http://{addr}");
-
-    let mut raw = test_settings(&dir);
     raw.issuer = base.clone();
-    if let Ok(url) = std::env::var("PORTCULLIS_TEST_DATABASE_URL") {
-        raw.database_url = Some(fresh_postgres(&url).await);
-    }
-    adjust(&mut raw);
+    let kept = raw.clone();
     let settings = raw.validate().expect("valid test settings");
     let clock = ManualClock::new();
     let state = AppState::build(
         settings,
         BuildOptions {
             clock: Arc::new(clock.clone()),
-            store_prefix: format!("test:{}:", uuid::Uuid::new_v4().simple()),
+            store_prefix: store_prefix.clone(),
         },
     )
     .await
@@ -109,6 +129,8 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut RawSettings)) -> TestApp {
         state,
         clock,
         dir,
+        raw: kept,
+        store_prefix,
         _shutdown: tx,
     }
 }

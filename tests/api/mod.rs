@@ -1,5 +1,6 @@
 mod helpers;
 
+mod abuse;
 mod articles;
 mod authorization;
 mod cli;

@@ -125,3 +125,31 @@ async fn leases_exclude_other_holders_grow_fences_and_expire() {
         assert!(f3 > f2, "{name}");
     }
 }
+
+#[tokio::test]
+async fn counters_count_within_a_window_and_can_be_removed() {
+    for (name, store) in stores().await {
+        let ttl = Duration::from_millis(300);
+        assert_eq!(store.incr("fails", ttl).await.unwrap(), 1, "{name}");
+        assert_eq!(store.incr("fails", ttl).await.unwrap(), 2, "{name}");
+        assert_eq!(store.incr("other", ttl).await.unwrap(), 1, "{name}");
+        store.remove(&["fails"]).await.unwrap();
+        assert_eq!(
+            store.incr("fails", ttl).await.unwrap(),
+            1,
+            "{name}: removed"
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(
+            store.incr("fails", ttl).await.unwrap(),
+            1,
+            "{name}: window over"
+        );
+        store.deny("flag", Duration::from_secs(60)).await.unwrap();
+        store.remove(&["flag"]).await.unwrap();
+        assert!(
+            !store.any_denied(&["flag"]).await.unwrap(),
+            "{name}: deny entry removed"
+        );
+    }
+}

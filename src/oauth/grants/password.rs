@@ -1,17 +1,21 @@
 //! Resource owner password credentials grant (RFC 6749 §4.3).
 //!
-//! Unknown users, wrong passwords and disabled accounts get the same `invalid_grant` after the
-//! same bcrypt work (see `users::PasswordHasher`).
+//! Unknown users, wrong passwords, disabled and locked accounts get the same `invalid_grant`
+//! after the same bcrypt work (see `users::PasswordHasher` and `abuse::Lockout`). Sign-ins
+//! are rate-limited per account name; when every bcrypt slot and the queue are busy, the answer
+//! is an immediate 503 with `Retry-After`.
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
 use super::{GrantContext, TokenResponse, permitted_scopes, user_tokens};
+use crate::abuse::{LimitClass, LockoutState};
 use crate::audit::{Event, EventType, Outcome};
 use crate::clients::GrantType;
 use crate::domain::Scope;
 use crate::oauth::error::OAuthError;
 use crate::oauth::scope::narrow;
+use crate::users::{HashError, UserError};
 
 pub async fn grant(
     ctx: &GrantContext<'_>,
@@ -21,25 +25,79 @@ pub async fn grant(
 ) -> Result<TokenResponse, OAuthError> {
     let state = ctx.state;
     let client_id = ctx.client.client_id.as_str();
-    let user = state
+    let ip = ctx.origin.ip.as_deref().unwrap_or("unknown");
+    state
+        .limits
+        .check(LimitClass::Login, username)
+        .await
+        .map_err(OAuthError::too_many)?;
+
+    let candidate = state
         .users
-        .authenticate(username, password.expose_secret())
+        .credentials(username)
         .await
         .map_err(|e| OAuthError::internal(&e))?;
+    // Lock state that cannot be read (store down) fails closed.
+    let locked = match &candidate {
+        Some(c) => state
+            .lockout
+            .is_locked(&c.user_id, ip)
+            .await
+            .map_err(|e| OAuthError::internal(&e))?,
+        None => false,
+    };
+    let hash = candidate
+        .as_ref()
+        .filter(|_| !locked)
+        .map(|c| c.password_hash.as_str());
+    let verified = match state
+        .users
+        .verify_password(password.expose_secret(), hash)
+        .await
+    {
+        Ok(v) => v,
+        Err(UserError::Hash(HashError::Busy)) => return Err(OAuthError::busy()),
+        Err(e) => return Err(OAuthError::internal(&e)),
+    };
+    let user = match &candidate {
+        Some(c) if verified && !c.disabled => Some(
+            state
+                .users
+                .get(&c.user_id)
+                .await
+                .map_err(|e| OAuthError::internal(&e))?,
+        ),
+        _ => None,
+    };
     let Some(user) = user else {
-        state
-            .audit
-            .record(
-                ctx.origin,
-                Event::new(EventType::SignIn, Outcome::Failure)
-                    .client(client_id)
-                    .details(json!({"grant_type": "password", "reason": "invalid_credentials"})),
-            )
-            .await;
+        let reason = if locked {
+            "locked"
+        } else {
+            "invalid_credentials"
+        };
+        let details = json!({"grant_type": "password", "reason": reason});
+        if let Some(c) = candidate.as_ref().filter(|_| !locked) {
+            let outcome = state
+                .lockout
+                .failed(&c.user_id, ip)
+                .await
+                .map_err(|e| OAuthError::internal(&e))?;
+            record_lock(ctx, &c.user_id, outcome).await;
+        }
+        let mut event = Event::new(EventType::SignIn, Outcome::Failure)
+            .client(client_id)
+            .details(details);
+        if let Some(c) = &candidate {
+            event = event.actor(&c.user_id);
+        }
+        state.audit.record(ctx.origin, event).await;
         return Err(OAuthError::invalid_grant(
             "the username or password is incorrect",
         ));
     };
+    if let Err(e) = state.lockout.succeeded(&user.id, ip).await {
+        tracing::warn!(error = %e, "could not reset failed sign-in counts");
+    }
 
     let permitted = permitted_scopes(ctx, &user).await?;
     let granted = narrow(requested, &ctx.client.scopes, &permitted).ok_or_else(|| {
@@ -76,4 +134,23 @@ pub async fn grant(
         )
         .await;
     Ok(response)
+}
+
+/// Audits a lock that a failed sign-in caused.
+async fn record_lock(ctx: &GrantContext<'_>, user_id: &str, outcome: LockoutState) {
+    let (what, period) = match outcome {
+        LockoutState::Counted => return,
+        LockoutState::IpBlocked(p) => ("ip_blocked", p),
+        LockoutState::AccountLocked(p) => ("account_locked", p),
+    };
+    ctx.state
+        .audit
+        .record(
+            ctx.origin,
+            Event::new(EventType::AccountLocked, Outcome::Success)
+                .actor(user_id)
+                .client(&ctx.client.client_id)
+                .details(json!({"lock": what, "seconds": period.as_secs()})),
+        )
+        .await;
 }

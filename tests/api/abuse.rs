@@ -1,0 +1,377 @@
+//! Abuse protection: rate limits (per IP, account, client; headers; RFC 6749 body shape),
+//! trusted proxies, account lockout and its resistance to enumeration and denial of service,
+//! the bounded sign-in queue, and limits shared by two instances.
+
+use portcullis::clients::GrantType;
+use portcullis::config::{DurationSetting, RawSettings};
+use reqwest::StatusCode;
+
+use super::helpers::*;
+
+fn limits_on(raw: &mut RawSettings) {
+    raw.rate_limit_enabled = true;
+}
+
+async fn token_attempt(
+    app: &TestApp,
+    username: &str,
+    password: &str,
+    forwarded: Option<&str>,
+) -> Answer {
+    let mut req = app.http.post(app.url("/oauth/token")).form(&[
+        ("grant_type", "password"),
+        ("username", username),
+        ("password", password),
+        ("client_id", SPA),
+    ]);
+    if let Some(ip) = forwarded {
+        req = req.header("x-forwarded-for", ip);
+    }
+    Answer::from(req.send().await.unwrap()).await
+}
+
+#[track_caller]
+fn assert_limited(answer: &Answer, limit: u32) {
+    assert_eq!(
+        answer.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        answer.body
+    );
+    let retry: u64 = answer.header("retry-after").unwrap().parse().unwrap();
+    assert!(retry >= 1, "Retry-After {retry}");
+    assert_eq!(answer.header("ratelimit-limit").unwrap(), limit.to_string());
+    assert_eq!(answer.header("ratelimit-remaining").unwrap(), "0");
+    assert!(
+        answer
+            .header("ratelimit-reset")
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+}
+
+#[tokio::test]
+async fn token_endpoint_is_limited_per_ip_with_rfc6749_body() {
+    let app = spawn_app_with(|raw| {
+        limits_on(raw);
+        raw.rate_limit_token_ip = "3/1m".into();
+    })
+    .await;
+    for _ in 0..3 {
+        let a = token_attempt(&app, "nobody", "whatever password", None).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.body);
+    }
+    let limited = token_attempt(&app, "nobody", "whatever password", None).await;
+    assert_limited(&limited, 3);
+    limited.assert_oauth_error(429, "temporarily_unavailable");
+}
+
+#[tokio::test]
+async fn sign_ins_are_limited_per_account_and_registration_per_ip() {
+    let app = spawn_app_with(|raw| {
+        limits_on(raw);
+        raw.rate_limit_login = "2/1m".into();
+        raw.rate_limit_register_ip = "3/1h".into();
+    })
+    .await;
+    for name in ["ann", "bea"] {
+        assert_eq!(app.register(name).await.status, StatusCode::CREATED);
+    }
+    for _ in 0..2 {
+        assert_eq!(
+            token_attempt(&app, "ann", PASSWORD, None).await.status,
+            StatusCode::OK
+        );
+    }
+    // Also counted case-insensitively, and by account, not by IP.
+    assert_limited(&token_attempt(&app, "ANN", PASSWORD, None).await, 2);
+    assert_eq!(
+        token_attempt(&app, "bea", PASSWORD, None).await.status,
+        StatusCode::OK
+    );
+
+    assert_eq!(app.register("cid").await.status, StatusCode::CREATED);
+    let limited = app.register("dot").await;
+    assert_limited(&limited, 3);
+    assert_eq!(limited.body["code"], "rate_limited");
+}
+
+#[tokio::test]
+async fn clients_are_limited_on_introspection() {
+    let app = spawn_app_with(|raw| {
+        limits_on(raw);
+        raw.rate_limit_client = "2/1m".into();
+    })
+    .await;
+    let rs = app.resource_server().await;
+    for _ in 0..2 {
+        assert_eq!(app.introspect(&rs, "x").await.status, StatusCode::OK);
+    }
+    assert_limited(&app.introspect(&rs, "x").await, 2);
+}
+
+#[tokio::test]
+async fn forwarded_addresses_count_only_behind_a_trusted_proxy() {
+    // Not trusted: a client cannot escape its limit by inventing X-Forwarded-For.
+    let app = spawn_app_with(|raw| {
+        limits_on(raw);
+        raw.rate_limit_token_ip = "2/1m".into();
+    })
+    .await;
+    token_attempt(&app, "x", "y", Some("198.51.100.1")).await;
+    token_attempt(&app, "x", "y", Some("198.51.100.2")).await;
+    assert_limited(
+        &token_attempt(&app, "x", "y", Some("198.51.100.3")).await,
+        2,
+    );
+
+    // Behind a trusted proxy, each forwarded client has its own budget.
+    let proxied = spawn_app_with(|raw| {
+        limits_on(raw);
+        raw.rate_limit_token_ip = "2/1m".into();
+        raw.trusted_proxies = "127.0.0.1".into();
+    })
+    .await;
+    for _ in 0..2 {
+        token_attempt(&proxied, "x", "y", Some("198.51.100.1")).await;
+    }
+    assert_limited(
+        &token_attempt(&proxied, "x", "y", Some("198.51.100.1")).await,
+        2,
+    );
+    assert_eq!(
+        token_attempt(&proxied, "x", "y", Some("198.51.100.2"))
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test]
+async fn rate_limits_can_be_switched_off() {
+    let app = spawn_app_with(|raw| {
+        raw.rate_limit_enabled = false;
+        raw.rate_limit_token_ip = "1/1h".into();
+    })
+    .await;
+    for _ in 0..5 {
+        assert_eq!(
+            token_attempt(&app, "x", "y", None).await.status,
+            StatusCode::BAD_REQUEST
+        );
+    }
+}
+
+fn lockout(threshold: u32, ip_threshold: u32) -> impl FnOnce(&mut RawSettings) {
+    move |raw| {
+        raw.lockout_threshold = threshold;
+        raw.lockout_ip_threshold = ip_threshold;
+        raw.trusted_proxies = "127.0.0.1".into();
+    }
+}
+
+#[tokio::test]
+async fn repeated_failures_lock_the_account_indistinguishably_until_unlocked() {
+    let app = spawn_app_with(lockout(3, 100)).await;
+    app.register("victim").await;
+    let wrong = token_attempt(&app, "victim", "not the password!", None).await;
+    for _ in 0..2 {
+        token_attempt(&app, "victim", "not the password!", None).await;
+    }
+    // Locked: the right password now gets exactly the answer of a wrong one, and of an
+    // unknown user.
+    let locked = token_attempt(&app, "victim", PASSWORD, None).await;
+    let unknown = token_attempt(&app, "no-such-user", PASSWORD, None).await;
+    assert_eq!((locked.status, &locked.body), (wrong.status, &wrong.body));
+    assert_eq!((unknown.status, &unknown.body), (wrong.status, &wrong.body));
+
+    let events = entities::audit_events::Entity::find()
+        .filter(entities::audit_events::Column::EventType.eq("auth.account_locked"))
+        .all(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert!(events[0].details.contains("account_locked"));
+
+    // An admin unlocks; the right password works again.
+    let admin = app.register("boss").await.str("id");
+    app.state
+        .users
+        .set_roles(&admin, &["admin".to_string()])
+        .await
+        .unwrap();
+    let admin_token = app
+        .password_grant("boss", "users:admin")
+        .await
+        .str("access_token");
+    let victim = app
+        .state
+        .users
+        .credentials("victim")
+        .await
+        .unwrap()
+        .unwrap()
+        .user_id;
+    let unlocked = Answer::from(
+        app.http
+            .post(app.url(&format!("/api/v1/admin/users/{victim}/unlock")))
+            .bearer_auth(&admin_token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(unlocked.status, StatusCode::OK, "{}", unlocked.body);
+    assert_eq!(
+        token_attempt(&app, "victim", PASSWORD, None).await.status,
+        StatusCode::OK
+    );
+}
+
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+#[tokio::test]
+async fn a_success_resets_the_count() {
+    let app = spawn_app_with(lockout(3, 100)).await;
+    app.register("carol").await;
+    for _ in 0..2 {
+        token_attempt(&app, "carol", "wrong wrong wrong", None).await;
+    }
+    assert_eq!(
+        token_attempt(&app, "carol", PASSWORD, None).await.status,
+        StatusCode::OK
+    );
+    for _ in 0..2 {
+        token_attempt(&app, "carol", "wrong wrong wrong", None).await;
+    }
+    assert_eq!(
+        token_attempt(&app, "carol", PASSWORD, None).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn one_attacking_address_does_not_lock_the_owner_out() {
+    // Per-account-and-IP blocking comes first: the attacker's address is blocked for this
+    // account while the owner, elsewhere, still signs in.
+    let app = spawn_app_with(lockout(100, 3)).await;
+    app.register("owner").await;
+    for _ in 0..3 {
+        token_attempt(&app, "owner", "guess guess guess", Some("203.0.113.66")).await;
+    }
+    let attacker = token_attempt(&app, "owner", PASSWORD, Some("203.0.113.66")).await;
+    attacker.assert_oauth_error(400, "invalid_grant");
+    let owner = token_attempt(&app, "owner", PASSWORD, Some("198.51.100.10")).await;
+    assert_eq!(owner.status, StatusCode::OK, "{}", owner.body);
+}
+
+#[tokio::test]
+async fn lock_periods_grow() {
+    let app = spawn_app_with(|raw| {
+        lockout(2, 100)(raw);
+        raw.lockout_base = DurationSetting::Seconds(1);
+    })
+    .await;
+    app.register("dan").await;
+    for _ in 0..2 {
+        token_attempt(&app, "dan", "wrong wrong wrong", None).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    for _ in 0..2 {
+        token_attempt(&app, "dan", "wrong wrong wrong", None).await;
+    }
+    let events = entities::audit_events::Entity::find()
+        .filter(entities::audit_events::Column::EventType.eq("auth.account_locked"))
+        .all(&app.state.db)
+        .await
+        .unwrap();
+    let seconds: Vec<serde_json::Value> = events
+        .iter()
+        .map(|e| serde_json::from_str::<serde_json::Value>(&e.details).unwrap()["seconds"].clone())
+        .collect();
+    assert_eq!(seconds, vec![serde_json::json!(1), serde_json::json!(2)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_saturated_sign_in_queue_answers_503_at_once_and_other_endpoints_stay_up() {
+    let app = std::sync::Arc::new(
+        spawn_app_with(|raw| {
+            raw.bcrypt_cost = 10;
+            raw.bcrypt_max_concurrency = Some(1);
+            raw.bcrypt_max_queue = 0;
+        })
+        .await,
+    );
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            token_attempt(&app, "nobody", "pw pw pw pw pw", None).await
+        }));
+    }
+    let jwks = app
+        .http
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(jwks.status(), StatusCode::OK);
+    let mut busy = 0;
+    for t in tasks {
+        let a = t.await.unwrap();
+        match a.status.as_u16() {
+            400 => a.assert_oauth_error(400, "invalid_grant"),
+            503 => {
+                busy += 1;
+                a.assert_oauth_error(503, "temporarily_unavailable");
+                assert_eq!(a.header("retry-after").as_deref(), Some("1"));
+            }
+            other => panic!("unexpected {other}: {}", a.body),
+        }
+    }
+    assert!(
+        busy >= 1,
+        "with one slot and no queue, concurrent sign-ins are refused"
+    );
+}
+
+#[tokio::test]
+async fn two_instances_share_limits_and_locks_through_redis() {
+    if std::env::var_os("PORTCULLIS_TEST_REDIS_URL").is_none() {
+        eprintln!("skipped: needs PORTCULLIS_TEST_REDIS_URL (instances share state through Redis)");
+        return;
+    }
+    let a = spawn_app_with(|raw| {
+        limits_on(raw);
+        raw.rate_limit_login = "4/1m".into();
+        raw.lockout_threshold = 3;
+        raw.lockout_ip_threshold = 100;
+    })
+    .await;
+    let b = a.spawn_peer().await;
+    a.register("shared").await;
+    // Failures on A and B add up to one lock, seen by both.
+    token_attempt(&a, "shared", "wrong wrong wrong", None).await;
+    token_attempt(&b, "shared", "wrong wrong wrong", None).await;
+    token_attempt(&a, "shared", "wrong wrong wrong", None).await;
+    token_attempt(&b, "shared", PASSWORD, None)
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+    // The per-account rate budget (4) is spent across both instances.
+    assert_limited(&token_attempt(&a, "shared", PASSWORD, None).await, 4);
+    assert_limited(&token_attempt(&b, "shared", PASSWORD, None).await, 4);
+    // A client created once works on both.
+    let svc = a
+        .confidential_client("svc", &[GrantType::ClientCredentials], "articles:read")
+        .await;
+    let token = b
+        .post_form_basic(
+            "/oauth/token",
+            &svc,
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    assert_eq!(token.status, StatusCode::OK);
+}
