@@ -7,6 +7,7 @@ mod cli;
 mod discovery;
 mod introspection;
 mod openapi;
+mod redis_outage;
 mod refresh;
 mod revocation;
 mod robustness;
