@@ -266,6 +266,18 @@ BENCH_REFRESH_TOKENS="$TMP/refresh_tokens.txt" \
 BENCH_BODY="grant_type=password&username=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$USER_NAME")&password=$USER_PASSWORD&scope=articles%3Aread" \
     run "POST /oauth/token password (bcrypt cost $BCRYPT_COST)" "$BASE/oauth/token" -s "$ROOT/scripts/wrk/form_post.lua"
 
+# JWKS while password grants keep the bcrypt pool saturated: a second wrk drives password
+# grants for the whole JWKS run (plus a head start), so the pool and its queue stay full.
+# The async workers must keep answering JWKS meanwhile.
+PASSWORD_BODY="grant_type=password&username=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$USER_NAME")&password=$USER_PASSWORD&scope=articles%3Aread"
+log "wrk: password grants in the background (bcrypt saturated)"
+BENCH_BODY="$PASSWORD_BODY" "${PIN_WRK[@]}" "${WRK[@]}" -d "$((SECONDS_PER_RUN + 4))s" \
+    -s "$ROOT/scripts/wrk/form_post.lua" "$BASE/oauth/token" >"$OUT/wrk-password-background.txt" 2>&1 &
+BACKGROUND_WRK=$!
+sleep 2
+run "GET /.well-known/jwks.json while password grants saturate bcrypt" "$BASE/.well-known/jwks.json"
+wait "$BACKGROUND_WRK" || log "background password wrk ended with an error (see wrk-password-background.txt)"
+
 # Peak resident set size of the server over the whole run.
 if [ -r "/proc/$SERVER_PID/status" ]; then
     PEAK_RSS="$(awk '/^VmHWM:/ { printf "%.1f MiB", $2 / 1024 }' "/proc/$SERVER_PID/status")"
