@@ -1,6 +1,8 @@
-//! bcrypt hashing and verification on a bounded blocking pool: at most
-//! `bcrypt_max_concurrency` hashes run at once, each on tokio's blocking threads, never on the
-//! async workers. Unknown users are verified against a dummy hash of the same cost, so the
+//! bcrypt hashing and verification on a dedicated, bounded pool: `bcrypt_max_concurrency`
+//! threads of its own (never the async workers, nor tokio's shared blocking threads), which
+//! lower their own scheduling priority, so that when sign-ins saturate the CPU, the async
+//! workers answering JWKS, refresh, introspection and health still get it first. At most
+//! `bcrypt_max_queue` more operations wait; beyond that, [`HashError::Busy`] at once. Unknown users are verified against a dummy hash of the same cost, so the
 //! answer takes the same time whether or not the account exists.
 //!
 //! bcrypt reads at most 72 bytes, so a 128-character password would be silently truncated.
@@ -9,8 +11,8 @@
 
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
-use tracing::Instrument;
+use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, Sender, channel};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
@@ -23,10 +25,13 @@ pub enum HashError {
     Failed,
 }
 
+type Job = Box<dyn FnOnce() + Send>;
+
 #[derive(Clone)]
 pub struct PasswordHasher {
     cost: u32,
-    permits: Arc<Semaphore>,
+    /// Work for the pool; the threads end when the last hasher is dropped.
+    jobs: Sender<Job>,
     /// Operations running or waiting; bounded by `max_concurrency + max_queue`.
     in_flight: Arc<std::sync::atomic::AtomicUsize>,
     max_in_flight: usize,
@@ -53,9 +58,18 @@ impl PasswordHasher {
             .await
             .map_err(|_| HashError::Failed)?
             .map_err(|_| HashError::Failed)?;
+        let (jobs, queue) = channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for n in 0..max_concurrency.max(1) {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("bcrypt-{n}"))
+                .spawn(move || worker(&queue))
+                .map_err(|_| HashError::Failed)?;
+        }
         Ok(Self {
             cost,
-            permits: Arc::new(Semaphore::new(max_concurrency)),
+            jobs,
             in_flight: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             max_in_flight: max_concurrency.saturating_add(max_queue),
             dummy_hash: dummy.into(),
@@ -85,16 +99,14 @@ impl PasswordHasher {
             }
         }
         let _leave = Leave(self.in_flight.clone());
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| HashError::Closed)?;
+        let (done, result) = tokio::sync::oneshot::channel();
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(f))
-            .in_current_span()
-            .await
-            .map_err(|_| HashError::Failed)
+        self.jobs
+            .send(Box::new(move || {
+                let _ = done.send(span.in_scope(f));
+            }))
+            .map_err(|_| HashError::Closed)?;
+        result.await.map_err(|_| HashError::Failed)
     }
 
     pub async fn hash(&self, password: &str) -> Result<String, HashError> {
@@ -117,6 +129,35 @@ impl PasswordHasher {
         Ok(ok && known)
     }
 }
+
+/// A pool thread: lowers its priority once, then runs jobs until the pool is dropped.
+fn worker(queue: &Mutex<Receiver<Job>>) {
+    lower_priority();
+    loop {
+        let job = {
+            let Ok(queue) = queue.lock() else { return };
+            queue.recv()
+        };
+        match job {
+            Ok(job) => job(),
+            Err(_) => return,
+        }
+    }
+}
+
+/// Nice value of the bcrypt threads: below every other thread of the process.
+#[cfg(target_os = "linux")]
+fn lower_priority() {
+    // SAFETY: setpriority takes plain integers and touches no memory of ours; on Linux,
+    // PRIO_PROCESS with who = 0 applies to the calling thread only.
+    let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
+    if result != 0 {
+        tracing::debug!("could not lower the priority of a bcrypt thread");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
 
 fn prehash(password: &str) -> String {
     use base64::Engine as _;
