@@ -80,7 +80,15 @@ impl RateLimiter {
             return Ok(());
         }
         let quota = self.quota(class);
-        let key = format!("{}:{}", class.key(), subject.to_lowercase());
+        // Subjects can be chosen by the caller (account names): long ones are digested so a
+        // key stays small whatever was sent.
+        let subject = subject.to_lowercase();
+        let subject = if subject.len() > 64 {
+            crate::crypto::secret_digest(&subject)
+        } else {
+            subject
+        };
+        let key = format!("{}:{subject}", class.key());
         let decision: RateDecision = match self.store.rate_limit(&key, quota).await {
             Ok(d) => d,
             Err(e) => {

@@ -207,11 +207,7 @@ impl OAuthApi {
             ),
         )
         .await?;
-        state
-            .limits
-            .check(LimitClass::Client, &client.client_id)
-            .await
-            .map_err(OAuthError::too_many)?;
+        limit_client(&state, &client).await?;
         let ctx = GrantContext {
             state: &state,
             client: &client,
@@ -391,11 +387,7 @@ impl TokenHintForm {
             ),
         )
         .await?;
-        state
-            .limits
-            .check(LimitClass::Client, &client.client_id)
-            .await
-            .map_err(OAuthError::too_many)?;
+        limit_client(state, &client).await?;
         match self.token {
             Some(t) if !t.is_empty() => Ok((client, t)),
             _ => Err(OAuthError::invalid_request(
@@ -403,6 +395,20 @@ impl TokenHintForm {
             )),
         }
     }
+}
+
+/// Counts a request against an authenticated client's budget. Public clients are not counted:
+/// their id is no secret and one public client serves every user of an app, so anyone could
+/// spend its budget; their traffic is limited per IP and per account instead.
+async fn limit_client(state: &AppState, client: &Client) -> Result<(), OAuthError> {
+    if client.is_public() {
+        return Ok(());
+    }
+    state
+        .limits
+        .check(LimitClass::Client, &client.client_id)
+        .await
+        .map_err(OAuthError::too_many)
 }
 
 fn require_confidential(client: &Client) -> Result<(), OAuthError> {

@@ -113,6 +113,22 @@ async fn clients_are_limited_on_introspection() {
 }
 
 #[tokio::test]
+async fn a_public_client_has_no_budget_anyone_could_spend() {
+    // The public SPA client is shared by all its users and its id is public: a per-client
+    // budget would let anyone stop every user's sign-in. Only IP and account limits apply.
+    let app = spawn_app_with(|raw| {
+        limits_on(raw);
+        raw.rate_limit_client = "2/1m".into();
+    })
+    .await;
+    for name in ["user1", "user2", "user3", "user4"] {
+        assert_eq!(app.register(name).await.status, StatusCode::CREATED);
+        let t = app.password_grant(name, "").await;
+        assert_eq!(t.status, StatusCode::OK, "{name}: {}", t.body);
+    }
+}
+
+#[tokio::test]
 async fn forwarded_addresses_count_only_behind_a_trusted_proxy() {
     // Not trusted: a client cannot escape its limit by inventing X-Forwarded-For.
     let app = spawn_app_with(|raw| {
