@@ -35,20 +35,29 @@ pub enum LockoutState {
     AccountLocked(Duration),
 }
 
+/// Subjects are user ids, or `unknown:<name as given>` for names without an account; long
+/// ones are digested so a key stays small whatever was sent.
+fn short(subject: &str) -> std::borrow::Cow<'_, str> {
+    if subject.len() > 64 {
+        crate::crypto::secret_digest(subject).into()
+    } else {
+        subject.into()
+    }
+}
 fn account_lock(user: &str) -> String {
-    format!("lock:{user}")
+    format!("lock:{}", short(user))
 }
 fn ip_lock(user: &str, ip: &str) -> String {
-    format!("lock:{user}:{ip}")
+    format!("lock:{}:{ip}", short(user))
 }
 fn account_failures(user: &str) -> String {
-    format!("fail:{user}")
+    format!("fail:{}", short(user))
 }
 fn ip_failures(user: &str, ip: &str) -> String {
-    format!("fail:{user}:{ip}")
+    format!("fail:{}:{ip}", short(user))
 }
 fn lock_count(user: &str) -> String {
-    format!("locks:{user}")
+    format!("locks:{}", short(user))
 }
 
 impl Lockout {

@@ -37,15 +37,18 @@ pub async fn grant(
         .credentials(username)
         .await
         .map_err(|e| OAuthError::internal(&e))?;
+    // Unknown names go through the same lockout bookkeeping under a name of their own, so a
+    // failed sign-in costs the same store round trips whether or not the account exists.
+    let subject = candidate.as_ref().map_or_else(
+        || format!("unknown:{}", username.to_lowercase()),
+        |c| c.user_id.clone(),
+    );
     // Lock state that cannot be read (store down) fails closed.
-    let locked = match &candidate {
-        Some(c) => state
-            .lockout
-            .is_locked(&c.user_id, ip)
-            .await
-            .map_err(|e| OAuthError::internal(&e))?,
-        None => false,
-    };
+    let locked = state
+        .lockout
+        .is_locked(&subject, ip)
+        .await
+        .map_err(|e| OAuthError::internal(&e))?;
     let hash = candidate
         .as_ref()
         .filter(|_| !locked)
@@ -76,13 +79,15 @@ pub async fn grant(
             "invalid_credentials"
         };
         let details = json!({"grant_type": "password", "reason": reason});
-        if let Some(c) = candidate.as_ref().filter(|_| !locked) {
+        if !locked {
             let outcome = state
                 .lockout
-                .failed(&c.user_id, ip)
+                .failed(&subject, ip)
                 .await
                 .map_err(|e| OAuthError::internal(&e))?;
-            record_lock(ctx, &c.user_id, outcome).await;
+            if let Some(c) = &candidate {
+                record_lock(ctx, &c.user_id, outcome).await;
+            }
         }
         let mut event = Event::new(EventType::SignIn, Outcome::Failure)
             .client(client_id)
