@@ -119,6 +119,19 @@ impl Password {
     }
 }
 
+/// Checks a display name (of a user or a client): 1–200 characters once surrounding whitespace
+/// is trimmed, no control characters. Returns the trimmed name.
+pub fn display_name(raw: &str) -> Result<&str, Invalid> {
+    let trimmed = raw.trim();
+    if trimmed.is_empty() || trimmed.chars().count() > 200 || raw.chars().any(char::is_control) {
+        return Err(invalid(
+            "name",
+            "must be 1 to 200 characters without control characters",
+        ));
+    }
+    Ok(trimmed)
+}
+
 /// A client identifier: 1–128 characters of `[A-Za-z0-9._~-]` (URL-safe, RFC 3986 unreserved).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ClientId(String);
@@ -338,6 +351,15 @@ mod tests {
         }
         let allowed = Scope::parse("openid profile").unwrap();
         assert_eq!(s.intersect(&allowed).to_string(), "openid");
+    }
+
+    #[test]
+    fn display_names() {
+        assert_eq!(display_name("  Ann Lee ").unwrap(), "Ann Lee");
+        for bad in ["", "   ", "a\nb", "tab\there", &"x".repeat(201)] {
+            assert_eq!(display_name(bad).unwrap_err().field, "name", "{bad:?}");
+        }
+        assert!(display_name(&"x".repeat(200)).is_ok());
     }
 
     #[test]

@@ -20,7 +20,7 @@ use serde_json::json;
 use self::views::*;
 use crate::audit::{AuditFilter, Event, EventType, Outcome};
 use crate::clients::{ClientChange, ClientError, GrantType, NewClient};
-use crate::domain::{ClientId, Invalid, PageSize, Scope};
+use crate::domain::{ClientId, PageSize, Scope, display_name};
 use crate::http::auth::ApiScopes;
 use crate::http::problem::ApiError;
 use crate::http::{ApiTags, origin};
@@ -87,15 +87,9 @@ fn known_scopes(raw: &str) -> Result<Scope, ApiError> {
     }
 }
 
-/// A client's display name: 1–200 characters, no control characters.
+/// A client's display name, stored as given once it passes [`display_name`].
 fn client_name(name: String) -> Result<String, ApiError> {
-    if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-        return Err(Invalid {
-            field: "name",
-            reason: "must be 1 to 200 characters without control characters".into(),
-        }
-        .into());
-    }
+    display_name(&name)?;
     Ok(name)
 }
 

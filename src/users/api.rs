@@ -10,7 +10,7 @@ use serde_json::json;
 use super::{ProfileUpdate, User, UserError};
 use crate::abuse::LimitClass;
 use crate::audit::{Event, EventType, Outcome};
-use crate::domain::{Email, Password, Username};
+use crate::domain::{Email, Password, Username, display_name};
 use crate::http::problem::ApiError;
 use crate::http::{ApiTags, BearerAuth, origin};
 use crate::state::AppState;
@@ -102,18 +102,6 @@ fn user_error(e: UserError) -> ApiError {
     }
 }
 
-fn display_name(raw: &str) -> Result<String, ApiError> {
-    let trimmed = raw.trim();
-    if trimmed.is_empty() || trimmed.chars().count() > 200 || trimmed.chars().any(char::is_control)
-    {
-        return Err(ApiError::invalid_input(
-            "name",
-            "must be 1 to 200 characters without control characters",
-        ));
-    }
-    Ok(trimmed.to_string())
-}
-
 pub struct UsersApi;
 
 #[OpenApi(prefix_path = "/api/v1/users", tag = "ApiTags::Users")]
@@ -181,7 +169,7 @@ impl UsersApi {
             name: match body.name {
                 MaybeUndefined::Undefined => None,
                 MaybeUndefined::Null => Some(None),
-                MaybeUndefined::Value(v) => Some(Some(display_name(&v)?)),
+                MaybeUndefined::Value(v) => Some(Some(display_name(&v)?.to_string())),
             },
         };
         let changed: Vec<&str> = [
