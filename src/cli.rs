@@ -5,7 +5,6 @@
 use std::io::Read as _;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
@@ -70,8 +69,15 @@ pub enum RoleCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Promote `next` to `current`, retire the old key, publish a fresh `next`.
+    /// Promote `next` to `current`, retire the old key, publish a fresh `next` (at once; warns
+    /// when `next` was published for less than the lead time).
     Rotate,
+    /// Emergency: stop signing with and publishing KID at once (tokens it signed stop
+    /// validating) and roll to a new key. Recorded as a security event.
+    Revoke {
+        /// The key id, as shown by `keys list`.
+        kid: String,
+    },
     /// List keys and their states.
     List,
 }
@@ -151,19 +157,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = open_database(&settings.database_url).await?;
             let keys = key_service(&settings, db.clone(), clock.clone()).await?;
             match cmd {
-                KeysCommand::Rotate => {
-                    let kid = keys.rotate().await?;
-                    Audit::new(db, clock)
-                        .record(
-                            &Origin::default(),
-                            Event::new(EventType::KeyRotated, Outcome::Success)
-                                .details(json!({"current_kid": kid, "via": "cli"})),
-                        )
-                        .await;
-                    eprintln!(
-                        "rotated: {kid} signs now; running instances pick it up within {} s",
-                        crate::KEY_RELOAD_INTERVAL.as_secs()
-                    );
+                KeysCommand::Rotate => rotate_key(&settings, &keys, Audit::new(db, clock)).await?,
+                KeysCommand::Revoke { kid } => {
+                    revoke_key(&settings, &keys, Audit::new(db, clock), &kid).await?;
                 }
                 KeysCommand::List => {
                     println!("{}", serde_json::to_string_pretty(&keys.list().await?)?);
@@ -323,14 +319,109 @@ async fn key_service(
     clock: SharedClock,
 ) -> anyhow::Result<KeyService> {
     let master = Arc::new(load_master_key(settings)?);
-    let keys = KeyService::new(db, master, clock, KeyRing::default(), Duration::ZERO);
+    let keys = KeyService::new(db, master, clock, KeyRing::default(), settings.keys);
     keys.bootstrap().await?;
     Ok(keys)
 }
 
+/// `keys rotate`: promote at once, warn when resource servers may not hold the new key yet.
+async fn rotate_key(settings: &Settings, keys: &KeyService, audit: Audit) -> anyhow::Result<()> {
+    let rotation = keys.rotate_now().await?;
+    audit
+        .record(
+            &Origin::default(),
+            Event::new(EventType::KeyRotated, Outcome::Success).details(json!({
+                "current_kid": rotation.current,
+                "retired_kid": rotation.retired,
+                "next_kid": rotation.next,
+                "via": "cli",
+            })),
+        )
+        .await;
+    let lead = settings.keys.publication_lead();
+    if rotation.published_for < lead {
+        eprintln!(
+            "warning: the promoted key was published {} s ago, less than the lead time of {} s \
+             (jwks max-age + reload interval + margin); resource servers holding an older JWKS \
+             will meet an unknown kid and must refetch",
+            rotation.published_for.as_secs(),
+            lead.as_secs()
+        );
+    }
+    eprintln!(
+        "rotated: {} signs now; running instances pick it up within {} s",
+        rotation.current,
+        settings.keys.reload_interval.as_secs()
+    );
+    Ok(())
+}
+
+/// `keys revoke KID`: revoke in the database, refuse the key's tokens through the shared deny
+/// list at once, record the security event.
+async fn revoke_key(
+    settings: &Settings,
+    keys: &KeyService,
+    audit: Audit,
+    kid: &str,
+) -> anyhow::Result<()> {
+    let revocation = keys.revoke(kid).await?;
+    let store = crate::state::open_store(settings, &settings.redis_prefix).await;
+    let denied = match store {
+        Ok(store) => store
+            .deny(
+                &crate::oauth::tokens::deny_key_for_kid(kid),
+                settings.keys.retired_publication(),
+            )
+            .await
+            .is_ok(),
+        Err(_) => false,
+    };
+    audit
+        .record(
+            &Origin::default(),
+            Event::new(EventType::KeyRevoked, Outcome::Success).details(json!({
+                "kid": revocation.kid,
+                "was": revocation.was.as_str(),
+                "promoted_kid": revocation.promoted,
+                "next_kid": revocation.next,
+                "via": "cli",
+            })),
+        )
+        .await;
+    eprintln!("revoked: {kid} (was {})", revocation.was.as_str());
+    if let Some(promoted) = &revocation.promoted {
+        eprintln!("{promoted} signs now");
+    }
+    let reload = settings.keys.reload_interval.as_secs();
+    if settings.redis_url.is_none() {
+        eprintln!(
+            "running instances stop publishing it and refuse its tokens within {reload} s \
+             (their next key reload)"
+        );
+    } else if denied {
+        eprintln!(
+            "its tokens are refused at once by every instance; they stop publishing it within {reload} s"
+        );
+    } else {
+        eprintln!(
+            "warning: Redis could not be reached, so instances refuse its tokens only after \
+             their next key reload (within {reload} s)"
+        );
+    }
+    eprintln!(
+        "resource servers drop it at their next JWKS refresh (at most {} s, the JWKS max-age)",
+        settings.jwks_max_age.as_secs()
+    );
+    Ok(())
+}
+
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let listen = settings.listen;
-    let state = AppState::build(settings, BuildOptions::default()).await?;
+    let options = BuildOptions {
+        store_prefix: settings.redis_prefix.clone(),
+        ..BuildOptions::default()
+    };
+    let state = AppState::build(settings, options).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (PORTCULLIS_LISTEN)"))?;

@@ -95,6 +95,10 @@ pub struct RawSettings {
     pub master_key: Option<String>,
     pub seed_public_client: Option<bool>,
     pub jwks_max_age: DurationSetting,
+    pub key_rotation_interval: DurationSetting,
+    pub key_reload_interval: DurationSetting,
+    pub key_publication_margin: DurationSetting,
+    pub redis_prefix: String,
     pub log: String,
     pub rate_limit_enabled: bool,
     pub trusted_proxies: String,
@@ -125,6 +129,10 @@ impl Default for RawSettings {
             master_key: None,
             seed_public_client: None,
             jwks_max_age: DurationSetting::Text("5m".into()),
+            key_rotation_interval: DurationSetting::Text("30d".into()),
+            key_reload_interval: DurationSetting::Text("5s".into()),
+            key_publication_margin: DurationSetting::Text("5m".into()),
+            redis_prefix: "portcullis:".into(),
             log: "info".into(),
             rate_limit_enabled: true,
             trusted_proxies: String::new(),
@@ -168,8 +176,51 @@ pub struct Settings {
     pub master_key: MasterKeySource,
     pub seed_public_client: bool,
     pub jwks_max_age: Duration,
+    pub keys: KeySettings,
+    /// Prefix of every Redis key, so several deployments can share one Redis.
+    pub redis_prefix: String,
     pub log: String,
     pub abuse: AbuseSettings,
+}
+
+/// Signing-key lifecycle timings (see `keys` and README, "Signing keys").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeySettings {
+    /// How long a key signs before the scheduled rotation replaces it.
+    pub rotation_interval: Duration,
+    /// How often every instance re-reads the keys and the lease holder runs background duties:
+    /// the bound within which a rotation made elsewhere is picked up.
+    pub reload_interval: Duration,
+    /// Safety margin added to the publication lead time.
+    pub publication_margin: Duration,
+    /// `Cache-Control: max-age` of the JWKS: how long a resource server may keep it.
+    pub jwks_max_age: Duration,
+    /// The longest lifetime of a signed token (access and ID tokens).
+    pub token_lifetime: Duration,
+}
+
+/// Clock skew tolerated when checking `exp` / `nbf`, in seconds.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(5);
+
+impl KeySettings {
+    /// How long a `next` key must have been published before a scheduled rotation may promote
+    /// it: every instance serves it after one reload interval, and a resource server that
+    /// fetched the JWKS just before holds its copy for `jwks_max_age`; plus the margin.
+    pub fn publication_lead(&self) -> Duration {
+        self.jwks_max_age + self.reload_interval + self.publication_margin
+    }
+
+    /// How long a retired key stays published: other instances may sign with it for one more
+    /// reload interval, and what they signed lives for the token lifetime plus clock skew.
+    pub fn retired_publication(&self) -> Duration {
+        self.token_lifetime + self.reload_interval + CLOCK_SKEW
+    }
+
+    /// How long a background-duty lease lasts without renewal: a holder that dies is replaced
+    /// after at most this long.
+    pub fn lease_ttl(&self) -> Duration {
+        (self.reload_interval * 3).max(Duration::from_secs(3))
+    }
 }
 
 /// Rate limits, lockout and the sign-in queue (see `abuse`).
@@ -282,6 +333,48 @@ impl RawSettings {
             }
             None => MasterKeySource::File(self.keys_dir.join("master.key")),
         };
+        let access_token_ttl = self.access_token_ttl.parse("PORTCULLIS_ACCESS_TOKEN_TTL")?;
+        let jwks_max_age = self.jwks_max_age.parse("PORTCULLIS_JWKS_MAX_AGE")?;
+        let keys = KeySettings {
+            rotation_interval: self
+                .key_rotation_interval
+                .parse("PORTCULLIS_KEY_ROTATION_INTERVAL")?,
+            reload_interval: self
+                .key_reload_interval
+                .parse("PORTCULLIS_KEY_RELOAD_INTERVAL")?,
+            publication_margin: self
+                .key_publication_margin
+                .parse("PORTCULLIS_KEY_PUBLICATION_MARGIN")?,
+            jwks_max_age,
+            token_lifetime: access_token_ttl,
+        };
+        if keys.reload_interval > Duration::from_secs(300) {
+            return Err(invalid(
+                "PORTCULLIS_KEY_RELOAD_INTERVAL",
+                "must be at most 5m: it bounds how long other instances take to see a rotation",
+            ));
+        }
+        if keys.rotation_interval <= keys.publication_lead() {
+            return Err(invalid(
+                "PORTCULLIS_KEY_ROTATION_INTERVAL",
+                format!(
+                    "must be longer than the publication lead time of {} s \
+                     (PORTCULLIS_JWKS_MAX_AGE + PORTCULLIS_KEY_RELOAD_INTERVAL + \
+                     PORTCULLIS_KEY_PUBLICATION_MARGIN), or the next key could never be \
+                     published long enough before it signs",
+                    keys.publication_lead().as_secs()
+                ),
+            ));
+        }
+        if self.redis_prefix.is_empty()
+            || self.redis_prefix.len() > 64
+            || !self.redis_prefix.chars().all(|c| c.is_ascii_graphic())
+        {
+            return Err(invalid(
+                "PORTCULLIS_REDIS_PREFIX",
+                "must be 1 to 64 printable ASCII characters without spaces",
+            ));
+        }
         // Seeding a public password-grant client is an embedded-default convenience.
         let seed_public_client = self.seed_public_client.unwrap_or(default_database);
         Ok(Settings {
@@ -290,7 +383,7 @@ impl RawSettings {
             audience,
             database_url,
             redis_url,
-            access_token_ttl: self.access_token_ttl.parse("PORTCULLIS_ACCESS_TOKEN_TTL")?,
+            access_token_ttl,
             refresh_token_ttl: self
                 .refresh_token_ttl
                 .parse("PORTCULLIS_REFRESH_TOKEN_TTL")?,
@@ -299,7 +392,9 @@ impl RawSettings {
             keys_dir: self.keys_dir,
             master_key,
             seed_public_client,
-            jwks_max_age: self.jwks_max_age.parse("PORTCULLIS_JWKS_MAX_AGE")?,
+            jwks_max_age,
+            keys,
+            redis_prefix: self.redis_prefix,
             log: self.log,
             abuse: AbuseSettings {
                 rate_limit_enabled: self.rate_limit_enabled,

@@ -15,6 +15,7 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod domain;
+pub mod duties;
 pub mod http;
 pub mod keys;
 pub mod oauth;
@@ -28,10 +29,6 @@ use std::time::Duration;
 
 use poem::Server;
 use poem::listener::TcpAcceptor;
-
-/// How often every instance re-reads the signing keys, so a rotation made elsewhere (another
-/// instance, `portcullis keys rotate`) is picked up within this bound.
-pub const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(30);
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -52,27 +49,22 @@ pub fn init_tracing(filter: &str) {
         .try_init();
 }
 
-/// Serves the app on `listener` until `shutdown` resolves, with the background key reload.
+/// Serves the app on `listener` until `shutdown` resolves, with the background duties (key
+/// reload, and the coordinated rotation and cleanup; see [`duties`]).
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     state: state::AppState,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    let keys = state.keys.clone();
-    let reload = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(KEY_RELOAD_INTERVAL);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            if let Err(e) = keys.reload().await {
-                tracing::warn!(error = %e, "could not reload signing keys; keeping the current set");
-            }
-        }
-    });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let duties = tokio::spawn(duties::Duties::new(state.clone()).run(async {
+        let _ = stopped.await;
+    }));
     let acceptor = TcpAcceptor::from_tokio(listener)?;
     let result = Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(http::app(state), shutdown, Some(SHUTDOWN_GRACE))
         .await;
-    reload.abort();
+    let _ = stop.send(());
+    let _ = duties.await;
     result
 }

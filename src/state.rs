@@ -176,6 +176,18 @@ impl Default for BuildOptions {
     }
 }
 
+/// The configured store: Redis when `PORTCULLIS_REDIS_URL` is set, else in-process.
+pub async fn open_store(settings: &Settings, prefix: &str) -> Result<Arc<dyn Store>, StartError> {
+    Ok(match &settings.redis_url {
+        Some(url) => Arc::new(
+            RedisStore::connect(url.expose_secret(), prefix)
+                .await
+                .map_err(StartError::Store)?,
+        ),
+        None => Arc::new(MemoryStore::new()),
+    })
+}
+
 impl AppState {
     /// Opens storage, runs migrations, loads or creates keys, seeds the public client.
     pub async fn build(settings: Settings, options: BuildOptions) -> Result<Self, StartError> {
@@ -184,25 +196,15 @@ impl AppState {
             store_prefix,
         } = options;
         let db = open_database(&settings.database_url).await?;
-        let store: Arc<dyn Store> = match &settings.redis_url {
-            Some(url) => Arc::new(
-                RedisStore::connect(url.expose_secret(), &store_prefix)
-                    .await
-                    .map_err(StartError::Store)?,
-            ),
-            None => Arc::new(MemoryStore::new()),
-        };
+        let store = open_store(&settings, &store_prefix).await?;
         let master = Arc::new(load_master_key(&settings)?);
         let ring = KeyRing::default();
-        // A retired key stays published while tokens it signed can still be valid.
-        let retired_publication = settings.access_token_ttl.max(settings.jwks_max_age)
-            + std::time::Duration::from_secs(60);
         let keys = KeyService::new(
             db.clone(),
             master,
             clock.clone(),
             ring.clone(),
-            retired_publication,
+            settings.keys,
         );
         keys.bootstrap().await?;
         let hasher = PasswordHasher::new(

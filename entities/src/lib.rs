@@ -6,6 +6,7 @@
 pub mod articles;
 pub mod audit_events;
 pub mod clients;
+pub mod fences;
 pub mod permissions;
 pub mod refresh_families;
 pub mod refresh_tokens;

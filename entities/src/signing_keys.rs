@@ -11,11 +11,13 @@ pub struct Model {
     pub alg: String,
     /// The public JWK, serialized.
     pub public_jwk: String,
-    /// AES-256-GCM sealed PKCS#8 private key (base64 of nonce || ciphertext || tag).
+    /// AES-256-GCM sealed PKCS#8 private key (base64 of nonce || ciphertext || tag); emptied
+    /// when the key is revoked.
     pub private_key_enc: String,
     pub created_at: i64,
     pub activated_at: Option<i64>,
     pub retired_at: Option<i64>,
+    pub revoked_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -6,4 +6,4 @@ mod ring;
 mod service;
 
 pub use self::ring::{KeyRing, KeySet, PublicJwk, SignError, SigningKey, sign_with};
-pub use self::service::{KeyError, KeyInfo, KeyService, KeyState};
+pub use self::service::{KeyError, KeyInfo, KeyService, KeyState, Revocation, Rotation};

@@ -40,6 +40,8 @@ impl std::fmt::Debug for SigningKey {
 pub struct KeySet {
     pub signing: Option<Arc<SigningKey>>,
     pub verifying: HashMap<String, DecodingKey>,
+    /// The published kids, in publication order.
+    kids: Vec<String>,
     /// `{"keys": [...]}` serialized once.
     pub jwks: bytes::Bytes,
     /// Strong ETag of `jwks` (quoted).
@@ -61,15 +63,24 @@ impl KeySet {
                     .map(|d| (k.kid.clone(), d))
             })
             .collect();
+        let kids = published.iter().map(|k| k.kid.clone()).collect();
         let jwks = serde_json::to_vec(&Jwks { keys: &published }).unwrap_or_default();
         let digest = ::ring::digest::digest(&::ring::digest::SHA256, &jwks);
         let etag = format!("\"{}\"", URL_SAFE_NO_PAD.encode(digest));
         Self {
             signing,
             verifying,
+            kids,
             jwks: jwks.into(),
             etag,
         }
+    }
+}
+
+impl KeySet {
+    /// The published kids, in publication order.
+    pub fn published_kids(&self) -> impl Iterator<Item = &str> {
+        self.kids.iter().map(String::as_str)
     }
 }
 

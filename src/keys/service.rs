@@ -1,7 +1,12 @@
-//! Key storage and lifecycle in the database: create, load into the [`KeyRing`], rotate, list.
+//! Key storage and lifecycle in the database: create, load into the [`KeyRing`], rotate
+//! (on demand or on schedule), revoke, remove, list.
 //!
-//! Two database rules keep instances honest: a unique partial index allows at most one
-//! `current` and one `next` key, so racing instances cannot both promote or both bootstrap.
+//! The lifecycle is `next` (published, not signing) → `current` (signing) → `retired`
+//! (published until what it signed has expired) → removed; `revoked` is the emergency exit.
+//! Every state change is one transaction whose `UPDATE`s carry their own preconditions, and a
+//! unique partial index allows at most one `current` and one `next` key: two instances that
+//! rotate at once cannot leave two current keys, and a scheduled rotation cannot promote a key
+//! that was not published for the lead time, whatever the interleaving.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,15 +16,17 @@ use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{KeyPair as _, RsaKeyPair};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use entities::signing_keys;
+use entities::{fences, signing_keys};
+use sea_orm::sea_query::{Expr, ExprTrait as _, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    QueryFilter, QueryOrder, Set, TransactionTrait,
 };
 use serde::Serialize;
 
 use super::ring::{KeyRing, KeySet, PublicJwk, SigningKey};
 use crate::clock::SharedClock;
+use crate::config::KeySettings;
 use crate::crypto::{CryptoError, MasterKey};
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +41,12 @@ pub enum KeyError {
     Corrupt(String),
     #[error("no key is in state `next` to promote")]
     NoNext,
+    #[error("another rotation or revocation changed the keys at the same time; try again")]
+    Conflict,
+    #[error("no key has the id `{0}`")]
+    UnknownKid(String),
+    #[error("key `{0}` is already revoked")]
+    AlreadyRevoked(String),
 }
 
 /// Lifecycle state of a signing key.
@@ -55,6 +68,12 @@ impl KeyState {
             Self::Revoked => "revoked",
         }
     }
+
+    fn parse(text: &str) -> Option<Self> {
+        [Self::Next, Self::Current, Self::Retired, Self::Revoked]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
 }
 
 /// What `portcullis keys list` shows.
@@ -66,6 +85,32 @@ pub struct KeyInfo {
     pub created_at: i64,
     pub activated_at: Option<i64>,
     pub retired_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+/// What a rotation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotation {
+    /// The key that signs from now on (the former `next`).
+    pub current: String,
+    /// The former `current`, now retired.
+    pub retired: Option<String>,
+    /// The freshly generated and published `next`.
+    pub next: String,
+    /// How long the promoted key had been published before it started signing.
+    pub published_for: Duration,
+}
+
+/// What a revocation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    pub kid: String,
+    /// The state the key was in.
+    pub was: KeyState,
+    /// When the revoked key was signing: the key promoted in its place.
+    pub promoted: Option<String>,
+    /// The fresh `next` generated, when the revoked key was `current` or `next`.
+    pub next: Option<String>,
 }
 
 /// Database-backed key management.
@@ -75,8 +120,7 @@ pub struct KeyService {
     master: Arc<MasterKey>,
     clock: SharedClock,
     ring: KeyRing,
-    /// How long a retired key stays published: the longest token lifetime plus skew.
-    retired_publication: Duration,
+    timing: KeySettings,
 }
 
 impl KeyService {
@@ -85,14 +129,14 @@ impl KeyService {
         master: Arc<MasterKey>,
         clock: SharedClock,
         ring: KeyRing,
-        retired_publication: Duration,
+        timing: KeySettings,
     ) -> Self {
         Self {
             db,
             master,
             clock,
             ring,
-            retired_publication,
+            timing,
         }
     }
 
@@ -100,8 +144,21 @@ impl KeyService {
         &self.ring
     }
 
-    /// Makes sure a `current` and a `next` key exist (first run), then loads the ring.
+    pub fn timing(&self) -> &KeySettings {
+        &self.timing
+    }
+
+    /// Makes sure a `current` and a `next` key exist (first run, or after a revocation that a
+    /// crash interrupted), then loads the ring.
     pub async fn bootstrap(&self) -> Result<(), KeyError> {
+        self.ensure().await?;
+        self.reload().await?;
+        Ok(())
+    }
+
+    /// Creates whichever of `current` / `next` is missing. Returns whether it created one.
+    pub async fn ensure(&self) -> Result<bool, KeyError> {
+        let mut created = false;
         for state in [KeyState::Current, KeyState::Next] {
             let exists = signing_keys::Entity::find()
                 .filter(signing_keys::Column::State.eq(state.as_str()))
@@ -112,12 +169,15 @@ impl KeyService {
                 let row = self.generate(state).await?;
                 // Another instance may have won the race: the unique index refuses a second
                 // key in this state, and theirs is as good as ours.
-                if let Err(e) = row.insert(&self.db).await {
-                    tracing::info!(error = %e, state = state.as_str(), "key bootstrap lost a race; using the other instance's key");
+                match row.insert(&self.db).await {
+                    Ok(_) => created = true,
+                    Err(e) => {
+                        tracing::info!(error = %e, state = state.as_str(), "key creation lost a race; using the other instance's key");
+                    }
                 }
             }
         }
-        self.reload().await
+        Ok(created)
     }
 
     /// Generates an RSA-2048 key off the async workers and seals its private part.
@@ -153,80 +213,297 @@ impl KeyService {
             created_at: Set(now),
             activated_at: Set((state == KeyState::Current).then_some(now)),
             retired_at: Set(None),
+            revoked_at: Set(None),
         })
     }
 
-    /// Reads the published keys from the database and swaps them into the ring.
-    pub async fn reload(&self) -> Result<(), KeyError> {
-        let now = self.clock.now();
-        let horizon = now.saturating_sub(secs(self.retired_publication));
+    /// Reads the published keys and, when they differ from the ring's, swaps a new snapshot
+    /// in (the private key is decrypted and parsed only when the signing key changed).
+    /// Returns whether the ring changed. Cheap enough to run every few seconds.
+    pub async fn reload(&self) -> Result<bool, KeyError> {
+        let horizon = self
+            .clock
+            .now()
+            .saturating_sub(secs(self.timing.retired_publication()));
         let rows = signing_keys::Entity::find()
             .filter(signing_keys::Column::State.is_in(["next", "current", "retired"]))
             .order_by_asc(signing_keys::Column::CreatedAt)
+            .order_by_asc(signing_keys::Column::Kid)
             .all(&self.db)
             .await?;
-        let mut published = Vec::new();
-        let mut signing = None;
-        for row in rows {
-            if row.state == "retired" && row.retired_at.unwrap_or(0) < horizon {
-                continue;
-            }
-            let jwk: PublicJwk = serde_json::from_str(&row.public_jwk)
-                .map_err(|_| KeyError::Corrupt(row.kid.clone()))?;
-            if row.state == "current" {
-                let der = self
-                    .master
-                    .open(&row.kid, &row.private_key_enc)
-                    .map_err(|_| KeyError::Corrupt(row.kid.clone()))?;
-                let pair =
-                    RsaKeyPair::from_pkcs8(&der).map_err(|_| KeyError::Corrupt(row.kid.clone()))?;
-                signing = Some(Arc::new(SigningKey {
-                    kid: row.kid.clone(),
-                    pair,
-                }));
-            }
-            published.push(jwk);
+        let rows: Vec<_> = rows
+            .into_iter()
+            .filter(|row| row.state != "retired" || row.retired_at.unwrap_or(0) >= horizon)
+            .collect();
+        let loaded = self.ring.snapshot();
+        let current = rows.iter().find(|row| row.state == "current");
+        let unchanged = loaded.signing.as_ref().map(|k| k.kid.as_str())
+            == current.map(|row| row.kid.as_str())
+            && loaded
+                .published_kids()
+                .eq(rows.iter().map(|row| row.kid.as_str()));
+        if unchanged {
+            return Ok(false);
         }
+        let signing = match current {
+            Some(row) => match &loaded.signing {
+                Some(key) if key.kid == row.kid => Some(key.clone()),
+                _ => Some(Arc::new(self.open(row)?)),
+            },
+            None => None,
+        };
+        let published = rows
+            .iter()
+            .map(|row| {
+                serde_json::from_str::<PublicJwk>(&row.public_jwk)
+                    .map_err(|_| KeyError::Corrupt(row.kid.clone()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         self.ring.replace(KeySet::new(signing, published));
-        Ok(())
+        Ok(true)
     }
 
-    /// Promotes `next` to `current`, retires the old `current`, publishes a fresh `next`;
-    /// one transaction. Returns the new current kid.
+    fn open(&self, row: &signing_keys::Model) -> Result<SigningKey, KeyError> {
+        let der = self
+            .master
+            .open(&row.kid, &row.private_key_enc)
+            .map_err(|_| KeyError::Corrupt(row.kid.clone()))?;
+        let pair = RsaKeyPair::from_pkcs8(&der).map_err(|_| KeyError::Corrupt(row.kid.clone()))?;
+        Ok(SigningKey {
+            kid: row.kid.clone(),
+            pair,
+        })
+    }
+
+    /// On-demand rotation (`portcullis keys rotate`): promotes `next` at once, whatever its
+    /// age — the operator's explicit choice; [`Rotation::published_for`] tells the caller
+    /// whether to warn. Returns the new current kid.
     pub async fn rotate(&self) -> Result<String, KeyError> {
+        Ok(self.rotate_now().await?.current)
+    }
+
+    /// [`Self::rotate`] with the whole outcome.
+    pub async fn rotate_now(&self) -> Result<Rotation, KeyError> {
+        let rotation = self
+            .rotate_if(None, None)
+            .await?
+            .ok_or(KeyError::Conflict)?;
+        self.reload().await?;
+        Ok(rotation)
+    }
+
+    /// Scheduled rotation, run by the holder of the duty lease with its fencing token: rotates
+    /// only when the current key has signed for the rotation interval and `next` has been
+    /// published for the lead time, and only if no later lease holder has written. Both
+    /// conditions are part of the `UPDATE`s, so a stale decision cannot act. Returns what it
+    /// did, or `None` when no rotation was due (or allowed yet).
+    pub async fn rotate_if_due(&self, fence: u64) -> Result<Option<Rotation>, KeyError> {
+        let now = self.clock.now();
+        let due = signing_keys::Entity::find()
+            .filter(signing_keys::Column::State.eq("current"))
+            .filter(
+                signing_keys::Column::ActivatedAt
+                    .lte(now.saturating_sub(secs(self.timing.rotation_interval))),
+            )
+            .one(&self.db)
+            .await?
+            .is_some();
+        if !due {
+            return Ok(None);
+        }
+        let rotation = self
+            .rotate_if(
+                Some(now.saturating_sub(secs(self.timing.rotation_interval))),
+                Some((
+                    now.saturating_sub(secs(self.timing.publication_lead())),
+                    fence,
+                )),
+            )
+            .await?;
+        match &rotation {
+            Some(_) => {
+                self.reload().await?;
+            }
+            None => tracing::warn!(
+                lead_secs = self.timing.publication_lead().as_secs(),
+                "key rotation is due but the next key has not been published for the lead time yet; postponed"
+            ),
+        }
+        Ok(rotation)
+    }
+
+    /// One rotation transaction. `activated_before` / `published_before` (with the fencing
+    /// token) are the scheduled rotation's preconditions; `None` rotates unconditionally.
+    async fn rotate_if(
+        &self,
+        activated_before: Option<i64>,
+        published_before: Option<(i64, u64)>,
+    ) -> Result<Option<Rotation>, KeyError> {
         let fresh = self.generate(KeyState::Next).await?;
+        let fresh_kid = kid_of(&fresh);
         let now = self.clock.now();
         let txn = self.db.begin().await?;
+        if let Some((_, fence)) = published_before
+            && !write_fence(&txn, "duties", fence).await?
+        {
+            return Ok(None);
+        }
+        let current = signing_keys::Entity::find()
+            .filter(signing_keys::Column::State.eq("current"))
+            .one(&txn)
+            .await?;
         let next = signing_keys::Entity::find()
             .filter(signing_keys::Column::State.eq("next"))
             .one(&txn)
             .await?
             .ok_or(KeyError::NoNext)?;
-        signing_keys::Entity::update_many()
-            .col_expr(signing_keys::Column::State, "retired".into())
-            .col_expr(signing_keys::Column::RetiredAt, now.into())
-            .filter(signing_keys::Column::State.eq("current"))
-            .exec(&txn)
-            .await?;
-        let promoted = signing_keys::Entity::update_many()
-            .col_expr(signing_keys::Column::State, "current".into())
-            .col_expr(signing_keys::Column::ActivatedAt, now.into())
+        if let Some((cutoff, _)) = published_before
+            && next.created_at > cutoff
+        {
+            return Ok(None);
+        }
+        // Retire the current key first (one current at a time), on the condition that it is
+        // still the one we read (and, when scheduled, still due).
+        if let Some(current) = &current {
+            let mut retire = signing_keys::Entity::update_many()
+                .col_expr(signing_keys::Column::State, Expr::value("retired"))
+                .col_expr(signing_keys::Column::RetiredAt, Expr::value(now))
+                .filter(signing_keys::Column::Kid.eq(current.kid.clone()))
+                .filter(signing_keys::Column::State.eq("current"));
+            if let Some(cutoff) = activated_before {
+                retire = retire.filter(signing_keys::Column::ActivatedAt.lte(cutoff));
+            }
+            if retire.exec(&txn).await?.rows_affected != 1 {
+                return conflict_or_none(activated_before);
+            }
+        }
+        let mut promote = signing_keys::Entity::update_many()
+            .col_expr(signing_keys::Column::State, Expr::value("current"))
+            .col_expr(signing_keys::Column::ActivatedAt, Expr::value(now))
             .filter(signing_keys::Column::Kid.eq(next.kid.clone()))
-            .filter(signing_keys::Column::State.eq("next"))
-            .exec(&txn)
-            .await?;
-        if promoted.rows_affected != 1 {
-            return Err(KeyError::NoNext);
+            .filter(signing_keys::Column::State.eq("next"));
+        if let Some((cutoff, _)) = published_before {
+            promote = promote.filter(signing_keys::Column::CreatedAt.lte(cutoff));
+        }
+        if promote.exec(&txn).await?.rows_affected != 1 {
+            return conflict_or_none(activated_before);
         }
         fresh.insert(&txn).await?;
         txn.commit().await?;
+        Ok(Some(Rotation {
+            current: next.kid,
+            retired: current.map(|c| c.kid),
+            next: fresh_kid,
+            published_for: Duration::from_secs(
+                u64::try_from(now.saturating_sub(next.created_at)).unwrap_or(0),
+            ),
+        }))
+    }
+
+    /// Emergency revocation of `kid`: it stops being published and never signs again (its
+    /// sealed private key is erased). A revoked `current` key is replaced at once by `next`,
+    /// and a revoked `current` or `next` gets a fresh `next`. One transaction.
+    pub async fn revoke(&self, kid: &str) -> Result<Revocation, KeyError> {
+        let fresh = self.generate(KeyState::Next).await?;
+        let fresh_kid = kid_of(&fresh);
+        let now = self.clock.now();
+        let txn = self.db.begin().await?;
+        let row = signing_keys::Entity::find_by_id(kid.to_string())
+            .one(&txn)
+            .await?
+            .ok_or_else(|| KeyError::UnknownKid(kid.to_string()))?;
+        let was = KeyState::parse(&row.state).ok_or_else(|| KeyError::Corrupt(kid.into()))?;
+        if was == KeyState::Revoked {
+            return Err(KeyError::AlreadyRevoked(kid.to_string()));
+        }
+        let revoked = signing_keys::Entity::update_many()
+            .col_expr(signing_keys::Column::State, Expr::value("revoked"))
+            .col_expr(signing_keys::Column::RevokedAt, Expr::value(now))
+            .col_expr(signing_keys::Column::PrivateKeyEnc, Expr::value(""))
+            .filter(signing_keys::Column::Kid.eq(kid))
+            .filter(signing_keys::Column::State.eq(was.as_str()))
+            .exec(&txn)
+            .await?;
+        if revoked.rows_affected != 1 {
+            return Err(KeyError::Conflict);
+        }
+        let mut promoted = None;
+        if was == KeyState::Current {
+            let next = signing_keys::Entity::find()
+                .filter(signing_keys::Column::State.eq("next"))
+                .one(&txn)
+                .await?
+                .ok_or(KeyError::NoNext)?;
+            let done = signing_keys::Entity::update_many()
+                .col_expr(signing_keys::Column::State, Expr::value("current"))
+                .col_expr(signing_keys::Column::ActivatedAt, Expr::value(now))
+                .filter(signing_keys::Column::Kid.eq(next.kid.clone()))
+                .filter(signing_keys::Column::State.eq("next"))
+                .exec(&txn)
+                .await?;
+            if done.rows_affected != 1 {
+                return Err(KeyError::Conflict);
+            }
+            promoted = Some(next.kid);
+        }
+        let next = if matches!(was, KeyState::Current | KeyState::Next) {
+            fresh.insert(&txn).await?;
+            Some(fresh_kid)
+        } else {
+            None
+        };
+        txn.commit().await?;
         self.reload().await?;
-        Ok(next.kid)
+        Ok(Revocation {
+            kid: kid.to_string(),
+            was,
+            promoted,
+            next,
+        })
+    }
+
+    /// Deletes retired keys whose publication period is over (every token they signed has
+    /// expired). Returns their ids.
+    pub async fn remove_expired(&self) -> Result<Vec<String>, KeyError> {
+        let horizon = self
+            .clock
+            .now()
+            .saturating_sub(secs(self.timing.retired_publication()));
+        let expired = signing_keys::Entity::find()
+            .filter(signing_keys::Column::State.eq("retired"))
+            .filter(signing_keys::Column::RetiredAt.lt(horizon))
+            .all(&self.db)
+            .await?;
+        let mut removed = Vec::with_capacity(expired.len());
+        for key in expired {
+            let gone = signing_keys::Entity::delete_many()
+                .filter(signing_keys::Column::Kid.eq(key.kid.clone()))
+                .filter(signing_keys::Column::State.eq("retired"))
+                .exec(&self.db)
+                .await?;
+            if gone.rows_affected == 1 {
+                removed.push(key.kid);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// How long ago the current `next` key was published, if there is one.
+    pub async fn next_published_for(&self) -> Result<Option<Duration>, KeyError> {
+        let now = self.clock.now();
+        Ok(signing_keys::Entity::find()
+            .filter(signing_keys::Column::State.eq("next"))
+            .one(&self.db)
+            .await?
+            .map(|k| {
+                Duration::from_secs(u64::try_from(now.saturating_sub(k.created_at)).unwrap_or(0))
+            }))
     }
 
     pub async fn list(&self) -> Result<Vec<KeyInfo>, KeyError> {
         Ok(signing_keys::Entity::find()
             .order_by_asc(signing_keys::Column::CreatedAt)
+            .order_by_asc(signing_keys::Column::Kid)
             .all(&self.db)
             .await?
             .into_iter()
@@ -237,8 +514,44 @@ impl KeyService {
                 created_at: k.created_at,
                 activated_at: k.activated_at,
                 retired_at: k.retired_at,
+                revoked_at: k.revoked_at,
             })
             .collect())
+    }
+}
+
+/// A scheduled rotation that finds its preconditions gone did nothing (someone else
+/// rotated); an on-demand one reports the conflict.
+fn conflict_or_none(activated_before: Option<i64>) -> Result<Option<Rotation>, KeyError> {
+    match activated_before {
+        Some(_) => Ok(None),
+        None => Err(KeyError::Conflict),
+    }
+}
+
+/// Records `token` as the highest fencing token that wrote for `name`, unless a higher one
+/// already has: returns false when the caller's lease has been superseded.
+async fn write_fence(txn: &DatabaseTransaction, name: &str, token: u64) -> Result<bool, KeyError> {
+    let token = i64::try_from(token).unwrap_or(i64::MAX);
+    let written = fences::Entity::insert(fences::ActiveModel {
+        name: Set(name.to_string()),
+        token: Set(token),
+    })
+    .on_conflict(
+        OnConflict::column(fences::Column::Name)
+            .update_column(fences::Column::Token)
+            .action_and_where(Expr::col((fences::Entity, fences::Column::Token)).lte(token))
+            .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await?;
+    Ok(written == 1)
+}
+
+fn kid_of(row: &signing_keys::ActiveModel) -> String {
+    match &row.kid {
+        sea_orm::ActiveValue::Set(kid) | sea_orm::ActiveValue::Unchanged(kid) => kid.clone(),
+        sea_orm::ActiveValue::NotSet => String::new(),
     }
 }
 

@@ -256,6 +256,28 @@ impl RefreshService {
         Ok(revoked)
     }
 
+    /// Deletes refresh tokens that have expired and the families left without tokens;
+    /// returns the number of rows deleted. Run by the background duties.
+    pub async fn purge_expired(&self) -> Result<u64, RefreshError> {
+        let now = self.clock.now();
+        let tokens = refresh_tokens::Entity::delete_many()
+            .filter(refresh_tokens::Column::ExpiresAt.lt(now))
+            .exec(&self.db)
+            .await?;
+        let families = refresh_families::Entity::delete_many()
+            .filter(
+                refresh_families::Column::Id.not_in_subquery(
+                    sea_orm::sea_query::Query::select()
+                        .column(refresh_tokens::Column::FamilyId)
+                        .from(refresh_tokens::Entity)
+                        .to_owned(),
+                ),
+            )
+            .exec(&self.db)
+            .await?;
+        Ok(tokens.rows_affected + families.rows_affected)
+    }
+
     /// Looks up a presented token for revocation or introspection. Returns its family's info
     /// whatever the token's state, with `active` telling whether it may still be used.
     pub async fn inspect(

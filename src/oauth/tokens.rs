@@ -14,6 +14,7 @@ use crate::store::{Store, StoreError};
 
 /// Allowed clock skew when checking `exp` and `nbf`, seconds.
 pub const LEEWAY: i64 = 5;
+const _: () = assert!(LEEWAY as u64 == crate::config::CLOCK_SKEW.as_secs());
 
 /// Claims of an access token.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -91,6 +92,12 @@ pub fn deny_key_for_jti(jti: &str) -> String {
 
 pub fn deny_key_for_sid(sid: &str) -> String {
     format!("sid:{sid}")
+}
+
+/// What the deny list stores for a revoked signing key: every token it signed is refused at
+/// once on every instance sharing the store, before the instances reload their keys.
+pub fn deny_key_for_kid(kid: &str) -> String {
+    format!("kid:{kid}")
 }
 
 /// Mints and validates tokens.
@@ -183,6 +190,11 @@ impl TokenService {
 
     /// Verifies signature, type and registered claims, without consulting the deny list.
     pub fn decode_access(&self, token: &str) -> Result<AccessClaims, TokenInvalid> {
+        Ok(self.decode_access_with_kid(token)?.0)
+    }
+
+    /// [`Self::decode_access`], also returning the `kid` that signed the token.
+    fn decode_access_with_kid(&self, token: &str) -> Result<(AccessClaims, String), TokenInvalid> {
         let data = self
             .keys
             .verify::<AccessClaims>(token, &self.validation)
@@ -198,16 +210,17 @@ impl TokenService {
         if data.claims.nbf > now + LEEWAY {
             return Err(TokenInvalid::NotYetValid);
         }
-        Ok(data.claims)
+        Ok((data.claims, data.header.kid.unwrap_or_default()))
     }
 
-    /// Full validation: [`Self::decode_access`] plus the deny list (the token's `jti` and its
-    /// sign-in `sid`), in one store round trip.
+    /// Full validation: [`Self::decode_access`] plus the deny list (the token's `jti`, its
+    /// sign-in `sid` and its signing key `kid`), in one store round trip.
     pub async fn validate_access(&self, token: &str) -> Result<AccessClaims, TokenInvalid> {
-        let claims = self.decode_access(token)?;
+        let (claims, kid) = self.decode_access_with_kid(token)?;
         let jti = deny_key_for_jti(&claims.jti);
+        let kid = deny_key_for_kid(&kid);
         let sid = claims.sid.as_deref().map(deny_key_for_sid);
-        let mut keys = vec![jti.as_str()];
+        let mut keys = vec![jti.as_str(), kid.as_str()];
         if let Some(sid) = &sid {
             keys.push(sid.as_str());
         }

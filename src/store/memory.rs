@@ -163,4 +163,14 @@ impl Store for MemoryStore {
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    async fn prune(&self) {
+        let now = Instant::now();
+        let now_ms = self.millis(now);
+        let mut state = self.lock();
+        state.denied.retain(|_, until| *until > now);
+        state.counters.retain(|_, (_, until)| *until > now);
+        state.rates.retain(|_, tat| *tat > now_ms);
+        state.leases.retain(|_, lease| lease.until > now);
+    }
 }

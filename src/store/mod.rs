@@ -102,6 +102,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the store answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Drops expired deny-list entries, counters and leases. Redis expires keys by itself;
+    /// the in-process store does it here, so memory stays bounded by live entries.
+    async fn prune(&self) {}
 }
 
 #[cfg(test)]

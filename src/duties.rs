@@ -1,0 +1,167 @@
+//! Background duties and their coordination across instances.
+//!
+//! Every instance, every `key_reload_interval`: re-reads the signing keys (so a rotation or
+//! revocation made elsewhere is picked up within that bound) and prunes its in-process store.
+//! Then it tries to take the `duties` lease in the store (Redis: shared by all instances, a Lua
+//! script with a growing fencing token; embedded default: in-process). The holder alone runs
+//! the shared duties: keep a `current` and a `next` key, rotate on schedule, remove keys whose
+//! publication has ended and, at most once a minute, purge expired refresh tokens. The lease
+//! lasts three reload intervals (at least 3 s) and the holder renews it on every tick; when the
+//! holder dies another instance takes over once it lapses. Writes that must not come from a
+//! superseded holder (the scheduled rotation) carry the fencing token into the database.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use serde_json::json;
+
+use crate::audit::{Event, EventType, Origin, Outcome};
+use crate::keys::Rotation;
+use crate::state::AppState;
+
+/// The name of the lease in the store.
+pub const LEASE: &str = "duties";
+
+/// How often the lease holder purges expired refresh tokens, in seconds.
+const CLEANUP_EVERY_SECS: i64 = 60;
+
+/// What one pass did (for logs and tests).
+#[derive(Debug, Default)]
+pub struct TickReport {
+    /// The key ring changed.
+    pub reloaded: bool,
+    /// This instance held the lease, with this fencing token.
+    pub fence: Option<u64>,
+    /// A missing `current` or `next` key was created.
+    pub created: bool,
+    pub rotated: Option<Rotation>,
+    pub removed: Vec<String>,
+    /// Refresh-token rows purged.
+    pub purged: u64,
+}
+
+/// One instance's duty runner.
+pub struct Duties {
+    state: AppState,
+    holder: String,
+    last_cleanup: AtomicI64,
+}
+
+impl Duties {
+    pub fn new(state: AppState) -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let holder = format!("pid{}-{}", std::process::id(), id.get(..12).unwrap_or(&id));
+        Self {
+            state,
+            holder,
+            last_cleanup: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    /// This instance's name as a lease holder (`pid<pid>-<random>`).
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// One pass: local upkeep, then the shared duties if this instance holds the lease.
+    pub async fn tick(&self) -> TickReport {
+        let mut report = TickReport::default();
+        match self.state.keys.reload().await {
+            Ok(changed) => report.reloaded = changed,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not reload signing keys; keeping the current set")
+            }
+        }
+        self.state.store.prune().await;
+        let ttl = self.state.settings.keys.lease_ttl();
+        match self.state.store.try_lock(LEASE, &self.holder, ttl).await {
+            Ok(Some(fence)) => {
+                report.fence = Some(fence);
+                self.shared_duties(fence, &mut report).await;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reach the store for the duty lease; skipping shared duties")
+            }
+        }
+        report
+    }
+
+    async fn shared_duties(&self, fence: u64, report: &mut TickReport) {
+        let keys = &self.state.keys;
+        match keys.ensure().await {
+            Ok(created) => report.created = created,
+            Err(e) => tracing::warn!(error = %e, "could not ensure a current and a next key"),
+        }
+        match keys.rotate_if_due(fence).await {
+            Ok(Some(rotation)) => {
+                tracing::info!(current = %rotation.current, next = %rotation.next, "scheduled key rotation");
+                self.audit(
+                    EventType::KeyRotated,
+                    json!({
+                        "current_kid": rotation.current,
+                        "retired_kid": rotation.retired,
+                        "next_kid": rotation.next,
+                        "via": "schedule",
+                    }),
+                )
+                .await;
+                report.rotated = Some(rotation);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "scheduled key rotation failed; will retry"),
+        }
+        match keys.remove_expired().await {
+            Ok(removed) => {
+                for kid in &removed {
+                    tracing::info!(%kid, "removed a retired key whose tokens have all expired");
+                    self.audit(EventType::KeyRemoved, json!({"kid": kid})).await;
+                }
+                report.removed = removed;
+            }
+            Err(e) => tracing::warn!(error = %e, "could not remove expired keys"),
+        }
+        let now = self.state.clock.now();
+        let last = self.last_cleanup.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= CLEANUP_EVERY_SECS {
+            self.last_cleanup.store(now, Ordering::Relaxed);
+            match self.state.refresh.purge_expired().await {
+                Ok(n) => report.purged = n,
+                Err(e) => tracing::warn!(error = %e, "could not purge expired refresh tokens"),
+            }
+        }
+        if keys.reload().await.unwrap_or(false) {
+            report.reloaded = true;
+        }
+    }
+
+    async fn audit(&self, kind: EventType, details: serde_json::Value) {
+        self.state
+            .audit
+            .record(
+                &Origin::default(),
+                Event::new(kind, Outcome::Success).details(details),
+            )
+            .await;
+    }
+
+    /// Runs a pass every `key_reload_interval` until `shutdown` resolves, then gives the lease
+    /// back so another instance can take over without waiting for it to lapse.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let mut tick = tokio::time::interval(self.state.settings.keys.reload_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                _ = tick.tick() => {
+                    let report = self.tick().await;
+                    tracing::debug!(?report, "duty pass");
+                }
+            }
+        }
+        if let Err(e) = self.state.store.unlock(LEASE, &self.holder).await {
+            tracing::debug!(error = %e, "could not release the duty lease; it will lapse");
+        }
+    }
+}
