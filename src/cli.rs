@@ -364,30 +364,18 @@ async fn revoke_key(
     audit: Audit,
     kid: &str,
 ) -> anyhow::Result<()> {
-    let revocation = keys.revoke(kid).await?;
-    let store = crate::state::open_store(settings, &settings.redis_prefix).await;
-    let denied = match store {
-        Ok(store) => store
-            .deny(
-                &crate::oauth::tokens::deny_key_for_kid(kid),
-                settings.keys.retired_publication(),
-            )
-            .await
-            .is_ok(),
-        Err(_) => false,
-    };
-    audit
-        .record(
-            &Origin::default(),
-            Event::new(EventType::KeyRevoked, Outcome::Success).details(json!({
-                "kid": revocation.kid,
-                "was": revocation.was.as_str(),
-                "promoted_kid": revocation.promoted,
-                "next_kid": revocation.next,
-                "via": "cli",
-            })),
-        )
-        .await;
+    // Revoke even when Redis is down: the database is what every instance reloads.
+    let (store, reached): (Arc<dyn crate::store::Store>, bool) =
+        match crate::state::open_store(settings, &settings.redis_prefix).await {
+            Ok(store) => (store, true),
+            Err(e) => {
+                eprintln!("warning: {e}");
+                (Arc::new(crate::store::MemoryStore::new()), false)
+            }
+        };
+    let crate::keys::Revoked { revocation, denied } =
+        crate::keys::revoke_key(keys, store.as_ref(), &audit, kid, "cli").await?;
+    let denied = denied && reached;
     eprintln!("revoked: {kid} (was {})", revocation.was.as_str());
     if let Some(promoted) = &revocation.promoted {
         eprintln!("{promoted} signs now");

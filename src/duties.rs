@@ -40,27 +40,19 @@ pub struct TickReport {
     pub purged: u64,
 }
 
-/// One instance's duty runner.
+/// One instance's duty runner. The lease is held in the name of the instance
+/// ([`AppState::instance`]), so any runner built from the same state renews the same lease.
 pub struct Duties {
     state: AppState,
-    holder: String,
     last_cleanup: AtomicI64,
 }
 
 impl Duties {
     pub fn new(state: AppState) -> Self {
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let holder = format!("pid{}-{}", std::process::id(), id.get(..12).unwrap_or(&id));
         Self {
             state,
-            holder,
             last_cleanup: AtomicI64::new(i64::MIN),
         }
-    }
-
-    /// This instance's name as a lease holder (`pid<pid>-<random>`).
-    pub fn holder(&self) -> &str {
-        &self.holder
     }
 
     /// One pass: local upkeep, then the shared duties if this instance holds the lease.
@@ -74,7 +66,12 @@ impl Duties {
         }
         self.state.store.prune().await;
         let ttl = self.state.settings.keys.lease_ttl();
-        match self.state.store.try_lock(LEASE, &self.holder, ttl).await {
+        match self
+            .state
+            .store
+            .try_lock(LEASE, &self.state.instance, ttl)
+            .await
+        {
             Ok(Some(fence)) => {
                 report.fence = Some(fence);
                 self.shared_duties(fence, &mut report).await;
@@ -148,7 +145,9 @@ impl Duties {
     /// Runs a pass every `key_reload_interval` until `shutdown` resolves, then gives the lease
     /// back so another instance can take over without waiting for it to lapse.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let mut tick = tokio::time::interval(self.state.settings.keys.reload_interval);
+        // Start-up has just loaded the keys: the first pass comes one interval later.
+        let period = self.state.settings.keys.reload_interval;
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         loop {
@@ -160,7 +159,7 @@ impl Duties {
                 }
             }
         }
-        if let Err(e) = self.state.store.unlock(LEASE, &self.holder).await {
+        if let Err(e) = self.state.store.unlock(LEASE, &self.state.instance).await {
             tracing::debug!(error = %e, "could not release the duty lease; it will lapse");
         }
     }

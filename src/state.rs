@@ -58,6 +58,8 @@ pub struct AppState {
     pub lockout: crate::abuse::Lockout,
     pub articles: ArticleService,
     pub roles: crate::rbac::RoleService,
+    /// This instance's name as a holder of the background-duty lease (`pid<pid>-<random>`).
+    pub instance: Arc<str>,
 }
 
 /// Opens the database (creating the SQLite file and its folder when needed) and runs pending
@@ -176,6 +178,11 @@ impl Default for BuildOptions {
     }
 }
 
+fn instance_name() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("pid{}-{}", std::process::id(), id.get(..12).unwrap_or(&id))
+}
+
 /// The configured store: Redis when `PORTCULLIS_REDIS_URL` is set, else in-process.
 pub async fn open_store(settings: &Settings, prefix: &str) -> Result<Arc<dyn Store>, StartError> {
     Ok(match &settings.redis_url {
@@ -234,6 +241,7 @@ impl AppState {
             lockout: crate::abuse::Lockout::new(abuse, store.clone()),
             articles: ArticleService::new(db.clone(), clock.clone()),
             roles: crate::rbac::RoleService::new(db.clone()),
+            instance: instance_name().into(),
             settings: Arc::new(settings),
             db,
             store,

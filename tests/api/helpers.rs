@@ -79,7 +79,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut RawSettings)) -> TestApp {
     }
     adjust(&mut raw);
     let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
-    start(raw, prefix, dir).await
+    start(raw, prefix, dir, None).await
 }
 
 impl TestApp {
@@ -88,18 +88,31 @@ impl TestApp {
     pub async fn spawn_peer(&self) -> TestApp {
         let dir = std::env::temp_dir().join(format!("portcullis-test-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        start(self.raw.clone(), self.store_prefix.clone(), dir).await
+        start(
+            self.raw.clone(),
+            self.store_prefix.clone(),
+            dir,
+            Some(&self.base),
+        )
+        .await
     }
 }
 
-async fn start(mut raw: RawSettings, store_prefix: String, dir: PathBuf) -> TestApp {
+/// Starts an instance; its issuer is its own address, or `issuer` (the first instance's, as
+/// if both sat behind one load balancer) for a peer.
+async fn start(
+    mut raw: RawSettings,
+    store_prefix: String,
+    dir: PathBuf,
+    issuer: Option<&str>,
+) -> TestApp {
     portcullis::install_crypto_provider();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let base = format!("http://{addr}");
-    raw.issuer = base.clone();
+    raw.issuer = issuer.unwrap_or(&base).to_string();
     let kept = raw.clone();
     let settings = raw.validate().expect("valid test settings");
     let clock = ManualClock::new();

@@ -6,6 +6,7 @@ mod authorization;
 mod cli;
 mod discovery;
 mod introspection;
+mod key_lifecycle;
 mod openapi;
 mod redis_outage;
 mod refresh;
