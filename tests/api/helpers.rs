@@ -34,7 +34,7 @@ impl Drop for TestApp {
 }
 
 /// A fresh PostgreSQL database on the server of PORTCULLIS_TEST_DATABASE_URL.
-async fn fresh_postgres(base_url: &str) -> String {
+pub async fn fresh_postgres(base_url: &str) -> String {
     let name = format!("portcullis_test_{}", uuid::Uuid::new_v4().simple());
     let admin = Database::connect(base_url)
         .await

@@ -4,6 +4,7 @@ mod abuse;
 mod articles;
 mod authorization;
 mod cli;
+mod cluster;
 mod discovery;
 mod introspection;
 mod key_lifecycle;
