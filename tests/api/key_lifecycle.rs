@@ -179,6 +179,14 @@ async fn rotations_on_schedule_never_leave_a_resource_server_without_the_key() {
         remote.max_age
     );
 
+    let discovery = |app: &TestApp| {
+        let (http, url) = (
+            app.http.clone(),
+            app.url("/.well-known/openid-configuration"),
+        );
+        async move { http.get(url).send().await.unwrap().bytes().await.unwrap() }
+    };
+    let discovery_before = discovery(&app).await;
     let first_current = kid_in(&app, "current").await;
     let mut live: Vec<(String, i64)> = Vec::new();
     let mut signing_kids = vec![first_current.clone()];
@@ -227,6 +235,11 @@ async fn rotations_on_schedule_never_leave_a_resource_server_without_the_key() {
         }
     }
     assert_one_current_one_next(&app).await;
+    assert_eq!(
+        discovery(&app).await,
+        discovery_before,
+        "discovery metadata is unchanged by rotation"
+    );
     // Retired keys whose tokens have all expired are gone from the database and the JWKS.
     assert!(removed.contains(&first_current), "removed: {removed:?}");
     assert!(all.iter().all(|k| k.kid != first_current));
