@@ -42,14 +42,6 @@ impl Drop for Cluster {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The shared services, or `None` (with a note) when the suite runs on the embedded default.
 fn services() -> Option<(String, String)> {
     match (
@@ -278,21 +270,7 @@ impl Cluster {
     }
 
     async fn jwks_kids(&self, i: usize) -> Vec<String> {
-        let jwks: Value = self
-            .http
-            .get(self.url(i, "/.well-known/jwks.json"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        jwks["keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|k| k["kid"].as_str().unwrap().to_string())
-            .collect()
+        published_kids(&self.http, &self.instances[i % self.instances.len()].base).await
     }
 
     /// The instance name holding the duty lease in Redis (`pid<pid>-…`), if any.

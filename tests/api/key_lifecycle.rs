@@ -312,23 +312,9 @@ async fn a_revoked_key_stops_signing_and_validating_at_once() {
         app.get_bearer("/oauth/userinfo", &token).await.status,
         StatusCode::UNAUTHORIZED
     );
-    let jwks: Value = app
-        .http
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let published: Vec<&str> = jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["kid"].as_str().unwrap())
-        .collect();
-    assert!(!published.contains(&compromised.as_str()), "{published:?}");
-    assert!(published.contains(&next.as_str()));
+    let published = published_kids(&app.http, &app.base).await;
+    assert!(!published.contains(&compromised), "{published:?}");
+    assert!(published.contains(&next));
     let fresh = app.password_grant("alice", "openid").await;
     assert_eq!(
         jwt_part(&fresh.str("access_token"), 0)["kid"],

@@ -63,14 +63,6 @@ impl Drop for RedisServer {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_degrades_safely_and_recovers_when_redis_goes_away() {
     let dir = std::env::temp_dir().join(format!("portcullis-redis-{}", uuid::Uuid::new_v4()));
