@@ -311,23 +311,29 @@ impl KeyService {
         if !due {
             return Ok(None);
         }
+        let lead_cutoff = now.saturating_sub(secs(self.timing.publication_lead()));
+        let next_ready = signing_keys::Entity::find()
+            .filter(signing_keys::Column::State.eq("next"))
+            .filter(signing_keys::Column::CreatedAt.lte(lead_cutoff))
+            .one(&self.db)
+            .await?
+            .is_some();
+        if !next_ready {
+            // Checked again inside the transaction; this spares generating a key per pass.
+            tracing::debug!(
+                lead_secs = self.timing.publication_lead().as_secs(),
+                "key rotation is due but the next key has not been published for the lead time yet; postponed"
+            );
+            return Ok(None);
+        }
         let rotation = self
             .rotate_if(
                 Some(now.saturating_sub(secs(self.timing.rotation_interval))),
-                Some((
-                    now.saturating_sub(secs(self.timing.publication_lead())),
-                    fence,
-                )),
+                Some((lead_cutoff, fence)),
             )
             .await?;
-        match &rotation {
-            Some(_) => {
-                self.reload().await?;
-            }
-            None => tracing::warn!(
-                lead_secs = self.timing.publication_lead().as_secs(),
-                "key rotation is due but the next key has not been published for the lead time yet; postponed"
-            ),
+        if rotation.is_some() {
+            self.reload().await?;
         }
         Ok(rotation)
     }
