@@ -9,6 +9,7 @@ mod introspection;
 mod openapi;
 mod redis_outage;
 mod refresh;
+mod resource_server;
 mod revocation;
 mod robustness;
 mod store;
