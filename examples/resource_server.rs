@@ -308,7 +308,7 @@ impl Verifier {
     /// outcome of that fetch (`Ok` when none was due).
     pub async fn warm_up(&self) -> Result<(), FetchError> {
         let seen = self.snapshot().generation;
-        self.refresh(seen).await.unwrap_or(Ok(()))
+        self.refresh(seen, true).await.unwrap_or(Ok(()))
     }
 
     /// Checks a bearer token: header (`alg` RS256, `typ` at+jwt, `kid`), signature with the
@@ -369,9 +369,10 @@ impl Verifier {
     async fn key(&self, kid: &str) -> Result<Arc<DecodingKey>, RejectReason> {
         let now = (self.now)();
         let mut cache = self.snapshot();
-        let due = now >= cache.fresh_until || !cache.keys.contains_key(kid);
-        if due && self.may_fetch(&cache, now) {
-            let _ = self.refresh(cache.generation).await;
+        let known = cache.keys.contains_key(kid);
+        if (!known || now >= cache.fresh_until) && self.may_fetch(&cache, now) {
+            // A request holding its (stale) key does not queue behind a fetch in flight.
+            let _ = self.refresh(cache.generation, !known).await;
             cache = self.snapshot();
         }
         match cache.keys.get(kid) {
@@ -382,9 +383,14 @@ impl Verifier {
     }
 
     /// Single-flight, rate-limited refresh. `seen` is the cache generation the caller looked
-    /// at; if another fetch completed meanwhile, this one is skipped (`None`).
-    async fn refresh(&self, seen: u64) -> Option<Result<(), FetchError>> {
-        let mut jwks_uri = self.fetching.lock().await;
+    /// at; if another fetch completed meanwhile, this one is skipped (`None`). With `wait`
+    /// false, a fetch already in flight is not waited for (`None`).
+    async fn refresh(&self, seen: u64, wait: bool) -> Option<Result<(), FetchError>> {
+        let mut jwks_uri = if wait {
+            self.fetching.lock().await
+        } else {
+            self.fetching.try_lock().ok()?
+        };
         let cache = self.snapshot();
         let now = (self.now)();
         if cache.generation != seen || !self.may_fetch(&cache, now) {
