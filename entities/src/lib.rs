@@ -8,6 +8,7 @@ pub mod audit_events;
 pub mod clients;
 pub mod permissions;
 pub mod refresh_families;
+pub mod refresh_replays;
 pub mod refresh_tokens;
 pub mod role_permissions;
 pub mod roles;

@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_core;
 mod m20261124_000002_articles;
+mod m20261124_000004_refresh_replay;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_core::Migration),
             Box::new(m20261124_000002_articles::Migration),
+            Box::new(m20261124_000004_refresh_replay::Migration),
         ]
     }
 }
