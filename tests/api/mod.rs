@@ -9,6 +9,7 @@ mod introspection;
 mod openapi;
 mod redis_outage;
 mod refresh;
+mod refresh_cluster;
 mod revocation;
 mod robustness;
 mod store;
