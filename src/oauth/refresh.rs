@@ -29,7 +29,7 @@
 use entities::{refresh_families, refresh_replays, refresh_tokens};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::hkdf;
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
     EntityTrait, QueryFilter, Set, TransactionTrait,
@@ -39,6 +39,10 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::clock::SharedClock;
 use crate::crypto::{CryptoError, random_bytes, random_token, secret_digest};
 use crate::domain::Scope;
+
+/// Families left without tokens are kept this long after their last use before a purge
+/// removes them, so a purge never races a rotation that is still running.
+const EMPTY_FAMILY_GRACE_SECS: i64 = 3_600;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RefreshError {
@@ -594,6 +598,46 @@ impl RefreshService {
             },
             active,
         )))
+    }
+
+    /// Deletes what has outlived its use: stored answers whose window has ended, refresh
+    /// tokens past their expiry (whatever their state), and families left without tokens that
+    /// have not been used for an hour. Returns the number of rows deleted. Safe to run while
+    /// the server serves; meant for one instance at a time, on a schedule.
+    pub async fn purge_expired(&self) -> Result<u64, RefreshError> {
+        let now = self.clock.now();
+        // A stored answer is served while `now <= expires_at`.
+        let replays = refresh_replays::Entity::delete_many()
+            .filter(refresh_replays::Column::ExpiresAt.lt(now))
+            .exec(&self.db)
+            .await?;
+        // A token is usable while `now < expires_at`.
+        let tokens = refresh_tokens::Entity::delete_many()
+            .filter(refresh_tokens::Column::ExpiresAt.lte(now))
+            .exec(&self.db)
+            .await?;
+        // `last_used_at` is written by every rotation: a family a rotation is working on is
+        // never old enough here (and on PostgreSQL the row lock makes the purge re-check it).
+        let has_tokens = Query::select()
+            .expr(Expr::val(1))
+            .from(refresh_tokens::Entity)
+            .and_where(
+                Expr::col((refresh_tokens::Entity, refresh_tokens::Column::FamilyId))
+                    .equals((refresh_families::Entity, refresh_families::Column::Id)),
+            )
+            .to_owned();
+        let families = refresh_families::Entity::delete_many()
+            .filter(
+                refresh_families::Column::LastUsedAt
+                    .lt(now.saturating_sub(EMPTY_FAMILY_GRACE_SECS)),
+            )
+            .filter(Expr::exists(has_tokens).not())
+            .exec(&self.db)
+            .await?;
+        Ok(replays
+            .rows_affected
+            .saturating_add(tokens.rows_affected)
+            .saturating_add(families.rows_affected))
     }
 }
 

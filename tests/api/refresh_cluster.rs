@@ -1,7 +1,7 @@
 //! Refresh rotation across instances behind one load balancer (the app and two peers sharing
 //! the database, master key and store prefix): concurrent presentations of one token in strict
 //! mode and with a reuse window, client binding and the end of the window, revocation racing
-//! refresh.
+//! refresh, and the purge of what has expired.
 //!
 //! With SQLite and the in-process store the peers share the database file but not the deny
 //! list, so access tokens are checked at the instance that revoked them; with Redis, at every
@@ -427,4 +427,64 @@ async fn revocation_racing_strict_refresh_leaves_no_live_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn revocation_racing_windowed_refresh_leaves_no_live_token() {
     revoke_racing_refresh(windowed).await;
+}
+
+#[tokio::test]
+async fn purge_removes_expired_tokens_answers_and_empty_families() {
+    let app = spawn_app_with(|raw| {
+        short_tokens(raw);
+        windowed(raw);
+    })
+    .await;
+    let refresh = &app.state.refresh;
+    let a = app.sign_in("frank", "").await.str("refresh_token");
+    let b = app.sign_in("grace", "").await.str("refresh_token");
+    let a2 = app.refresh(&a).await.str("refresh_token");
+    assert_eq!(refresh.purge_expired().await.unwrap(), 0, "nothing expired");
+    assert_eq!(replay_rows(&app).await.len(), 1);
+
+    // The window ends: its answer goes (a retry is now reuse, whether or not it was purged).
+    app.clock.advance(WINDOW as i64 + 1);
+    assert_eq!(refresh.purge_expired().await.unwrap(), 1);
+    assert!(replay_rows(&app).await.is_empty());
+
+    // The tokens expire (600 s in `short_tokens`); a later sign-in's token stays.
+    app.clock.advance(600);
+    let c = app.sign_in("heidi", "").await.str("refresh_token");
+    assert_eq!(refresh.purge_expired().await.unwrap(), 3, "a, a2 and b");
+    let left = entities::refresh_tokens::Entity::find()
+        .all(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].digest, portcullis::crypto::secret_digest(&c));
+    let c2 = app.refresh(&c).await;
+    assert_eq!(c2.status, StatusCode::OK, "{}", c2.body);
+    let c2 = c2.str("refresh_token");
+
+    // Families without tokens wait an hour after their last use before they go.
+    let families = || async {
+        entities::refresh_families::Entity::find()
+            .count(&app.state.db)
+            .await
+            .unwrap()
+    };
+    assert_eq!(families().await, 3);
+    app.clock.advance(3_600);
+    assert_eq!(
+        refresh.purge_expired().await.unwrap(),
+        5,
+        "heidi's answer, c and c2, frank's and grace's families"
+    );
+    assert_eq!(families().await, 1, "heidi's family was used an hour ago");
+    app.clock.advance(1);
+    assert_eq!(refresh.purge_expired().await.unwrap(), 1);
+    assert_eq!(families().await, 0);
+    assert_eq!(refresh.purge_expired().await.unwrap(), 0);
+
+    for gone in [&a, &a2, &b, &c2] {
+        app.refresh(gone)
+            .await
+            .assert_oauth_error(400, "invalid_grant");
+    }
 }
