@@ -45,6 +45,15 @@ pub enum DurationSetting {
 
 impl DurationSetting {
     fn parse(&self, setting: &'static str) -> Result<Duration, ConfigError> {
+        let duration = self.parse_allowing_zero(setting)?;
+        if duration.is_zero() {
+            return Err(invalid(setting, "must be greater than zero"));
+        }
+        Ok(duration)
+    }
+
+    /// Like [`Self::parse`], for settings where zero means "off".
+    fn parse_allowing_zero(&self, setting: &'static str) -> Result<Duration, ConfigError> {
         let seconds = match self {
             Self::Seconds(s) => *s,
             Self::Text(text) => parse_duration(text).ok_or_else(|| {
@@ -54,12 +63,14 @@ impl DurationSetting {
                 )
             })?,
         };
-        if seconds == 0 {
-            return Err(invalid(setting, "must be greater than zero"));
-        }
         Ok(Duration::from_secs(seconds))
     }
 }
+
+/// The longest refresh reuse window accepted: long enough for a client's retry after a lost
+/// answer, short enough that a replayed answer stays a retry (the same bound as Amazon
+/// Cognito's retry grace period).
+pub const MAX_REFRESH_REUSE_INTERVAL: Duration = Duration::from_secs(60);
 
 fn parse_duration(text: &str) -> Option<u64> {
     let text = text.trim();
@@ -89,6 +100,7 @@ pub struct RawSettings {
     pub redis_url: Option<String>,
     pub access_token_ttl: DurationSetting,
     pub refresh_token_ttl: DurationSetting,
+    pub refresh_reuse_interval: DurationSetting,
     pub bcrypt_cost: u32,
     pub bcrypt_max_concurrency: Option<usize>,
     pub keys_dir: PathBuf,
@@ -123,6 +135,7 @@ impl Default for RawSettings {
             redis_url: None,
             access_token_ttl: DurationSetting::Text("15m".into()),
             refresh_token_ttl: DurationSetting::Text("30d".into()),
+            refresh_reuse_interval: DurationSetting::Seconds(0),
             bcrypt_cost: 12,
             bcrypt_max_concurrency: None,
             keys_dir: PathBuf::from("keys"),
@@ -170,6 +183,9 @@ pub struct Settings {
     pub redis_url: Option<SecretString>,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
+    /// How long after a rotation the same client may present the rotated refresh token again
+    /// and get the same answer; zero is strict rotation (any reuse revokes the sign-in).
+    pub refresh_reuse_interval: Duration,
     pub bcrypt_cost: u32,
     pub bcrypt_max_concurrency: usize,
     pub keys_dir: PathBuf,
@@ -375,6 +391,8 @@ impl RawSettings {
                 "must be 1 to 64 printable ASCII characters without spaces",
             ));
         }
+        let refresh_reuse_interval =
+            refresh_reuse_interval(&self.refresh_reuse_interval, access_token_ttl)?;
         // Seeding a public password-grant client is an embedded-default convenience.
         let seed_public_client = self.seed_public_client.unwrap_or(default_database);
         Ok(Settings {
@@ -387,6 +405,7 @@ impl RawSettings {
             refresh_token_ttl: self
                 .refresh_token_ttl
                 .parse("PORTCULLIS_REFRESH_TOKEN_TTL")?,
+            refresh_reuse_interval,
             bcrypt_cost: self.bcrypt_cost,
             bcrypt_max_concurrency,
             keys_dir: self.keys_dir,
@@ -434,6 +453,37 @@ impl Settings {
             MasterKeySource::File(_) => None,
         }
     }
+}
+
+/// The refresh reuse window: zero (strict), or at most [`MAX_REFRESH_REUSE_INTERVAL`] and
+/// shorter than the access-token lifetime, so a replayed access token still has time left.
+fn refresh_reuse_interval(
+    raw: &DurationSetting,
+    access_token_ttl: Duration,
+) -> Result<Duration, ConfigError> {
+    const SETTING: &str = "PORTCULLIS_REFRESH_REUSE_INTERVAL";
+    let window = raw.parse_allowing_zero(SETTING)?;
+    if window > MAX_REFRESH_REUSE_INTERVAL {
+        return Err(invalid(
+            SETTING,
+            format!(
+                "{}s is longer than the maximum of {}s (0 means strict rotation)",
+                window.as_secs(),
+                MAX_REFRESH_REUSE_INTERVAL.as_secs()
+            ),
+        ));
+    }
+    if !window.is_zero() && window >= access_token_ttl {
+        return Err(invalid(
+            SETTING,
+            format!(
+                "{}s must be shorter than PORTCULLIS_ACCESS_TOKEN_TTL ({}s)",
+                window.as_secs(),
+                access_token_ttl.as_secs()
+            ),
+        ));
+    }
+    Ok(window)
 }
 
 fn positive(n: u32, setting: &'static str) -> Result<u32, ConfigError> {
@@ -542,8 +592,51 @@ mod tests {
     }
 
     #[test]
+    fn refresh_reuse_interval_allows_zero_and_is_bounded() {
+        let window = |raw: DurationSetting| {
+            RawSettings {
+                refresh_reuse_interval: raw,
+                access_token_ttl: DurationSetting::Seconds(30),
+                ..Default::default()
+            }
+            .validate()
+            .map(|s| s.refresh_reuse_interval)
+        };
+        assert_eq!(window(DurationSetting::Seconds(0)).unwrap(), Duration::ZERO);
+        assert_eq!(
+            window(DurationSetting::Text("0s".into())).unwrap(),
+            Duration::ZERO
+        );
+        assert_eq!(
+            window(DurationSetting::Text("10s".into())).unwrap(),
+            Duration::from_secs(10)
+        );
+        for bad in [
+            DurationSetting::Seconds(30),
+            DurationSetting::Text("2m".into()),
+            DurationSetting::Text("soon".into()),
+        ] {
+            let err = window(bad).unwrap_err().to_string();
+            assert!(err.contains("PORTCULLIS_REFRESH_REUSE_INTERVAL"), "{err}");
+        }
+        let long_access = RawSettings {
+            refresh_reuse_interval: DurationSetting::Seconds(61),
+            ..Default::default()
+        };
+        let err = long_access.validate().unwrap_err().to_string();
+        assert!(err.contains("maximum of 60s"), "{err}");
+        // Other durations still refuse zero.
+        let zero_ttl = RawSettings {
+            access_token_ttl: DurationSetting::Seconds(0),
+            ..Default::default()
+        };
+        assert!(zero_ttl.validate().is_err());
+    }
+
+    #[test]
     fn defaults_validate() {
         let s = RawSettings::default().validate().unwrap();
+        assert_eq!(s.refresh_reuse_interval, Duration::ZERO);
         assert_eq!(s.access_token_ttl, Duration::from_secs(900));
         assert_eq!(s.audience, "http://localhost:8080");
         assert_eq!(s.database_url, DEFAULT_DATABASE_URL);

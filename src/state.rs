@@ -235,7 +235,12 @@ impl AppState {
         );
         Ok(Self {
             users: UserService::new(db.clone(), hasher, clock.clone()),
-            refresh: RefreshService::new(db.clone(), clock.clone(), settings.refresh_token_ttl),
+            refresh: RefreshService::new(
+                db.clone(),
+                clock.clone(),
+                settings.refresh_token_ttl,
+                settings.refresh_reuse_interval,
+            ),
             audit: Audit::new(db.clone(), clock.clone()),
             limits: crate::abuse::RateLimiter::new(abuse.clone(), store.clone()),
             lockout: crate::abuse::Lockout::new(abuse, store.clone()),

@@ -9,6 +9,7 @@ pub mod clients;
 pub mod fences;
 pub mod permissions;
 pub mod refresh_families;
+pub mod refresh_replays;
 pub mod refresh_tokens;
 pub mod role_permissions;
 pub mod roles;

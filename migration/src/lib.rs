@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261124_000001_core;
 mod m20261124_000002_articles;
 mod m20261124_000003_key_lifecycle;
+mod m20261124_000004_refresh_replay;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_core::Migration),
             Box::new(m20261124_000002_articles::Migration),
             Box::new(m20261124_000003_key_lifecycle::Migration),
+            Box::new(m20261124_000004_refresh_replay::Migration),
         ]
     }
 }

@@ -1,22 +1,48 @@
 //! Refresh tokens: opaque 256-bit values stored only as SHA-256 digests, grouped in families
 //! (one family per sign-in), rotated on every use (RFC 9700 §4.14.2).
 //!
-//! Rotation is one conditional `UPDATE … WHERE state = 'active'`, so of two concurrent
-//! presentations exactly one wins. Presenting a token that was already rotated (reuse, or the
-//! losing side of a race) revokes the whole family. Rotation and revocation of a family both
-//! write the family row first, inside their transaction: the row lock serializes them, so no
-//! token minted by a concurrent rotation survives a revocation.
+//! A refresh happens in two steps. [`RefreshService::begin`] looks the presented token up and
+//! checks what can be checked without writing (client binding, expiry, scope); for an active
+//! token the caller then mints its answer (access token, maybe an ID token, and the new refresh
+//! token `begin` drew) and hands it to [`RefreshService::finish`], which performs the rotation
+//! in one transaction: write the family row, one conditional `UPDATE … WHERE state = 'active'`
+//! of the presented token, insert its successor and, with a reuse window, the sealed answer.
+//! Of concurrent presentations exactly one rotation happens. Tokens are minted before that
+//! transaction, so every token a rotation hands out is older than any revocation that follows it.
+//!
+//! Family row first: rotation, replay and revocation of a family all write the family row
+//! before anything else in their transaction. Its row lock (PostgreSQL) or the database write
+//! lock (SQLite) serializes them, so a request that loses a race sees the winner's committed
+//! work, and no token minted by a concurrent rotation survives a revocation.
+//!
+//! What happens to a presentation of an already-rotated token (a retry, or the losing side of
+//! a race) depends on the reuse window (`PORTCULLIS_REFRESH_REUSE_INTERVAL`):
+//! - zero (strict, the default): it is reuse; the whole family is revoked.
+//! - otherwise: within the window after the rotation, while the family is open and the token
+//!   the rotation issued is still unused, the presenting client (the token is bound to it) gets
+//!   the very answer the rotation produced. That answer is kept only for the window, sealed
+//!   with AES-256-GCM under a key derived (HKDF-SHA256, its own label) from the rotated token
+//!   itself, so the database alone never yields it; the digest that names the row is a
+//!   different function of the token. After the window, or once the successor was used, the
+//!   presentation is reuse, as in strict mode.
 
-use entities::{refresh_families, refresh_tokens};
-use sea_orm::sea_query::Expr;
+use entities::{refresh_families, refresh_replays, refresh_tokens};
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::hkdf;
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    EntityTrait, QueryFilter, Set, TransactionTrait,
 };
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::clock::SharedClock;
-use crate::crypto::{CryptoError, random_token, secret_digest};
+use crate::crypto::{CryptoError, random_bytes, random_token, secret_digest};
 use crate::domain::Scope;
+
+/// Families left without tokens are kept this long after their last use before a purge
+/// removes them, so a purge never races a rotation that is still running.
+const EMPTY_FAMILY_GRACE_SECS: i64 = 3_600;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RefreshError {
@@ -26,7 +52,8 @@ pub enum RefreshError {
     /// before rotation, so the client keeps its (unused) token.
     #[error("the requested scope exceeds the scope originally granted")]
     ScopeExceeded,
-    /// An already-rotated token was presented; the family is now revoked.
+    /// An already-rotated token was presented outside the reuse window; the family is now
+    /// revoked.
     #[error("the refresh token was already used; the sign-in has been revoked")]
     Reused { family_id: String, user_id: String },
     #[error("database error: {0}")]
@@ -42,16 +69,6 @@ pub struct Issued {
     pub family_id: String,
 }
 
-/// The result of a successful rotation.
-#[derive(Debug)]
-pub struct Rotated {
-    pub token: String,
-    pub family_id: String,
-    pub user_id: String,
-    pub scope: String,
-    pub auth_time: i64,
-}
-
 /// What introspection learns about a refresh token.
 #[derive(Debug)]
 pub struct RefreshInfo {
@@ -63,19 +80,172 @@ pub struct RefreshInfo {
     pub expires_at: i64,
 }
 
+/// What [`RefreshService::begin`] found.
+#[derive(Debug)]
+pub enum Presented {
+    /// The token is active: mint the answer, then [`RefreshService::finish`] the rotation.
+    Rotate(Box<PendingRotation>),
+    /// The token was rotated moments ago for this client: the answer that rotation produced.
+    Replay(Replayed),
+}
+
+/// How [`RefreshService::finish`] ended.
+#[derive(Debug)]
+pub enum Finished {
+    /// This request rotated the token; the answer it minted is the one to send.
+    Rotated,
+    /// A concurrent request rotated the token first; send its answer instead.
+    Replayed(Replayed),
+}
+
+/// An answer stored by an earlier rotation of the presented token, opened.
+pub struct Replayed {
+    pub family_id: String,
+    pub user_id: String,
+    /// The bytes handed to [`RefreshService::finish`] by the rotation (they carry tokens).
+    pub answer: Vec<u8>,
+}
+
+impl std::fmt::Debug for Replayed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replayed")
+            .field("family_id", &self.family_id)
+            .field("user_id", &self.user_id)
+            .field("answer", &"<hidden>")
+            .finish()
+    }
+}
+
+/// An active token that is about to be rotated, with the successor it will get.
+pub struct PendingRotation {
+    digest: String,
+    key: ReplayKey,
+    family: refresh_families::Model,
+    scope: String,
+    successor: SecretString,
+}
+
+impl std::fmt::Debug for PendingRotation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingRotation")
+            .field("family_id", &self.family.id)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PendingRotation {
+    /// The refresh token the rotation will issue (put it in the answer).
+    pub fn successor(&self) -> &str {
+        self.successor.expose_secret()
+    }
+
+    pub fn family_id(&self) -> &str {
+        &self.family.id
+    }
+
+    pub fn user_id(&self) -> &str {
+        &self.family.user_id
+    }
+
+    /// The scope of the presented token (the sign-in's scope).
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    /// When the sign-in happened (OIDC `auth_time`).
+    pub fn auth_time(&self) -> i64 {
+        self.family.created_at
+    }
+}
+
+/// The AES-256-GCM key that seals the answer to one rotation, derived from the rotated token
+/// with HKDF-SHA256 under labels of its own (the row is named by a plain SHA-256 of the token,
+/// which says nothing about this key).
+struct ReplayKey(LessSafeKey);
+
+const REPLAY_SALT: &[u8] = b"portcullis refresh-replay salt v1";
+const REPLAY_INFO: &[u8] = b"portcullis refresh-replay aes-256-gcm key";
+
+impl ReplayKey {
+    fn derive(token: &str) -> Result<Self, CryptoError> {
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, REPLAY_SALT).extract(token.as_bytes());
+        let okm = prk
+            .expand(&[REPLAY_INFO], &AES_256_GCM)
+            .map_err(|_| CryptoError::Seal)?;
+        Ok(Self(LessSafeKey::new(UnboundKey::from(okm))))
+    }
+
+    /// base64(nonce || ciphertext || tag), bound to `context` as associated data.
+    fn seal(&self, context: &str, plaintext: &[u8]) -> Result<String, CryptoError> {
+        use base64::Engine as _;
+        let nonce = random_bytes::<NONCE_LEN>()?;
+        let mut buf = plaintext.to_vec();
+        self.0
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(context.as_bytes()),
+                &mut buf,
+            )
+            .map_err(|_| CryptoError::Seal)?;
+        let mut out = Vec::with_capacity(NONCE_LEN + buf.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&buf);
+        Ok(base64::engine::general_purpose::STANDARD.encode(out))
+    }
+
+    fn open(&self, context: &str, sealed: &str) -> Result<Vec<u8>, CryptoError> {
+        use base64::Engine as _;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(sealed)
+            .map_err(|_| CryptoError::Open)?;
+        if raw.len() < NONCE_LEN {
+            return Err(CryptoError::Open);
+        }
+        let (nonce, ct) = raw.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Open)?;
+        let mut buf = ct.to_vec();
+        let plain = self
+            .0
+            .open_in_place(nonce, Aad::from(context.as_bytes()), &mut buf)
+            .map_err(|_| CryptoError::Open)?;
+        Ok(plain.to_vec())
+    }
+}
+
+/// The associated data of a sealed answer: it opens only in the row it was written to.
+fn replay_context(digest: &str, family_id: &str, successor_digest: &str) -> String {
+    format!("refresh-replay:{digest}:{family_id}:{successor_digest}")
+}
+
+/// What a presentation of an already-rotated token comes to (decided under the family lock).
+enum Settled {
+    Replay(Replayed),
+    Reused,
+    Invalid,
+}
+
 #[derive(Clone)]
 pub struct RefreshService {
     db: DatabaseConnection,
     clock: SharedClock,
     ttl_secs: i64,
+    /// The reuse window in seconds; 0 is strict rotation.
+    reuse_secs: i64,
 }
 
 impl RefreshService {
-    pub fn new(db: DatabaseConnection, clock: SharedClock, ttl: std::time::Duration) -> Self {
+    pub fn new(
+        db: DatabaseConnection,
+        clock: SharedClock,
+        ttl: std::time::Duration,
+        reuse_interval: std::time::Duration,
+    ) -> Self {
         Self {
             db,
             clock,
             ttl_secs: i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX),
+            reuse_secs: i64::try_from(reuse_interval.as_secs()).unwrap_or(0),
         }
     }
 
@@ -88,6 +258,7 @@ impl RefreshService {
     ) -> Result<Issued, RefreshError> {
         let now = self.clock.now();
         let family_id = uuid::Uuid::new_v4().to_string();
+        let token = random_token()?;
         let txn = self.db.begin().await?;
         refresh_families::ActiveModel {
             id: Set(family_id.clone()),
@@ -100,7 +271,8 @@ impl RefreshService {
         }
         .insert(&txn)
         .await?;
-        let token = self.insert_token(&txn, &family_id, scope, now).await?;
+        self.insert_token(&txn, &token, &family_id, scope, now)
+            .await?;
         txn.commit().await?;
         Ok(Issued { token, family_id })
     }
@@ -108,13 +280,13 @@ impl RefreshService {
     async fn insert_token(
         &self,
         conn: &impl ConnectionTrait,
+        token: &str,
         family_id: &str,
         scope: &str,
         now: i64,
-    ) -> Result<String, RefreshError> {
-        let token = random_token()?;
+    ) -> Result<(), RefreshError> {
         refresh_tokens::ActiveModel {
-            digest: Set(secret_digest(&token)),
+            digest: Set(secret_digest(token)),
             family_id: Set(family_id.to_string()),
             scope: Set(scope.to_string()),
             state: Set("active".into()),
@@ -124,7 +296,7 @@ impl RefreshService {
         }
         .insert(conn)
         .await?;
-        Ok(token)
+        Ok(())
     }
 
     async fn find(
@@ -144,96 +316,243 @@ impl RefreshService {
         Ok(family.map(|f| (token, f)))
     }
 
-    /// Rotates `presented` for `client_id`: the old token becomes `rotated`, a new one is
-    /// issued in the same family. A non-empty `requested` scope must lie within the token's.
-    pub async fn rotate(
+    /// Writes the family row if the family is still open; the first statement of every
+    /// transaction that rotates, replays or revokes (see module docs). Returns whether it was.
+    async fn lock_open_family(
+        &self,
+        txn: &DatabaseTransaction,
+        family_id: &str,
+        now: i64,
+    ) -> Result<bool, RefreshError> {
+        let open = refresh_families::Entity::update_many()
+            .col_expr(refresh_families::Column::LastUsedAt, Expr::value(now))
+            .filter(refresh_families::Column::Id.eq(family_id))
+            .filter(refresh_families::Column::RevokedAt.is_null())
+            .exec(txn)
+            .await?;
+        Ok(open.rows_affected == 1)
+    }
+
+    /// First step of a refresh by `client_id` with the `presented` token. A non-empty
+    /// `requested` scope must lie within the token's. Nothing is written for an active token;
+    /// a rotated one is settled here (replayed, or the family revoked as reuse).
+    pub async fn begin(
         &self,
         presented: &str,
         client_id: &str,
         requested: &Scope,
-    ) -> Result<Rotated, RefreshError> {
+    ) -> Result<Presented, RefreshError> {
         let now = self.clock.now();
         let Some((token, family)) = self.find(&self.db, presented).await? else {
             return Err(RefreshError::Invalid);
         };
-        // A token is bound to the client it was issued to; another client learns nothing.
+        // A token is bound to the client it was issued to; another client learns nothing and
+        // changes nothing.
         if family.client_id != client_id || family.revoked_at.is_some() {
             return Err(RefreshError::Invalid);
         }
         match token.state.as_str() {
-            "active" if token.expires_at > now => {}
-            "rotated" => return Err(self.reuse_detected(&family).await),
-            _ => return Err(RefreshError::Invalid),
+            "active" if token.expires_at > now => {
+                if !requested.is_subset(&Scope::parse(&token.scope).unwrap_or_default()) {
+                    return Err(RefreshError::ScopeExceeded);
+                }
+                Ok(Presented::Rotate(Box::new(PendingRotation {
+                    key: ReplayKey::derive(presented)?,
+                    digest: token.digest,
+                    family,
+                    scope: token.scope,
+                    successor: SecretString::from(random_token()?),
+                })))
+            }
+            "rotated" => {
+                let key = ReplayKey::derive(presented)?;
+                let txn = self.db.begin().await?;
+                if !self.lock_open_family(&txn, &family.id, now).await? {
+                    txn.rollback().await?;
+                    return Err(RefreshError::Invalid);
+                }
+                let settled = self
+                    .settle_rotated(&txn, &token.digest, &key, &family, now)
+                    .await?;
+                txn.commit().await?;
+                match settled {
+                    Settled::Replay(r) => Ok(Presented::Replay(r)),
+                    Settled::Reused => Err(reused(&family)),
+                    Settled::Invalid => Err(RefreshError::Invalid),
+                }
+            }
+            _ => Err(RefreshError::Invalid),
         }
-        if !requested.is_subset(&Scope::parse(&token.scope).unwrap_or_default()) {
-            return Err(RefreshError::ScopeExceeded);
-        }
+    }
 
+    /// Second step: rotates the token of `pending` and stores `answer` (what the caller is
+    /// about to send, including [`PendingRotation::successor`]) for the reuse window. When a
+    /// concurrent request rotated the token first, its answer is returned instead (within the
+    /// window) or the family is revoked (strict mode).
+    pub async fn finish(
+        &self,
+        pending: Box<PendingRotation>,
+        answer: &[u8],
+    ) -> Result<Finished, RefreshError> {
+        let now = self.clock.now();
+        let PendingRotation {
+            digest,
+            key,
+            family,
+            scope,
+            successor,
+        } = *pending;
         let txn = self.db.begin().await?;
-        // Family row first: serializes against revocation (see module docs).
-        let family_open = refresh_families::Entity::update_many()
-            .col_expr(refresh_families::Column::LastUsedAt, Expr::value(now))
-            .filter(refresh_families::Column::Id.eq(family.id.clone()))
-            .filter(refresh_families::Column::RevokedAt.is_null())
-            .exec(&txn)
-            .await?;
-        if family_open.rows_affected != 1 {
+        if !self.lock_open_family(&txn, &family.id, now).await? {
+            txn.rollback().await?;
             return Err(RefreshError::Invalid);
         }
         let won = refresh_tokens::Entity::update_many()
             .col_expr(refresh_tokens::Column::State, Expr::value("rotated"))
             .col_expr(refresh_tokens::Column::RotatedAt, Expr::value(now))
-            .filter(refresh_tokens::Column::Digest.eq(token.digest.clone()))
+            .filter(refresh_tokens::Column::Digest.eq(digest.as_str()))
             .filter(refresh_tokens::Column::State.eq("active"))
+            .filter(refresh_tokens::Column::ExpiresAt.gt(now))
             .exec(&txn)
             .await?;
         if won.rows_affected != 1 {
-            // Another request rotated this token first: the same as reuse.
-            txn.rollback().await?;
-            return Err(self.reuse_detected(&family).await);
+            // Someone else rotated it first, and committed before we got the family lock.
+            let settled = self
+                .settle_rotated(&txn, &digest, &key, &family, now)
+                .await?;
+            txn.commit().await?;
+            return match settled {
+                Settled::Replay(r) => Ok(Finished::Replayed(r)),
+                Settled::Reused => Err(reused(&family)),
+                Settled::Invalid => Err(RefreshError::Invalid),
+            };
         }
-        let new_token = self
-            .insert_token(&txn, &family.id, &token.scope, now)
+        let successor = successor.expose_secret();
+        self.insert_token(&txn, successor, &family.id, &scope, now)
             .await?;
+        if self.reuse_secs > 0 {
+            let successor_digest = secret_digest(successor);
+            let sealed = key.seal(
+                &replay_context(&digest, &family.id, &successor_digest),
+                answer,
+            )?;
+            refresh_replays::ActiveModel {
+                digest: Set(digest),
+                family_id: Set(family.id.clone()),
+                successor_digest: Set(successor_digest),
+                sealed: Set(sealed),
+                expires_at: Set(now.saturating_add(self.reuse_secs)),
+            }
+            .insert(&txn)
+            .await?;
+        }
         txn.commit().await?;
-        Ok(Rotated {
-            token: new_token,
-            family_id: family.id,
-            user_id: family.user_id,
-            scope: token.scope,
-            auth_time: family.created_at,
-        })
+        Ok(Finished::Rotated)
     }
 
-    async fn reuse_detected(&self, family: &refresh_families::Model) -> RefreshError {
-        if let Err(e) = self.revoke_family(&family.id, "reuse_detected").await {
-            return e;
+    /// Decides, inside a transaction holding the family lock, what a presentation of an
+    /// already-rotated token comes to: the stored answer, or reuse (the family is revoked in
+    /// this same transaction).
+    async fn settle_rotated(
+        &self,
+        txn: &DatabaseTransaction,
+        digest: &str,
+        key: &ReplayKey,
+        family: &refresh_families::Model,
+        now: i64,
+    ) -> Result<Settled, RefreshError> {
+        let Some(token) = refresh_tokens::Entity::find_by_id(digest).one(txn).await? else {
+            return Ok(Settled::Invalid);
+        };
+        if token.state != "rotated" {
+            // Expired, purged or revoked meanwhile: nothing to replay, nothing reused.
+            return Ok(Settled::Invalid);
         }
-        RefreshError::Reused {
-            family_id: family.id.clone(),
-            user_id: family.user_id.clone(),
+        if let Some(answer) = self.replayable(txn, &token, key, now).await? {
+            return Ok(Settled::Replay(Replayed {
+                family_id: family.id.clone(),
+                user_id: family.user_id.clone(),
+                answer,
+            }));
         }
+        self.revoke_in(txn, &family.id, "reuse_detected", now)
+            .await?;
+        Ok(Settled::Reused)
     }
 
-    /// Revokes a family and every token in it. Returns whether it was still open.
-    pub async fn revoke_family(&self, family_id: &str, reason: &str) -> Result<bool, RefreshError> {
-        let now = self.clock.now();
-        let txn = self.db.begin().await?;
+    /// The stored answer to the rotation of `token`, when it may be served: a window is
+    /// configured, the rotation is within it, and the token it issued is still unused.
+    async fn replayable(
+        &self,
+        txn: &DatabaseTransaction,
+        token: &refresh_tokens::Model,
+        key: &ReplayKey,
+        now: i64,
+    ) -> Result<Option<Vec<u8>>, RefreshError> {
+        if self.reuse_secs <= 0 {
+            return Ok(None);
+        }
+        let rotated_at = token.rotated_at.unwrap_or(i64::MIN);
+        if now > rotated_at.saturating_add(self.reuse_secs) {
+            return Ok(None);
+        }
+        let Some(replay) = refresh_replays::Entity::find_by_id(token.digest.as_str())
+            .one(txn)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if now > replay.expires_at {
+            return Ok(None);
+        }
+        let successor_unused = refresh_tokens::Entity::find_by_id(replay.successor_digest.as_str())
+            .one(txn)
+            .await?
+            .is_some_and(|s| s.state == "active" && s.expires_at > now);
+        if !successor_unused {
+            return Ok(None);
+        }
+        let context = replay_context(&token.digest, &token.family_id, &replay.successor_digest);
+        Ok(Some(key.open(&context, &replay.sealed)?))
+    }
+
+    /// Revokes a family inside `txn`: the family row, its active tokens, its stored answers.
+    /// Returns whether the family was still open.
+    async fn revoke_in(
+        &self,
+        txn: &DatabaseTransaction,
+        family_id: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<bool, RefreshError> {
         let closed = refresh_families::Entity::update_many()
             .col_expr(refresh_families::Column::RevokedAt, Expr::value(now))
             .col_expr(refresh_families::Column::RevokedReason, Expr::value(reason))
             .filter(refresh_families::Column::Id.eq(family_id))
             .filter(refresh_families::Column::RevokedAt.is_null())
-            .exec(&txn)
+            .exec(txn)
             .await?;
         refresh_tokens::Entity::update_many()
             .col_expr(refresh_tokens::Column::State, Expr::value("revoked"))
             .filter(refresh_tokens::Column::FamilyId.eq(family_id))
             .filter(refresh_tokens::Column::State.eq("active"))
-            .exec(&txn)
+            .exec(txn)
             .await?;
-        txn.commit().await?;
+        refresh_replays::Entity::delete_many()
+            .filter(refresh_replays::Column::FamilyId.eq(family_id))
+            .exec(txn)
+            .await?;
         Ok(closed.rows_affected == 1)
+    }
+
+    /// Revokes a family and every token in it, and erases its stored answers. Returns whether
+    /// it was still open.
+    pub async fn revoke_family(&self, family_id: &str, reason: &str) -> Result<bool, RefreshError> {
+        let now = self.clock.now();
+        let txn = self.db.begin().await?;
+        let closed = self.revoke_in(&txn, family_id, reason, now).await?;
+        txn.commit().await?;
+        Ok(closed)
     }
 
     /// Revokes every open family (sign-in) of a user; returns their ids.
@@ -254,28 +573,6 @@ impl RefreshService {
             }
         }
         Ok(revoked)
-    }
-
-    /// Deletes refresh tokens that have expired and the families left without tokens;
-    /// returns the number of rows deleted. Run by the background duties.
-    pub async fn purge_expired(&self) -> Result<u64, RefreshError> {
-        let now = self.clock.now();
-        let tokens = refresh_tokens::Entity::delete_many()
-            .filter(refresh_tokens::Column::ExpiresAt.lt(now))
-            .exec(&self.db)
-            .await?;
-        let families = refresh_families::Entity::delete_many()
-            .filter(
-                refresh_families::Column::Id.not_in_subquery(
-                    sea_orm::sea_query::Query::select()
-                        .column(refresh_tokens::Column::FamilyId)
-                        .from(refresh_tokens::Entity)
-                        .to_owned(),
-                ),
-            )
-            .exec(&self.db)
-            .await?;
-        Ok(tokens.rows_affected + families.rows_affected)
     }
 
     /// Looks up a presented token for revocation or introspection. Returns its family's info
@@ -301,5 +598,72 @@ impl RefreshService {
             },
             active,
         )))
+    }
+
+    /// Deletes what has outlived its use: stored answers whose window has ended, refresh
+    /// tokens past their expiry (whatever their state), and families left without tokens that
+    /// have not been used for an hour. Returns the number of rows deleted. Safe to run while
+    /// the server serves; meant for one instance at a time, on a schedule.
+    pub async fn purge_expired(&self) -> Result<u64, RefreshError> {
+        let now = self.clock.now();
+        // A stored answer is served while `now <= expires_at`.
+        let replays = refresh_replays::Entity::delete_many()
+            .filter(refresh_replays::Column::ExpiresAt.lt(now))
+            .exec(&self.db)
+            .await?;
+        // A token is usable while `now < expires_at`.
+        let tokens = refresh_tokens::Entity::delete_many()
+            .filter(refresh_tokens::Column::ExpiresAt.lte(now))
+            .exec(&self.db)
+            .await?;
+        // `last_used_at` is written by every rotation: a family a rotation is working on is
+        // never old enough here (and on PostgreSQL the row lock makes the purge re-check it).
+        let has_tokens = Query::select()
+            .expr(Expr::val(1))
+            .from(refresh_tokens::Entity)
+            .and_where(
+                Expr::col((refresh_tokens::Entity, refresh_tokens::Column::FamilyId))
+                    .equals((refresh_families::Entity, refresh_families::Column::Id)),
+            )
+            .to_owned();
+        let families = refresh_families::Entity::delete_many()
+            .filter(
+                refresh_families::Column::LastUsedAt
+                    .lt(now.saturating_sub(EMPTY_FAMILY_GRACE_SECS)),
+            )
+            .filter(Expr::exists(has_tokens).not())
+            .exec(&self.db)
+            .await?;
+        Ok(replays
+            .rows_affected
+            .saturating_add(tokens.rows_affected)
+            .saturating_add(families.rows_affected))
+    }
+}
+
+fn reused(family: &refresh_families::Model) -> RefreshError {
+    RefreshError::Reused {
+        family_id: family.id.clone(),
+        user_id: family.user_id.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_key_depends_on_the_token_and_seals_to_its_row() {
+        let key = ReplayKey::derive("token-a").unwrap();
+        let sealed = key.seal("ctx", b"answer").unwrap();
+        assert_eq!(key.open("ctx", &sealed).unwrap(), b"answer");
+        assert!(key.open("other", &sealed).is_err(), "context is bound");
+        let other = ReplayKey::derive("token-b").unwrap();
+        assert!(other.open("ctx", &sealed).is_err(), "another token fails");
+        // The digest that names the row is not the key: deriving from it opens nothing.
+        let from_digest = ReplayKey::derive(&secret_digest("token-a")).unwrap();
+        assert!(from_digest.open("ctx", &sealed).is_err());
+        assert!(key.open("ctx", "AAAA").is_err());
+        assert!(key.open("ctx", "not base64!").is_err());
     }
 }

@@ -11,6 +11,7 @@ mod key_lifecycle;
 mod openapi;
 mod redis_outage;
 mod refresh;
+mod refresh_cluster;
 mod resource_server;
 mod revocation;
 mod robustness;

@@ -2,16 +2,35 @@
 //!
 //! The new access token reflects the user's roles now, not at sign-in: a demoted or disabled
 //! user cannot refresh their way back to old privileges.
+//!
+//! The answer is minted before the rotation is committed (see `oauth::refresh`), and handed to
+//! the rotation to keep, sealed, for the reuse window: a retry of the same token by the same
+//! client within the window gets that same answer (audited as `token.refresh_replayed`), with
+//! `expires_in` counted from the retry.
 
 use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{GrantContext, TokenResponse, permitted_scopes, user_tokens};
 use crate::audit::{Event, EventType, Outcome};
 use crate::domain::Scope;
 use crate::oauth::error::OAuthError;
-use crate::oauth::refresh::RefreshError;
+use crate::oauth::refresh::{Finished, Presented, RefreshError, Replayed};
 use crate::users::UserError;
+
+const INVALID: &str = "the refresh token is invalid, expired or revoked";
+
+/// The answer as kept for the reuse window (sealed; it carries the tokens).
+#[derive(Serialize, Deserialize)]
+struct StoredAnswer {
+    access_token: String,
+    /// `exp` of the access token, so a replay reports the lifetime left.
+    access_expires_at: i64,
+    refresh_token: String,
+    scope: String,
+    id_token: Option<String>,
+}
 
 pub async fn grant(
     ctx: &GrantContext<'_>,
@@ -20,55 +39,25 @@ pub async fn grant(
 ) -> Result<TokenResponse, OAuthError> {
     let state = ctx.state;
     let client_id = ctx.client.client_id.as_str();
-    let rotated = match state
+    let pending = match state
         .refresh
-        .rotate(presented.expose_secret(), client_id, requested)
+        .begin(presented.expose_secret(), client_id, requested)
         .await
     {
-        Ok(r) => r,
-        Err(RefreshError::Reused { family_id, user_id }) => {
-            // Access tokens of the family stop working too.
-            if let Err(e) = state.tokens.revoke_sign_in(&family_id).await {
-                tracing::error!(error = %e, "could not deny-list the sign-in of a reused refresh token");
-            }
-            state
-                .audit
-                .record(
-                    ctx.origin,
-                    Event::new(EventType::RefreshReuseDetected, Outcome::Failure)
-                        .actor(user_id)
-                        .client(client_id)
-                        .details(json!({"sid": family_id, "action": "family_revoked"})),
-                )
-                .await;
-            return Err(OAuthError::invalid_grant(
-                "the refresh token is invalid, expired or revoked",
-            ));
-        }
-        Err(RefreshError::ScopeExceeded) => {
-            return Err(OAuthError::invalid_scope(
-                "the requested scope exceeds the scope originally granted",
-            ));
-        }
-        Err(RefreshError::Invalid) => {
-            return Err(OAuthError::invalid_grant(
-                "the refresh token is invalid, expired or revoked",
-            ));
-        }
-        Err(e) => return Err(OAuthError::internal(&e)),
+        Ok(Presented::Rotate(p)) => p,
+        Ok(Presented::Replay(r)) => return replay(ctx, r).await,
+        Err(e) => return Err(refused(ctx, e).await),
     };
 
-    let family_scope = Scope::parse(&rotated.scope).unwrap_or_default();
-    let user = match state.users.get(&rotated.user_id).await {
+    let family_scope = Scope::parse(pending.scope()).unwrap_or_default();
+    let user = match state.users.get(pending.user_id()).await {
         Ok(u) if !u.disabled => u,
         Ok(_) | Err(UserError::NotFound) => {
             let _ = state
                 .refresh
-                .revoke_family(&rotated.family_id, "user_disabled")
+                .revoke_family(pending.family_id(), "user_disabled")
                 .await;
-            return Err(OAuthError::invalid_grant(
-                "the refresh token is invalid, expired or revoked",
-            ));
+            return Err(OAuthError::invalid_grant(INVALID));
         }
         Err(e) => return Err(OAuthError::internal(&e)),
     };
@@ -84,11 +73,29 @@ pub async fn grant(
         ctx,
         &user,
         &granted,
-        &rotated.family_id,
-        rotated.auth_time,
-        Some(rotated.token),
+        pending.family_id(),
+        pending.auth_time(),
+        Some(pending.successor().to_string()),
     )
     .await?;
+    let stored = StoredAnswer {
+        access_expires_at: state
+            .tokens
+            .decode_access(&response.access_token)
+            .map_err(|e| OAuthError::internal(&e))?
+            .exp,
+        access_token: response.access_token.clone(),
+        refresh_token: pending.successor().to_string(),
+        scope: response.scope.clone(),
+        id_token: response.id_token.clone(),
+    };
+    let sealed = serde_json::to_vec(&stored).map_err(|e| OAuthError::internal(&e))?;
+    let family_id = pending.family_id().to_string();
+    match state.refresh.finish(pending, &sealed).await {
+        Ok(Finished::Rotated) => {}
+        Ok(Finished::Replayed(r)) => return replay(ctx, r).await,
+        Err(e) => return Err(refused(ctx, e).await),
+    }
     state
         .audit
         .record(
@@ -96,8 +103,64 @@ pub async fn grant(
             Event::new(EventType::TokenIssued, Outcome::Success)
                 .actor(&user.id)
                 .client(client_id)
-                .details(json!({"grant_type": "refresh_token", "sid": rotated.family_id, "scope": response.scope})),
+                .details(json!({"grant_type": "refresh_token", "sid": family_id, "scope": response.scope})),
         )
         .await;
     Ok(response)
+}
+
+/// Answers a retry within the reuse window with what the rotation answered.
+async fn replay(ctx: &GrantContext<'_>, replayed: Replayed) -> Result<TokenResponse, OAuthError> {
+    let stored: StoredAnswer =
+        serde_json::from_slice(&replayed.answer).map_err(|e| OAuthError::internal(&e))?;
+    ctx.state
+        .audit
+        .record(
+            ctx.origin,
+            Event::new(EventType::RefreshReplayed, Outcome::Success)
+                .actor(&replayed.user_id)
+                .client(&ctx.client.client_id)
+                .details(json!({"grant_type": "refresh_token", "sid": replayed.family_id, "scope": stored.scope})),
+        )
+        .await;
+    Ok(TokenResponse {
+        access_token: stored.access_token,
+        token_type: "Bearer".into(),
+        expires_in: stored
+            .access_expires_at
+            .saturating_sub(ctx.state.tokens.now())
+            .max(0),
+        refresh_token: Some(stored.refresh_token),
+        scope: stored.scope,
+        id_token: stored.id_token,
+    })
+}
+
+/// Maps a refused refresh to its OAuth error; reuse also ends the sign-in's access tokens and
+/// is audited.
+async fn refused(ctx: &GrantContext<'_>, error: RefreshError) -> OAuthError {
+    match error {
+        RefreshError::Reused { family_id, user_id } => {
+            // Access tokens of the family stop working too.
+            if let Err(e) = ctx.state.tokens.revoke_sign_in(&family_id).await {
+                tracing::error!(error = %e, "could not deny-list the sign-in of a reused refresh token");
+            }
+            ctx.state
+                .audit
+                .record(
+                    ctx.origin,
+                    Event::new(EventType::RefreshReuseDetected, Outcome::Failure)
+                        .actor(user_id)
+                        .client(&ctx.client.client_id)
+                        .details(json!({"sid": family_id, "action": "family_revoked"})),
+                )
+                .await;
+            OAuthError::invalid_grant(INVALID)
+        }
+        RefreshError::ScopeExceeded => {
+            OAuthError::invalid_scope("the requested scope exceeds the scope originally granted")
+        }
+        RefreshError::Invalid => OAuthError::invalid_grant(INVALID),
+        e => OAuthError::internal(&e),
+    }
 }
