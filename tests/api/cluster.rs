@@ -509,12 +509,9 @@ async fn killing_the_lease_holder_hands_the_duties_to_another_instance() {
     assert!(cluster.jwks_kids(survivor).await.contains(&kid));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_refreshes_spread_over_instances_have_one_winner() {
-    let Some(cluster) = Cluster::start(3, &[]).await else {
-        return;
-    };
-    let first = cluster.sign_in(0, "carol").await;
+/// 32 concurrent presentations of one refresh token, spread over the instances.
+async fn refresh_storm(cluster: &Cluster, username: &str) -> Vec<Answer> {
+    let first = cluster.sign_in(0, username).await;
     let refresh = first.str("refresh_token");
     let tasks: Vec<_> = (0..32)
         .map(|i| {
@@ -537,6 +534,15 @@ async fn concurrent_refreshes_spread_over_instances_have_one_winner() {
     for task in tasks {
         answers.push(task.await.unwrap());
     }
+    answers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_refreshes_spread_over_instances_have_one_winner() {
+    let Some(cluster) = Cluster::start(3, &[]).await else {
+        return;
+    };
+    let answers = refresh_storm(&cluster, "carol").await;
     let winners = answers
         .iter()
         .filter(|a| a.status == StatusCode::OK)
@@ -545,4 +551,36 @@ async fn concurrent_refreshes_spread_over_instances_have_one_winner() {
     for a in answers.iter().filter(|a| a.status != StatusCode::OK) {
         a.assert_oauth_error(400, "invalid_grant");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_reuse_window_every_retry_across_instances_gets_the_same_pair() {
+    let Some(cluster) = Cluster::start(3, &[("PORTCULLIS_REFRESH_REUSE_INTERVAL", "30s")]).await
+    else {
+        return;
+    };
+    let answers = refresh_storm(&cluster, "dave").await;
+    for a in &answers {
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    }
+    let pair = |a: &Answer| (a.str("access_token"), a.str("refresh_token"));
+    let first = pair(&answers[0]);
+    assert!(
+        answers.iter().all(|a| pair(a) == first),
+        "one identical pair for all"
+    );
+    // The new refresh token is the one live token of the family, usable once.
+    let next = cluster
+        .post(
+            2,
+            "/oauth/token",
+            None,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &first.1),
+                ("client_id", SPA),
+            ],
+        )
+        .await;
+    assert_eq!(next.status, StatusCode::OK, "{}", next.body);
 }
