@@ -178,17 +178,53 @@ fn operator_commands_work_on_one_database() {
     let out = sandbox.run(&["keys", "list"], None);
     assert!(out.status.success(), "{}", stderr(&out));
     let keys: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    let states: Vec<&str> = keys.iter().map(|k| k["state"].as_str().unwrap()).collect();
+    let mut states: Vec<&str> = keys.iter().map(|k| k["state"].as_str().unwrap()).collect();
+    states.sort_unstable();
     assert_eq!(states, vec!["current", "next"]);
     assert!(!String::from_utf8_lossy(&out.stdout).contains("private"));
 
     let out = sandbox.run(&["keys", "rotate"], None);
     assert!(out.status.success(), "{}", stderr(&out));
+    // The rotation promoted a key published moments ago: the operator is warned.
+    assert!(
+        stderr(&out).contains("warning: the promoted key was published"),
+        "{}",
+        stderr(&out)
+    );
     let out = sandbox.run(&["keys", "list"], None);
     let keys: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     let mut states: Vec<&str> = keys.iter().map(|k| k["state"].as_str().unwrap()).collect();
     states.sort_unstable();
     assert_eq!(states, vec!["current", "next", "retired"]);
+    let current = |keys: &[serde_json::Value]| {
+        keys.iter().find(|k| k["state"] == "current").unwrap()["kid"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let compromised = current(&keys);
+
+    // Emergency revocation of the signing key: it is revoked, next signs, a fresh next is
+    // published, and the event is in the audit log.
+    let out = sandbox.run(&["keys", "revoke", &compromised], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("revoked"), "{}", stderr(&out));
+    let out = sandbox.run(&["keys", "list"], None);
+    let keys: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let mut states: Vec<&str> = keys.iter().map(|k| k["state"].as_str().unwrap()).collect();
+    states.sort_unstable();
+    assert_eq!(states, vec!["current", "next", "retired", "revoked"]);
+    assert_ne!(current(&keys), compromised);
+    let out = sandbox.run(&["keys", "revoke", &compromised], None);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("already revoked"), "{}", stderr(&out));
+    let out = sandbox.run(&["keys", "revoke", "no-such-key"], None);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no key has the id"),
+        "{}",
+        stderr(&out)
+    );
 
     let master = sandbox.dir.join("keys/master.key");
     #[cfg(unix)]
