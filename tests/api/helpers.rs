@@ -98,7 +98,12 @@ async fn start(mut raw: RawSettings, store_prefix: String, dir: PathBuf) -> Test
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let base = format!("http://{addr}");
+    let scheme = if raw.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let base = format!("{scheme}://{addr}");
     raw.issuer = base.clone();
     let kept = raw.clone();
     let settings = raw.validate().expect("valid test settings");

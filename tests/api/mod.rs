@@ -12,6 +12,7 @@ mod refresh;
 mod revocation;
 mod robustness;
 mod store;
+mod tls;
 mod token_endpoint;
 mod token_security;
 mod users;
