@@ -415,6 +415,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {listen} (PORTCULLIS_LISTEN)"))?;
     tracing::info!(
         address = %listen,
+        tls = state.settings.tls.is_some(),
         issuer = %state.settings.issuer,
         database = if state.settings.database_url.starts_with("sqlite:") { "sqlite" } else { "postgres" },
         store = if state.settings.redis_url.is_some() { "redis" } else { "in-process" },

@@ -12,6 +12,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+pub use crate::http::tls::TlsSettings;
 use crate::store::Quota;
 
 /// The embedded default database: a SQLite file under data/, created on first run.
@@ -123,6 +124,14 @@ pub struct RawSettings {
     pub lockout_base: DurationSetting,
     pub lockout_max: DurationSetting,
     pub bcrypt_max_queue: usize,
+    /// PEM certificate chain; with `tls_key`, the server speaks HTTPS itself.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the certificate.
+    pub tls_key: Option<PathBuf>,
+    /// How often the two files are re-read (a renewed certificate needs no restart).
+    pub tls_reload_interval: DurationSetting,
+    /// `max-age` of `Strict-Transport-Security`; `0` tells browsers to forget the policy.
+    pub hsts_max_age: DurationSetting,
 }
 
 impl Default for RawSettings {
@@ -158,6 +167,10 @@ impl Default for RawSettings {
             lockout_base: DurationSetting::Text("1m".into()),
             lockout_max: DurationSetting::Text("1h".into()),
             bcrypt_max_queue: 64,
+            tls_cert: None,
+            tls_key: None,
+            tls_reload_interval: DurationSetting::Text("1m".into()),
+            hsts_max_age: DurationSetting::Text("365d".into()),
         }
     }
 }
@@ -197,6 +210,12 @@ pub struct Settings {
     pub redis_prefix: String,
     pub log: String,
     pub abuse: AbuseSettings,
+    /// TLS termination in the server (`PORTCULLIS_TLS_CERT` / `PORTCULLIS_TLS_KEY`).
+    pub tls: Option<TlsSettings>,
+    /// `max-age` of `Strict-Transport-Security`, sent on every response when clients reach
+    /// the server over HTTPS: it terminates TLS itself, or the issuer is an `https://` URL
+    /// (a TLS-terminating proxy in front). `None`: not sent.
+    pub hsts_max_age: Option<Duration>,
 }
 
 /// Signing-key lifecycle timings (see `keys` and README, "Signing keys").
@@ -395,6 +414,17 @@ impl RawSettings {
             refresh_reuse_interval(&self.refresh_reuse_interval, access_token_ttl)?;
         // Seeding a public password-grant client is an embedded-default convenience.
         let seed_public_client = self.seed_public_client.unwrap_or(default_database);
+        let tls = validate_tls(
+            self.tls_cert,
+            self.tls_key,
+            self.tls_reload_interval
+                .parse("PORTCULLIS_TLS_RELOAD_INTERVAL")?,
+        )?;
+        let hsts_max_age = self
+            .hsts_max_age
+            .parse_allowing_zero("PORTCULLIS_HSTS_MAX_AGE")?;
+        let https_issuer = url::Url::parse(&issuer).is_ok_and(|u| u.scheme() == "https");
+        let hsts_max_age = (tls.is_some() || https_issuer).then_some(hsts_max_age);
         Ok(Settings {
             listen,
             issuer,
@@ -437,6 +467,8 @@ impl RawSettings {
                 lockout_max: self.lockout_max.parse("PORTCULLIS_LOCKOUT_MAX")?,
                 bcrypt_max_queue: self.bcrypt_max_queue,
             },
+            tls,
+            hsts_max_age,
         })
     }
 }
@@ -529,6 +561,37 @@ fn parse_proxies(text: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
                 })
         })
         .collect()
+}
+
+/// Both files or neither; when given, they are read and checked now.
+fn validate_tls(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    reload_interval: Duration,
+) -> Result<Option<TlsSettings>, ConfigError> {
+    // An empty value (e.g. `PORTCULLIS_TLS_CERT=` from a template) means unset.
+    let given = |p: Option<PathBuf>| p.filter(|p| !p.as_os_str().is_empty());
+    match (given(cert), given(key)) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(invalid(
+            "PORTCULLIS_TLS_KEY",
+            "must be set together with PORTCULLIS_TLS_CERT",
+        )),
+        (None, Some(_)) => Err(invalid(
+            "PORTCULLIS_TLS_CERT",
+            "must be set together with PORTCULLIS_TLS_KEY",
+        )),
+        (Some(cert_path), Some(key_path)) => {
+            let loaded = crate::http::tls::load(&cert_path, &key_path)
+                .map_err(|e| invalid(e.setting(), e.to_string()))?;
+            Ok(Some(TlsSettings {
+                cert_path,
+                key_path,
+                reload_interval,
+                loaded,
+            }))
+        }
+    }
 }
 
 fn validate_issuer(text: &str) -> Result<String, ConfigError> {
@@ -640,6 +703,20 @@ mod tests {
         assert_eq!(s.access_token_ttl, Duration::from_secs(900));
         assert_eq!(s.audience, "http://localhost:8080");
         assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
+        assert!(s.tls.is_none());
+        assert_eq!(s.hsts_max_age, None, "plain http issuer");
+    }
+
+    #[test]
+    fn hsts_follows_an_https_issuer() {
+        let s = RawSettings {
+            issuer: "HTTPS://auth.example.com".into(),
+            hsts_max_age: DurationSetting::Seconds(0),
+            ..Default::default()
+        }
+        .validate()
+        .unwrap();
+        assert_eq!(s.hsts_max_age, Some(Duration::ZERO));
     }
 
     #[test]
@@ -700,6 +777,28 @@ mod tests {
                     ..Default::default()
                 },
                 "PORTCULLIS_REDIS_URL",
+            ),
+            (
+                RawSettings {
+                    tls_cert: Some("cert.pem".into()),
+                    ..Default::default()
+                },
+                "PORTCULLIS_TLS_KEY",
+            ),
+            (
+                RawSettings {
+                    tls_cert: Some("/no/such/cert.pem".into()),
+                    tls_key: Some("/no/such/key.pem".into()),
+                    ..Default::default()
+                },
+                "PORTCULLIS_TLS_CERT",
+            ),
+            (
+                RawSettings {
+                    hsts_max_age: DurationSetting::Text("a year".into()),
+                    ..Default::default()
+                },
+                "PORTCULLIS_HSTS_MAX_AGE",
             ),
         ];
         for (raw, setting) in cases {

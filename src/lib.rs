@@ -49,8 +49,8 @@ pub fn init_tracing(filter: &str) {
         .try_init();
 }
 
-/// Serves the app on `listener` until `shutdown` resolves, with the background duties (key
-/// reload, and the coordinated rotation and cleanup; see [`duties`]).
+/// Serves the app on `listener` (over TLS when configured) until `shutdown` resolves, with the
+/// background duties (key reload, and the coordinated rotation and cleanup; see [`duties`]).
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     state: state::AppState,
@@ -61,9 +61,21 @@ pub async fn serve_on(
         let _ = stopped.await;
     }));
     let acceptor = TcpAcceptor::from_tokio(listener)?;
-    let result = Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(http::app(state), shutdown, Some(SHUTDOWN_GRACE))
-        .await;
+    // With PORTCULLIS_TLS_CERT / PORTCULLIS_TLS_KEY the same listener speaks HTTPS.
+    let tls = state.settings.tls.clone();
+    let app = http::app(state);
+    let result = match tls {
+        Some(tls) => {
+            Server::new_with_acceptor(http::tls::TlsAcceptor::new(acceptor, tls))
+                .run_with_graceful_shutdown(app, shutdown, Some(SHUTDOWN_GRACE))
+                .await
+        }
+        None => {
+            Server::new_with_acceptor(acceptor)
+                .run_with_graceful_shutdown(app, shutdown, Some(SHUTDOWN_GRACE))
+                .await
+        }
+    };
     let _ = stop.send(());
     let _ = duties.await;
     result

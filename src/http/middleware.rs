@@ -1,12 +1,13 @@
 //! Cross-cutting HTTP behaviour: a request id and tracing span per request, error rendering
 //! (so no framework error ever reaches a client as plain text or a 500), `no-store` on OAuth
-//! responses, and protective response headers.
+//! responses, protective response headers, and `Strict-Transport-Security` over HTTPS.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use poem::http::{HeaderValue, StatusCode, header};
+use poem::middleware::SetHeader;
 use poem::{Endpoint, IntoResponse, Request, Response};
 use tracing::Instrument;
 
@@ -97,6 +98,20 @@ pub async fn around<E: Endpoint>(
     }
     .instrument(span)
     .await
+}
+
+/// `Strict-Transport-Security: max-age=N` (RFC 6797) on every response, error answers
+/// included, when `max_age` is given (see `Settings::hsts_max_age`: the server terminates TLS
+/// or the issuer is `https://`); nothing otherwise. No `includeSubDomains`: the policy of
+/// other hosts of the domain is not ours to set.
+pub fn strict_transport_security(max_age: Option<Duration>) -> SetHeader {
+    match max_age {
+        Some(max_age) => SetHeader::new().overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            format!("max-age={}", max_age.as_secs()),
+        ),
+        None => SetHeader::new(),
+    }
 }
 
 /// Buffers the body up to [`super::MAX_BODY_BYTES`]; bigger bodies (whatever their

@@ -6,6 +6,7 @@ pub mod health;
 pub mod middleware;
 pub mod problem;
 pub mod raw_json;
+pub mod tls;
 
 use poem::middleware::CatchPanic;
 use poem::{Endpoint, EndpointExt, Request, Route};
@@ -82,6 +83,7 @@ pub fn app(state: AppState) -> impl Endpoint {
     let api = api_service();
     let metadata = Metadata(metadata_bytes(&state.settings.issuer));
     let ids = std::sync::Arc::new(middleware::RequestIds::new());
+    let hsts_max_age = state.settings.hsts_max_age;
     Route::new()
         .at("/openapi.json", api.spec_endpoint())
         .nest("/docs", api.swagger_ui())
@@ -90,6 +92,7 @@ pub fn app(state: AppState) -> impl Endpoint {
         .data(state)
         .data(metadata)
         .around(move |next, req| middleware::around(next, req, ids.clone()))
+        .with(middleware::strict_transport_security(hsts_max_age))
 }
 
 /// Where a request came from, for the audit log and rate limits. The client IP is the socket

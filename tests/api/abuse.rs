@@ -166,6 +166,74 @@ async fn forwarded_addresses_count_only_behind_a_trusted_proxy() {
 }
 
 #[tokio::test]
+async fn forwarded_headers_name_the_client_only_from_a_trusted_proxy() {
+    // The address recorded for a registration, for each way of forwarding it. From an
+    // untrusted peer (the default) both X-Forwarded-For and Forwarded are ignored.
+    let recorded_ip = |app: &TestApp, username: &str, header: (&str, &str)| {
+        let request = app
+            .http
+            .post(app.url("/api/v1/users"))
+            .header(header.0, header.1)
+            .json(&serde_json::json!({
+                "username": username,
+                "email": format!("{username}@example.com"),
+                "password": PASSWORD,
+            }));
+        let db = app.state.db.clone();
+        async move {
+            let created = Answer::from(request.send().await.unwrap()).await;
+            assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+            entities::audit_events::Entity::find()
+                .filter(entities::audit_events::Column::EventType.eq("user.registered"))
+                .filter(entities::audit_events::Column::ActorUserId.eq(created.str("id")))
+                .one(&db)
+                .await
+                .unwrap()
+                .expect("registration audited")
+                .ip
+        }
+    };
+    let direct = spawn_app().await;
+    let proxied = spawn_app_with(|raw| raw.trusted_proxies = "127.0.0.0/8".into()).await;
+    let cases = [
+        (
+            ("x-forwarded-for", "198.51.100.7"),
+            "127.0.0.1",
+            "198.51.100.7",
+        ),
+        // Read from the right: a client cannot choose its address by prepending one.
+        (
+            ("x-forwarded-for", "203.0.113.5, 198.51.100.7"),
+            "127.0.0.1",
+            "198.51.100.7",
+        ),
+        (
+            ("forwarded", "for=198.51.100.8;proto=https"),
+            "127.0.0.1",
+            "198.51.100.8",
+        ),
+        (
+            ("forwarded", "for=\"[2001:db8::1]:4711\""),
+            "127.0.0.1",
+            "2001:db8::1",
+        ),
+    ];
+    for (i, (header, untrusted, trusted)) in cases.into_iter().enumerate() {
+        let name = format!("fwd{i}");
+        assert_eq!(
+            recorded_ip(&direct, &name, header).await.as_deref(),
+            Some(untrusted),
+            "untrusted peer, {header:?}"
+        );
+        assert_eq!(
+            recorded_ip(&proxied, &name, header).await.as_deref(),
+            Some(trusted),
+            "trusted proxy, {header:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn rate_limits_can_be_switched_off() {
     let app = spawn_app_with(|raw| {
         raw.rate_limit_enabled = false;

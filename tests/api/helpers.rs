@@ -111,7 +111,12 @@ async fn start(
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let base = format!("http://{addr}");
+    let scheme = if raw.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let base = format!("{scheme}://{addr}");
     raw.issuer = issuer.unwrap_or(&base).to_string();
     let kept = raw.clone();
     let settings = raw.validate().expect("valid test settings");

@@ -16,6 +16,7 @@ mod resource_server;
 mod revocation;
 mod robustness;
 mod store;
+mod tls;
 mod token_endpoint;
 mod token_security;
 mod users;
