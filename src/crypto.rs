@@ -70,36 +70,45 @@ impl MasterKey {
     /// Seals `plaintext`, binding it to `context` (e.g. the key id) as associated data, so a
     /// sealed value moved to another row does not open. Output: base64(nonce || ct || tag).
     pub fn seal(&self, context: &str, plaintext: &[u8]) -> Result<String, CryptoError> {
-        let nonce_bytes = random_bytes::<NONCE_LEN>()?;
-        let mut buf = plaintext.to_vec();
-        self.key
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce_bytes),
-                Aad::from(context.as_bytes()),
-                &mut buf,
-            )
-            .map_err(|_| CryptoError::Seal)?;
-        let mut out = Vec::with_capacity(NONCE_LEN + buf.len());
-        out.extend_from_slice(&nonce_bytes);
-        out.extend_from_slice(&buf);
-        Ok(STANDARD.encode(out))
+        seal(&self.key, context, plaintext)
     }
 
     /// Opens a value produced by [`MasterKey::seal`] with the same `context`.
     pub fn open(&self, context: &str, sealed: &str) -> Result<Vec<u8>, CryptoError> {
-        let raw = STANDARD.decode(sealed).map_err(|_| CryptoError::Open)?;
-        if raw.len() < NONCE_LEN {
-            return Err(CryptoError::Open);
-        }
-        let (nonce, ct) = raw.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Open)?;
-        let mut buf = ct.to_vec();
-        let plain = self
-            .key
-            .open_in_place(nonce, Aad::from(context.as_bytes()), &mut buf)
-            .map_err(|_| CryptoError::Open)?;
-        Ok(plain.to_vec())
+        open(&self.key, context, sealed)
     }
+}
+
+/// AES-256-GCM under `key` with a random nonce, `context` as associated data:
+/// base64(nonce || ciphertext || tag).
+pub fn seal(key: &LessSafeKey, context: &str, plaintext: &[u8]) -> Result<String, CryptoError> {
+    let nonce_bytes = random_bytes::<NONCE_LEN>()?;
+    let mut buf = plaintext.to_vec();
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce_bytes),
+        Aad::from(context.as_bytes()),
+        &mut buf,
+    )
+    .map_err(|_| CryptoError::Seal)?;
+    let mut out = Vec::with_capacity(NONCE_LEN + buf.len());
+    out.extend_from_slice(&nonce_bytes);
+    out.extend_from_slice(&buf);
+    Ok(STANDARD.encode(out))
+}
+
+/// Opens what [`seal`] produced with the same key and `context`.
+pub fn open(key: &LessSafeKey, context: &str, sealed: &str) -> Result<Vec<u8>, CryptoError> {
+    let raw = STANDARD.decode(sealed).map_err(|_| CryptoError::Open)?;
+    if raw.len() < NONCE_LEN {
+        return Err(CryptoError::Open);
+    }
+    let (nonce, ct) = raw.split_at(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Open)?;
+    let mut buf = ct.to_vec();
+    let plain = key
+        .open_in_place(nonce, Aad::from(context.as_bytes()), &mut buf)
+        .map_err(|_| CryptoError::Open)?;
+    Ok(plain.to_vec())
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@
 //!   presentation is reuse, as in strict mode.
 
 use entities::{refresh_families, refresh_replays, refresh_tokens};
-use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
 use ring::hkdf;
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
@@ -37,7 +37,7 @@ use sea_orm::{
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::clock::SharedClock;
-use crate::crypto::{CryptoError, random_bytes, random_token, secret_digest};
+use crate::crypto::{CryptoError, random_token, secret_digest};
 use crate::domain::Scope;
 
 /// Families left without tokens are kept this long after their last use before a purge
@@ -178,38 +178,11 @@ impl ReplayKey {
 
     /// base64(nonce || ciphertext || tag), bound to `context` as associated data.
     fn seal(&self, context: &str, plaintext: &[u8]) -> Result<String, CryptoError> {
-        use base64::Engine as _;
-        let nonce = random_bytes::<NONCE_LEN>()?;
-        let mut buf = plaintext.to_vec();
-        self.0
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(context.as_bytes()),
-                &mut buf,
-            )
-            .map_err(|_| CryptoError::Seal)?;
-        let mut out = Vec::with_capacity(NONCE_LEN + buf.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&buf);
-        Ok(base64::engine::general_purpose::STANDARD.encode(out))
+        crate::crypto::seal(&self.0, context, plaintext)
     }
 
     fn open(&self, context: &str, sealed: &str) -> Result<Vec<u8>, CryptoError> {
-        use base64::Engine as _;
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(sealed)
-            .map_err(|_| CryptoError::Open)?;
-        if raw.len() < NONCE_LEN {
-            return Err(CryptoError::Open);
-        }
-        let (nonce, ct) = raw.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Open)?;
-        let mut buf = ct.to_vec();
-        let plain = self
-            .0
-            .open_in_place(nonce, Aad::from(context.as_bytes()), &mut buf)
-            .map_err(|_| CryptoError::Open)?;
-        Ok(plain.to_vec())
+        crate::crypto::open(&self.0, context, sealed)
     }
 }
 
