@@ -720,6 +720,51 @@ mod tests {
     }
 
     #[test]
+    fn key_timings_are_checked_against_each_other() {
+        let raw = RawSettings::default().validate().unwrap();
+        // Defaults: 5 min max-age + 5 s reload + 5 min margin.
+        assert_eq!(raw.keys.publication_lead(), Duration::from_secs(605));
+        assert_eq!(
+            raw.keys.retired_publication(),
+            Duration::from_secs(900 + 5 + 5)
+        );
+        let cases: Vec<(RawSettings, &str)> = vec![
+            (
+                RawSettings {
+                    key_rotation_interval: DurationSetting::Text("10m".into()),
+                    ..Default::default()
+                },
+                "PORTCULLIS_KEY_ROTATION_INTERVAL",
+            ),
+            (
+                RawSettings {
+                    key_reload_interval: DurationSetting::Text("6m".into()),
+                    ..Default::default()
+                },
+                "PORTCULLIS_KEY_RELOAD_INTERVAL",
+            ),
+            (
+                RawSettings {
+                    key_publication_margin: DurationSetting::Seconds(0),
+                    ..Default::default()
+                },
+                "PORTCULLIS_KEY_PUBLICATION_MARGIN",
+            ),
+            (
+                RawSettings {
+                    redis_prefix: "has space".into(),
+                    ..Default::default()
+                },
+                "PORTCULLIS_REDIS_PREFIX",
+            ),
+        ];
+        for (raw, setting) in cases {
+            let err = raw.validate().unwrap_err().to_string();
+            assert!(err.contains(setting), "{err} should name {setting}");
+        }
+    }
+
+    #[test]
     fn errors_name_the_setting() {
         let cases: Vec<(RawSettings, &str)> = vec![
             (
