@@ -166,7 +166,7 @@ impl KeyService {
                 .await?
                 .is_some();
             if !exists {
-                let row = self.generate(state).await?;
+                let (_, row) = self.generate(state).await?;
                 // Another instance may have won the race: the unique index refuses a second
                 // key in this state, and theirs is as good as ours.
                 match row.insert(&self.db).await {
@@ -180,8 +180,12 @@ impl KeyService {
         Ok(created)
     }
 
-    /// Generates an RSA-2048 key off the async workers and seals its private part.
-    async fn generate(&self, state: KeyState) -> Result<signing_keys::ActiveModel, KeyError> {
+    /// Generates an RSA-2048 key off the async workers and seals its private part; returns
+    /// its kid and the row to insert.
+    async fn generate(
+        &self,
+        state: KeyState,
+    ) -> Result<(String, signing_keys::ActiveModel), KeyError> {
         let pkcs8 = tokio::task::spawn_blocking(|| {
             let key = RsaKeyPair::generate(KeySize::Rsa2048).ok()?;
             let der = key.as_der().ok()?;
@@ -204,7 +208,7 @@ impl KeyService {
             e,
         };
         let now = self.clock.now();
-        Ok(signing_keys::ActiveModel {
+        let row = signing_keys::ActiveModel {
             kid: Set(kid.clone()),
             state: Set(state.as_str().into()),
             alg: Set("RS256".into()),
@@ -214,7 +218,8 @@ impl KeyService {
             activated_at: Set((state == KeyState::Current).then_some(now)),
             retired_at: Set(None),
             revoked_at: Set(None),
-        })
+        };
+        Ok((kid, row))
     }
 
     /// Reads the published keys and, when they differ from the ring's, swaps a new snapshot
@@ -345,8 +350,7 @@ impl KeyService {
         activated_before: Option<i64>,
         published_before: Option<(i64, u64)>,
     ) -> Result<Option<Rotation>, KeyError> {
-        let fresh = self.generate(KeyState::Next).await?;
-        let fresh_kid = kid_of(&fresh);
+        let (fresh_kid, fresh) = self.generate(KeyState::Next).await?;
         let now = self.clock.now();
         let txn = self.db.begin().await?;
         if let Some((_, fence)) = published_before
@@ -410,8 +414,7 @@ impl KeyService {
     /// sealed private key is erased). A revoked `current` key is replaced at once by `next`,
     /// and a revoked `current` or `next` gets a fresh `next`. One transaction.
     pub async fn revoke(&self, kid: &str) -> Result<Revocation, KeyError> {
-        let fresh = self.generate(KeyState::Next).await?;
-        let fresh_kid = kid_of(&fresh);
+        let (fresh_kid, fresh) = self.generate(KeyState::Next).await?;
         let now = self.clock.now();
         let txn = self.db.begin().await?;
         let row = signing_keys::Entity::find_by_id(kid.to_string())
@@ -494,18 +497,6 @@ impl KeyService {
         Ok(removed)
     }
 
-    /// How long ago the current `next` key was published, if there is one.
-    pub async fn next_published_for(&self) -> Result<Option<Duration>, KeyError> {
-        let now = self.clock.now();
-        Ok(signing_keys::Entity::find()
-            .filter(signing_keys::Column::State.eq("next"))
-            .one(&self.db)
-            .await?
-            .map(|k| {
-                Duration::from_secs(u64::try_from(now.saturating_sub(k.created_at)).unwrap_or(0))
-            }))
-    }
-
     pub async fn list(&self) -> Result<Vec<KeyInfo>, KeyError> {
         Ok(signing_keys::Entity::find()
             .order_by_asc(signing_keys::Column::CreatedAt)
@@ -552,13 +543,6 @@ async fn write_fence(txn: &DatabaseTransaction, name: &str, token: u64) -> Resul
     .exec_without_returning(txn)
     .await?;
     Ok(written == 1)
-}
-
-fn kid_of(row: &signing_keys::ActiveModel) -> String {
-    match &row.kid {
-        sea_orm::ActiveValue::Set(kid) | sea_orm::ActiveValue::Unchanged(kid) => kid.clone(),
-        sea_orm::ActiveValue::NotSet => String::new(),
-    }
 }
 
 fn secs(d: Duration) -> i64 {
