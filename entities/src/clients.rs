@@ -12,6 +12,10 @@ pub struct Model {
     pub grant_types: String,
     /// Space-separated scopes the client may request.
     pub scopes: String,
+    /// Space-separated scopes granted when a request names none.
+    pub default_scopes: String,
+    /// Newline-separated resources (RFC 8707) the client may ask tokens for.
+    pub audiences: String,
     /// Newline-separated redirect URIs.
     pub redirect_uris: String,
     pub created_at: i64,

@@ -8,6 +8,8 @@ pub struct Model {
     pub id: String,
     pub user_id: String,
     pub client_id: String,
+    /// The resource (RFC 8707) its access tokens are for; `None`: Portcullis's own API.
+    pub audience: Option<String>,
     pub created_at: i64,
     pub last_used_at: i64,
     pub revoked_at: Option<i64>,

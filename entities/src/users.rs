@@ -13,6 +13,9 @@ pub struct Model {
     pub name: Option<String>,
     pub password_hash: String,
     pub disabled: bool,
+    /// Bumped by every operation that ends the user's access; a sign-in is recorded only
+    /// while the version it read is current.
+    pub access_version: i64,
     pub created_at: i64,
     pub updated_at: i64,
 }

@@ -9,6 +9,7 @@ mod m20261124_000001_core;
 mod m20261124_000002_articles;
 mod m20261124_000003_key_lifecycle;
 mod m20261124_000004_refresh_replay;
+mod m20261126_000005_sign_ins_and_audiences;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000002_articles::Migration),
             Box::new(m20261124_000003_key_lifecycle::Migration),
             Box::new(m20261124_000004_refresh_replay::Migration),
+            Box::new(m20261126_000005_sign_ins_and_audiences::Migration),
         ]
     }
 }
