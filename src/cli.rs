@@ -104,6 +104,13 @@ pub enum ClientCommand {
         /// Space-separated scopes the client may request.
         #[arg(long, default_value = "")]
         scopes: String,
+        /// Space-separated scopes granted when a request names none (default: `openid profile
+        /// email` among --scopes; never an administrative scope).
+        #[arg(long)]
+        default_scopes: Option<String>,
+        /// A resource (absolute URI, RFC 8707) the client may ask tokens for (repeatable).
+        #[arg(long = "audience")]
+        audiences: Vec<String>,
         /// Allowed redirect URI (repeatable).
         #[arg(long = "redirect-uri")]
         redirect_uris: Vec<String>,
@@ -174,6 +181,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             secret,
             grant_types,
             scopes,
+            default_scopes,
+            audiences,
             redirect_uris,
         }) => {
             let client_id = ClientId::parse(&client_id)?;
@@ -187,11 +196,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     })
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let scopes = Scope::parse(&scopes)?;
-            let unknown = scopes.minus(&all_scopes());
-            if !unknown.is_empty() {
-                bail!("unknown scopes: {unknown} (known: {})", all_scopes());
-            }
+            let scopes = known_scopes(&scopes)?;
+            let default_scopes = default_scopes.as_deref().map(known_scopes).transpose()?;
             let db = open_database(&settings.database_url).await?;
             let created = ClientService::new(db.clone(), clock.clone())
                 .create(NewClient {
@@ -204,6 +210,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     },
                     grant_types,
                     scopes,
+                    default_scopes,
+                    audiences,
                     redirect_uris,
                 })
                 .await?;
@@ -226,9 +234,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(UserCommand::SetRoles { username, roles }) => {
             let state = AppState::build(settings, BuildOptions::default()).await?;
             let user_id = state.users.id_of(&username).await?;
-            let (user, removed, ended) = crate::admin::change_roles(&state, &user_id, &roles)
-                .await
-                .map_err(|e| anyhow::anyhow!("{}", api_error_text(e)))?;
+            let (user, removed, ended) = crate::admin::change_roles(
+                &state,
+                &crate::rbac::Authority::operator(),
+                &user_id,
+                &roles,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", api_error_text(e)))?;
             state
                 .audit
                 .record(
@@ -301,6 +314,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn known_scopes(raw: &str) -> anyhow::Result<Scope> {
+    let scopes = Scope::parse(raw)?;
+    let unknown = scopes.minus(&all_scopes());
+    if !unknown.is_empty() {
+        bail!("unknown scopes: {unknown} (known: {})", all_scopes());
+    }
+    Ok(scopes)
 }
 
 /// The message of an API error, for the command line.

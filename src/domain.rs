@@ -164,6 +164,38 @@ impl fmt::Display for ClientId {
     }
 }
 
+/// An RFC 8707 resource indicator: an absolute URI without a fragment, at most 512
+/// characters, no whitespace or control characters. Compared exactly as given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource(String);
+
+impl Resource {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        if raw.is_empty() || raw.len() > 512 {
+            return Err(invalid("resource", "must be 1 to 512 characters"));
+        }
+        if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid(
+                "resource",
+                "must not contain whitespace or control characters",
+            ));
+        }
+        let url = url::Url::parse(raw)
+            .map_err(|_| invalid("resource", format!("`{raw}` is not an absolute URI")))?;
+        if url.fragment().is_some() || raw.contains('#') {
+            return Err(invalid(
+                "resource",
+                "must not contain a fragment (RFC 8707 §2)",
+            ));
+        }
+        Ok(Self(raw.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A set of scope tokens (RFC 6749 §3.3: space-delimited, each `1*( %x21 / %x23-5B / %x5D-7E )`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scope(BTreeSet<String>);

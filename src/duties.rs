@@ -1,7 +1,9 @@
 //! Background duties and their coordination across instances.
 //!
 //! Every instance, every `key_reload_interval`: re-reads the signing keys (so a rotation or
-//! revocation made elsewhere is picked up within that bound) and prunes its in-process store.
+//! revocation made elsewhere is picked up within that bound), deny-lists the sign-ins ended
+//! elsewhere since its last pass (`signins::SignIns::sync`: the command line on the embedded
+//! default, or an instance whose store write failed) and prunes its in-process store.
 //! Then it tries to take the `duties` lease in the store (Redis: shared by all instances, a Lua
 //! script with a growing fencing token; embedded default: in-process). The holder alone runs
 //! the shared duties: keep a `current` and a `next` key, rotate on schedule, remove keys whose
@@ -45,13 +47,17 @@ pub struct TickReport {
 pub struct Duties {
     state: AppState,
     last_cleanup: AtomicI64,
+    /// When the last sign-in sync started (Unix seconds).
+    last_sync: AtomicI64,
 }
 
 impl Duties {
     pub fn new(state: AppState) -> Self {
+        let started = state.clock.now();
         Self {
             state,
             last_cleanup: AtomicI64::new(i64::MIN),
+            last_sync: AtomicI64::new(started),
         }
     }
 
@@ -62,6 +68,18 @@ impl Duties {
             Ok(changed) => report.reloaded = changed,
             Err(e) => {
                 tracing::warn!(error = %e, "could not reload signing keys; keeping the current set")
+            }
+        }
+        let now = self.state.clock.now();
+        match self
+            .state
+            .sign_ins
+            .sync(self.last_sync.load(Ordering::Relaxed))
+            .await
+        {
+            Ok(_) => self.last_sync.store(now, Ordering::Relaxed),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not pick up sign-ins ended elsewhere; will retry")
             }
         }
         self.state.store.prune().await;

@@ -20,6 +20,7 @@ pub mod http;
 pub mod keys;
 pub mod oauth;
 pub mod rbac;
+pub mod signins;
 pub mod state;
 pub mod store;
 pub mod users;

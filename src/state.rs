@@ -58,6 +58,8 @@ pub struct AppState {
     pub lockout: crate::abuse::Lockout,
     pub articles: ArticleService,
     pub roles: crate::rbac::RoleService,
+    /// Recording and ending sign-ins (every user token belongs to one).
+    pub sign_ins: crate::signins::SignIns,
     /// This instance's name as a holder of the background-duty lease (`pid<pid>-<random>`).
     pub instance: Arc<str>,
 }
@@ -233,14 +235,17 @@ impl AppState {
             store.clone(),
             clock.clone(),
         );
-        Ok(Self {
+        let refresh = RefreshService::new(
+            db.clone(),
+            clock.clone(),
+            settings.refresh_token_ttl,
+            settings.refresh_reuse_interval,
+            settings.access_token_ttl,
+        );
+        let state = Self {
             users: UserService::new(db.clone(), hasher, clock.clone()),
-            refresh: RefreshService::new(
-                db.clone(),
-                clock.clone(),
-                settings.refresh_token_ttl,
-                settings.refresh_reuse_interval,
-            ),
+            sign_ins: crate::signins::SignIns::new(refresh.clone(), tokens.clone(), clock.clone()),
+            refresh,
             audit: Audit::new(db.clone(), clock.clone()),
             limits: crate::abuse::RateLimiter::new(abuse.clone(), store.clone()),
             lockout: crate::abuse::Lockout::new(abuse, store.clone()),
@@ -254,7 +259,19 @@ impl AppState {
             keys,
             clients,
             tokens,
-        })
+        };
+        // Sign-ins ended while this instance was down (or by the command line) whose tokens
+        // may still live are refused from the first request on.
+        let lifetime = state
+            .tokens
+            .access_ttl_secs()
+            .saturating_add(crate::oauth::tokens::LEEWAY);
+        state
+            .sign_ins
+            .sync(state.clock.now().saturating_sub(lifetime))
+            .await
+            .map_err(|e| StartError::Io(format!("cannot read ended sign-ins: {e}")))?;
+        Ok(state)
     }
 }
 

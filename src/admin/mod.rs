@@ -1,9 +1,14 @@
 //! `/api/v1/admin`: user, client, role and audit-log administration. Every operation is
 //! guarded by a permission through [`Require`]; every change is audited with the acting admin.
 //!
-//! Privilege changes take effect at once for new tokens: removing a role from a user, or
-//! disabling the user, revokes all their sign-ins (refresh-token families) and puts those
-//! sign-ins on the deny list, so their access tokens stop working too.
+//! Privilege changes take effect at once: removing a role from a user, or disabling the user,
+//! ends all their sign-ins (`signins::SignIns::end_all`), so every token they hold stops
+//! working, on every instance.
+//!
+//! Nobody grants what they do not hold (the escalation rule, `rbac::Authority`): giving
+//! permission scopes to a client, roles to a user or permissions to a role, enabling a user,
+//! and taking over a client (changing it or rotating its secret) are refused with 403
+//! `escalation` unless the caller holds every permission involved, now.
 
 mod views;
 
@@ -19,13 +24,16 @@ use serde_json::json;
 
 use self::views::*;
 use crate::audit::{AuditFilter, Event, EventType, Outcome};
-use crate::clients::{ClientChange, ClientError, GrantType, NewClient};
+use crate::clients::{Client, ClientChange, ClientError, GrantType, NewClient};
 use crate::domain::{ClientId, PageSize, Scope, display_name};
 use crate::http::auth::ApiScopes;
 use crate::http::problem::ApiError;
 use crate::http::{ApiTags, origin};
-use crate::oauth::scope::all_scopes;
-use crate::rbac::{AuditRead, ClientsAdmin, Permission, Require, RoleError, UsersAdmin, UsersRead};
+use crate::oauth::scope::{all_scopes, permission_scopes};
+use crate::rbac::{
+    AuditRead, Authority, ClientsAdmin, Escalation, Permission, Require, RoleError, UsersAdmin,
+    UsersRead,
+};
 use crate::state::AppState;
 use crate::users::UserError;
 
@@ -74,14 +82,14 @@ fn grant_types(raw: &[String]) -> Result<Vec<GrantType>, ApiError> {
         .collect()
 }
 
-fn known_scopes(raw: &str) -> Result<Scope, ApiError> {
+fn known_scopes(field: &str, raw: &str) -> Result<Scope, ApiError> {
     let scopes = Scope::parse(raw)?;
     let unknown = scopes.minus(&all_scopes());
     if unknown.is_empty() {
         Ok(scopes)
     } else {
         Err(ApiError::invalid_input(
-            "scopes",
+            field,
             format!("unknown scopes: {unknown}"),
         ))
     }
@@ -103,22 +111,50 @@ fn admin_event<P: Permission>(auth: &Require<P>, event_type: EventType) -> Event
     }
 }
 
-/// Ends every sign-in of a user: refresh tokens revoked, access tokens deny-listed.
-pub async fn end_sign_ins(state: &AppState, user_id: &str, reason: &str) -> anyhow::Result<usize> {
-    let families = state.refresh.revoke_user(user_id, reason).await?;
-    for sid in &families {
-        state.tokens.revoke_sign_in(sid).await?;
-    }
-    Ok(families.len())
+fn escalation(e: Escalation) -> ApiError {
+    ApiError::forbidden("escalation", &e.to_string())
 }
 
-/// Replaces a user's roles; when a role is removed, ends all the user's sign-ins. Returns the
-/// user, the removed roles and how many sign-ins ended. Used by the API and the CLI.
+/// The authority an administrative guard established (every administrative permission has
+/// one; see `rbac::Require`).
+fn authority<P: Permission>(auth: &Require<P>) -> Result<&Authority, ApiError> {
+    auth.authority
+        .as_ref()
+        .ok_or_else(|| ApiError::internal(&"administrative guard without authority"))
+}
+
+/// The permissions the roles `roles` grant together.
+async fn permissions_of(state: &AppState, roles: &[String]) -> Result<Scope, ApiError> {
+    let mut all = Scope::default();
+    for role in roles {
+        let found = state.roles.get(role).await.map_err(|e| match e {
+            RoleError::UnknownRole(r) => {
+                ApiError::invalid_input("roles", format!("unknown role `{r}`"))
+            }
+            other => ApiError::internal(&other),
+        })?;
+        all = all.union(&Scope::from_tokens(found.permissions));
+    }
+    Ok(all)
+}
+
+/// Replaces a user's roles; when a role is removed, ends all the user's sign-ins. The roles
+/// added must carry only permissions `by` holds. Returns the user, the removed roles and how
+/// many sign-ins ended. Used by the API and the CLI.
 pub async fn change_roles(
     state: &AppState,
+    by: &Authority,
     user_id: &str,
     roles: &[String],
 ) -> Result<(crate::users::User, Vec<String>, usize), ApiError> {
+    let before = state.users.get(user_id).await.map_err(user_error)?;
+    let added: Vec<String> = roles
+        .iter()
+        .filter(|r| !before.roles.contains(r))
+        .cloned()
+        .collect();
+    by.ensure_holds(&permissions_of(state, &added).await?)
+        .map_err(escalation)?;
     let (user, removed) = state
         .users
         .set_roles(user_id, roles)
@@ -127,11 +163,19 @@ pub async fn change_roles(
     let ended = if removed.is_empty() {
         0
     } else {
-        end_sign_ins(state, &user.id, "roles_removed")
+        state
+            .sign_ins
+            .end_all(&user.id, "roles_removed")
             .await
             .map_err(|e| ApiError::internal(&e))?
+            .len()
     };
     Ok((user, removed, ended))
+}
+
+/// Refuses to let `by` change a client that can be given more than `by` holds.
+fn ensure_may_take_over(by: &Authority, client: &Client) -> Result<(), ApiError> {
+    by.ensure_holds(&client.scopes).map_err(escalation)
 }
 
 #[derive(ApiResponse)]
@@ -287,7 +331,8 @@ impl AdminApi {
         id: Path<String>,
         body: Json<RolesBody>,
     ) -> Result<AdminUserResponse, ApiError> {
-        let (user, removed, ended) = change_roles(&state, &id.0, &body.roles).await?;
+        let (user, removed, ended) =
+            change_roles(&state, authority(&auth)?, &id.0, &body.roles).await?;
         state
             .audit
             .record(
@@ -321,9 +366,12 @@ impl AdminApi {
             .set_disabled(&id.0, true)
             .await
             .map_err(user_error)?;
-        let ended = end_sign_ins(&state, &user.id, "user_disabled")
+        let ended = state
+            .sign_ins
+            .end_all(&user.id, "user_disabled")
             .await
-            .map_err(|e| ApiError::internal(&e))?;
+            .map_err(|e| ApiError::internal(&e))?
+            .len();
         state
             .audit
             .record(
@@ -337,7 +385,8 @@ impl AdminApi {
 
     /// Enable a user
     ///
-    /// Needs `users:admin`.
+    /// Needs `users:admin`, and every permission the user's roles grant (re-enabling an
+    /// account gives its power back).
     #[oai(
         path = "/users/:id/enable",
         method = "post",
@@ -350,6 +399,10 @@ impl AdminApi {
         #[oai(scope = "ApiScopes::UsersAdmin")] auth: Require<UsersAdmin>,
         id: Path<String>,
     ) -> Result<AdminUserResponse, ApiError> {
+        let target = state.users.get(&id.0).await.map_err(user_error)?;
+        authority(&auth)?
+            .ensure_holds(&permissions_of(&state, &target.roles).await?)
+            .map_err(escalation)?;
         let user = state
             .users
             .set_disabled(&id.0, false)
@@ -434,6 +487,10 @@ impl AdminApi {
         let body = body.0;
         let client_id = ClientId::parse(&body.client_id)?;
         let name = client_name(body.name.unwrap_or_else(|| client_id.as_str().to_string()))?;
+        let scopes = known_scopes("scopes", &body.scopes)?;
+        authority(&auth)?
+            .ensure_holds(&scopes)
+            .map_err(escalation)?;
         let created = state
             .clients
             .create(NewClient {
@@ -441,7 +498,13 @@ impl AdminApi {
                 name,
                 secret: if body.public { None } else { Some(None) },
                 grant_types: grant_types(&body.grant_types)?,
-                scopes: known_scopes(&body.scopes)?,
+                scopes,
+                default_scopes: body
+                    .default_scopes
+                    .as_deref()
+                    .map(|d| known_scopes("default_scopes", d))
+                    .transpose()?,
+                audiences: body.audiences,
                 redirect_uris: body.redirect_uris,
             })
             .await
@@ -503,9 +566,30 @@ impl AdminApi {
         let change = ClientChange {
             name: body.name.map(client_name).transpose()?,
             grant_types: body.grant_types.as_deref().map(grant_types).transpose()?,
-            scopes: body.scopes.as_deref().map(known_scopes).transpose()?,
+            scopes: body
+                .scopes
+                .as_deref()
+                .map(|s| known_scopes("scopes", s))
+                .transpose()?,
+            default_scopes: body
+                .default_scopes
+                .as_deref()
+                .map(|d| known_scopes("default_scopes", d))
+                .transpose()?,
+            audiences: body.audiences,
             redirect_uris: body.redirect_uris,
         };
+        let by = authority(&auth)?;
+        let current = state
+            .clients
+            .get(&client_id.0)
+            .await
+            .map_err(client_error)?
+            .ok_or_else(|| ApiError::not_found("no such client"))?;
+        ensure_may_take_over(by, &current)?;
+        if let Some(scopes) = &change.scopes {
+            by.ensure_holds(scopes).map_err(escalation)?;
+        }
         let client = state
             .clients
             .update(&client_id.0, change)
@@ -576,6 +660,13 @@ impl AdminApi {
         #[oai(scope = "ApiScopes::ClientsAdmin")] auth: Require<ClientsAdmin>,
         client_id: Path<String>,
     ) -> Result<SecretResponse, ApiError> {
+        let current = state
+            .clients
+            .get(&client_id.0)
+            .await
+            .map_err(client_error)?
+            .ok_or_else(|| ApiError::not_found("no such client"))?;
+        ensure_may_take_over(authority(&auth)?, &current)?;
         let secret = state
             .clients
             .rotate_secret(&client_id.0)
@@ -627,6 +718,20 @@ impl AdminApi {
         role: Path<String>,
         body: Json<PermissionsBody>,
     ) -> Result<RoleResponse, ApiError> {
+        let before = state.roles.get(&role.0).await.map_err(role_error)?;
+        if let Some(unknown) = body
+            .permissions
+            .iter()
+            .find(|p| !permission_scopes().contains(p))
+        {
+            return Err(ApiError::invalid_input(
+                "permissions",
+                format!("unknown permission `{}`", unknown.escape_debug()),
+            ));
+        }
+        let added = Scope::from_tokens(body.permissions.iter().map(String::as_str))
+            .minus(&Scope::from_tokens(before.permissions));
+        authority(&auth)?.ensure_holds(&added).map_err(escalation)?;
         let (updated, removed) = state
             .roles
             .set_permissions(&role.0, &body.permissions)

@@ -88,6 +88,10 @@ pub struct ClientView {
     pub grant_types: Vec<String>,
     /// Scopes the client may request, space-separated.
     pub scopes: String,
+    /// Space-separated scopes granted when a request names none.
+    pub default_scopes: String,
+    /// Resources (RFC 8707) the client may ask tokens for, besides Portcullis's own API.
+    pub audiences: Vec<String>,
     pub redirect_uris: Vec<String>,
 }
 
@@ -108,6 +112,8 @@ impl From<&Client> for ClientView {
                 .map(|g| g.as_str().to_string())
                 .collect(),
             scopes: c.scopes.to_string(),
+            default_scopes: c.default_scopes.to_string(),
+            audiences: c.audiences.clone(),
             redirect_uris: c.redirect_uris.clone(),
         }
     }
@@ -126,9 +132,16 @@ pub struct NewClientBody {
     pub public: bool,
     /// `password`, `refresh_token`, `client_credentials`.
     pub grant_types: Vec<String>,
-    /// Space-separated scopes the client may request.
+    /// Space-separated scopes the client may request. Permission scopes can be given only
+    /// by a caller who holds them.
     #[oai(default)]
     pub scopes: String,
+    /// Space-separated scopes granted when a request names none; within `scopes`, never an
+    /// administrative scope. Default: `openid profile email` ∩ `scopes`.
+    pub default_scopes: Option<String>,
+    /// Resources (absolute URIs, RFC 8707) the client may ask tokens for with `resource`.
+    #[oai(default)]
+    pub audiences: Vec<String>,
     #[oai(default)]
     pub redirect_uris: Vec<String>,
 }
@@ -144,6 +157,8 @@ pub struct CreatedClientView {
     pub client_secret: Option<String>,
     pub grant_types: Vec<String>,
     pub scopes: String,
+    pub default_scopes: String,
+    pub audiences: Vec<String>,
     pub redirect_uris: Vec<String>,
 }
 
@@ -160,6 +175,8 @@ impl From<CreatedClient> for CreatedClientView {
                 .map(|g| g.as_str().to_string())
                 .collect(),
             scopes: c.scopes,
+            default_scopes: c.default_scopes,
+            audiences: c.audiences,
             redirect_uris: c.redirect_uris,
         }
     }
@@ -172,6 +189,8 @@ pub struct ClientPatch {
     pub name: Option<String>,
     pub grant_types: Option<Vec<String>>,
     pub scopes: Option<String>,
+    pub default_scopes: Option<String>,
+    pub audiences: Option<Vec<String>>,
     pub redirect_uris: Option<Vec<String>>,
 }
 

@@ -1,6 +1,7 @@
 //! OAuth clients: public (no secret; `token_endpoint_auth_method=none`) or confidential
 //! (secret stored as a SHA-256 digest, compared in constant time), each with its allowed grant
-//! types, scopes and redirect URIs.
+//! types, scopes (and the default scopes granted when a request names none), the resources it
+//! may ask tokens for (RFC 8707 audiences), and redirect URIs.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -14,6 +15,7 @@ use serde::Serialize;
 use crate::clock::SharedClock;
 use crate::crypto::{constant_time_eq, random_token, secret_digest};
 use crate::domain::{ClientId, Invalid, Scope};
+use crate::oauth::scope::{is_administrative, standard_defaults};
 
 /// The public client seeded on first start of the embedded default, for Swagger UI and SPAs.
 pub const SEEDED_PUBLIC_CLIENT: &str = "portcullis-spa";
@@ -68,6 +70,11 @@ pub struct Client {
     pub name: String,
     pub grant_types: Vec<GrantType>,
     pub scopes: Scope,
+    /// Granted when a request names no scope (never an administrative scope).
+    pub default_scopes: Scope,
+    /// Resources (RFC 8707 `resource`) the client may ask tokens for, besides Portcullis's
+    /// own API.
+    pub audiences: Vec<String>,
     pub redirect_uris: Vec<String>,
     secret_digest: Option<String>,
 }
@@ -79,6 +86,11 @@ impl Client {
 
     pub fn allows(&self, grant: GrantType) -> bool {
         self.grant_types.contains(&grant)
+    }
+
+    /// Whether the client may ask tokens for the resource `audience`.
+    pub fn allows_audience(&self, audience: &str) -> bool {
+        self.audiences.iter().any(|a| a == audience)
     }
 
     /// Constant-time check of a presented secret.
@@ -102,6 +114,9 @@ pub struct NewClient {
     pub secret: Option<Option<SecretString>>,
     pub grant_types: Vec<GrantType>,
     pub scopes: Scope,
+    /// `None`: the standard defaults (`openid profile email` ∩ `scopes`).
+    pub default_scopes: Option<Scope>,
+    pub audiences: Vec<String>,
     pub redirect_uris: Vec<String>,
 }
 
@@ -116,6 +131,8 @@ pub struct CreatedClient {
     pub client_secret: Option<String>,
     pub grant_types: Vec<GrantType>,
     pub scopes: String,
+    pub default_scopes: String,
+    pub audiences: Vec<String>,
     pub redirect_uris: Vec<String>,
 }
 
@@ -195,6 +212,12 @@ impl ClientService {
             }
         };
         validate_redirect_uris(&new.redirect_uris)?;
+        validate_audiences(&new.audiences)?;
+        let default_scopes = match new.default_scopes {
+            Some(d) => d,
+            None => standard_defaults(&new.scopes),
+        };
+        validate_default_scopes(&default_scopes, &new.scopes)?;
         let now = self.clock.now();
         let row = clients::ActiveModel {
             client_id: Set(new.client_id.as_str().to_string()),
@@ -202,6 +225,8 @@ impl ClientService {
             secret_digest: Set(digest.clone()),
             grant_types: Set(grant_list(&new.grant_types)),
             scopes: Set(new.scopes.to_string()),
+            default_scopes: Set(default_scopes.to_string()),
+            audiences: Set(new.audiences.join("\n")),
             redirect_uris: Set(new.redirect_uris.join("\n")),
             created_at: Set(now),
             updated_at: Set(now),
@@ -223,6 +248,8 @@ impl ClientService {
             client_secret: shown_secret,
             grant_types: new.grant_types,
             scopes: new.scopes.to_string(),
+            default_scopes: default_scopes.to_string(),
+            audiences: new.audiences,
             redirect_uris: new.redirect_uris,
         })
     }
@@ -259,7 +286,24 @@ impl ClientService {
         if let Some(uris) = &change.redirect_uris {
             validate_redirect_uris(uris)?;
         }
+        if let Some(audiences) = &change.audiences {
+            validate_audiences(audiences)?;
+        }
+        let scopes = change
+            .scopes
+            .clone()
+            .unwrap_or_else(|| Scope::parse(&row.scopes).unwrap_or_default());
+        // Defaults follow the allowed scopes unless given: narrowing the allowed scopes
+        // narrows the defaults with them.
+        let default_scopes = match &change.default_scopes {
+            Some(d) => d.clone(),
+            None => Scope::parse(&row.default_scopes)
+                .unwrap_or_default()
+                .intersect(&scopes),
+        };
+        validate_default_scopes(&default_scopes, &scopes)?;
         let mut active: clients::ActiveModel = row.into();
+        active.default_scopes = Set(default_scopes.to_string());
         if let Some(name) = change.name {
             active.name = Set(name);
         }
@@ -271,6 +315,9 @@ impl ClientService {
         }
         if let Some(uris) = change.redirect_uris {
             active.redirect_uris = Set(uris.join("\n"));
+        }
+        if let Some(audiences) = change.audiences {
+            active.audiences = Set(audiences.join("\n"));
         }
         active.updated_at = Set(self.clock.now());
         let row = active.update(&self.db).await?;
@@ -321,6 +368,8 @@ impl ClientService {
                 secret: None,
                 grant_types: vec![GrantType::Password, GrantType::RefreshToken],
                 scopes: all_scopes.clone(),
+                default_scopes: None,
+                audiences: Vec::new(),
                 redirect_uris: Vec::new(),
             })
             .await;
@@ -337,6 +386,8 @@ pub struct ClientChange {
     pub name: Option<String>,
     pub grant_types: Option<Vec<GrantType>>,
     pub scopes: Option<Scope>,
+    pub default_scopes: Option<Scope>,
+    pub audiences: Option<Vec<String>>,
     pub redirect_uris: Option<Vec<String>>,
 }
 
@@ -364,6 +415,46 @@ fn validate_redirect_uris(uris: &[String]) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// Default scopes must be allowed to the client and never administrative.
+fn validate_default_scopes(defaults: &Scope, allowed: &Scope) -> Result<(), Invalid> {
+    let outside = defaults.minus(allowed);
+    if !outside.is_empty() {
+        return Err(Invalid {
+            field: "default_scopes",
+            reason: format!("not among the client's scopes: {outside}"),
+        });
+    }
+    if let Some(admin) = defaults.iter().find(|s| is_administrative(s)) {
+        return Err(Invalid {
+            field: "default_scopes",
+            reason: format!(
+                "`{admin}` is administrative: it is granted only when asked for by name"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The most resources one client may list.
+pub const MAX_AUDIENCES: usize = 32;
+
+/// RFC 8707 §2: a resource is an absolute URI without a fragment.
+fn validate_audiences(audiences: &[String]) -> Result<(), Invalid> {
+    if audiences.len() > MAX_AUDIENCES {
+        return Err(Invalid {
+            field: "audiences",
+            reason: format!("at most {MAX_AUDIENCES}"),
+        });
+    }
+    for audience in audiences {
+        crate::domain::Resource::parse(audience).map_err(|e| Invalid {
+            field: "audiences",
+            reason: e.reason,
+        })?;
+    }
+    Ok(())
+}
+
 fn to_client(row: clients::Model) -> Client {
     Client {
         client_id: row.client_id,
@@ -374,6 +465,13 @@ fn to_client(row: clients::Model) -> Client {
             .filter_map(GrantType::parse)
             .collect(),
         scopes: Scope::parse(&row.scopes).unwrap_or_default(),
+        default_scopes: Scope::parse(&row.default_scopes).unwrap_or_default(),
+        audiences: row
+            .audiences
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect(),
         redirect_uris: row
             .redirect_uris
             .lines()

@@ -46,6 +46,9 @@ pub enum ApiScopes {
     /// Administer signing keys
     #[oai(rename = "keys:admin")]
     KeysAdmin,
+    /// Change your name and email address
+    #[oai(rename = "profile:write")]
+    ProfileWrite,
 }
 
 /// A validated bearer access token. In Swagger UI: Authorize with the password flow and the
@@ -65,7 +68,7 @@ async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<AccessClaim
         .ok_or_else(|| poem::Error::from(ApiError::internal(&"application state missing")))?;
     state
         .tokens
-        .validate_access(&bearer.token)
+        .validate_for_api(&bearer.token)
         .await
         .map_err(|e| match e {
             TokenInvalid::Store(cause) => ApiError::internal(&cause).into(),

@@ -37,8 +37,12 @@ pub struct TokenForm {
     /// The refresh token to rotate (refresh_token grant).
     #[oai(write_only)]
     pub refresh_token: Option<String>,
-    /// Space-separated scopes; omitted means every scope the client may have.
+    /// Space-separated scopes; omitted means the client's default scopes (administrative
+    /// scopes are granted only when named).
     pub scope: Option<String>,
+    /// RFC 8707 resource indicator: the absolute URI of the API the access token is for (its
+    /// `aud`); one the client lists among its audiences. Omitted: Portcullis's own API.
+    pub resource: Option<String>,
     /// For public clients, and for `client_secret_post`.
     pub client_id: Option<String>,
     /// For `client_secret_post`.
@@ -197,6 +201,7 @@ impl OAuthApi {
             password: form.password.as_deref(),
             refresh_token: form.refresh_token.as_deref(),
             scope: form.scope.as_deref(),
+            resource: form.resource.as_deref(),
         })?;
         let client = authenticate(
             &state.clients,
@@ -268,13 +273,8 @@ impl OAuthApi {
             && info.client_id == client.client_id
         {
             state
-                .refresh
-                .revoke_family(&info.family_id, "revoked_by_client")
-                .await
-                .map_err(|e| OAuthError::internal(&e))?;
-            state
-                .tokens
-                .revoke_sign_in(&info.family_id)
+                .sign_ins
+                .end(&info.family_id, "revoked_by_client")
                 .await
                 .map_err(|e| OAuthError::internal(&e))?;
             state
@@ -295,7 +295,9 @@ impl OAuthApi {
     /// Introspection endpoint (RFC 7662), for confidential clients (resource servers)
     ///
     ///
-    /// Revoked, expired, unknown and malformed tokens all answer `{"active": false}`.
+    /// Revoked, expired, unknown and malformed tokens all answer `{"active": false}`. A token
+    /// asked for another resource (RFC 8707 `resource`) is active only for a client that lists
+    /// that resource among its audiences.
     #[oai(
         path = "/oauth/introspect",
         method = "post",
@@ -311,7 +313,14 @@ impl OAuthApi {
         require_confidential(&client)?;
         let token = token.as_str();
         match state.tokens.validate_access(token).await {
-            Ok(claims) => return Ok(IntrospectOk::Ok(Json(active_access(claims)))),
+            // A token asked for another resource (RFC 8707) is active only for a client that
+            // may itself ask tokens for that resource, i.e. that resource's server.
+            Ok(claims)
+                if claims.aud == state.tokens.audience || client.allows_audience(&claims.aud) =>
+            {
+                return Ok(IntrospectOk::Ok(Json(active_access(claims))));
+            }
+            Ok(_) => return Ok(IntrospectOk::Ok(Json(IntrospectionResponse::default()))),
             Err(TokenInvalid::Store(e)) => return Err(OAuthError::internal(&e)),
             Err(_) if looks_like_jwt(token) => {
                 return Ok(IntrospectOk::Ok(Json(IntrospectionResponse::default())));

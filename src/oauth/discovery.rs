@@ -34,6 +34,10 @@ pub struct ServerMetadata {
     pub id_token_signing_alg_values_supported: Vec<String>,
     pub claims_supported: Vec<String>,
     pub service_documentation: String,
+    /// The token endpoint takes RFC 8707 `resource`: the access token's `aud` is the resource
+    /// asked for (one the client is registered for). No standard metadata name exists for
+    /// this; the name follows RFC 8414's `*_supported` pattern.
+    pub resource_indicators_supported: bool,
 }
 
 /// One public key of the JWKS.
@@ -98,6 +102,7 @@ pub fn metadata_bytes(issuer: &str) -> Bytes {
             "email_verified",
         ]),
         service_documentation: format!("{issuer}/docs"),
+        resource_indicators_supported: true,
     };
     Bytes::from(doc.to_json_string())
 }

@@ -16,6 +16,8 @@ pub enum ErrorCode {
     UnsupportedGrantType,
     InvalidScope,
     UnsupportedTokenType,
+    /// RFC 8707 §2: the requested resource is invalid or not allowed to the client.
+    InvalidTarget,
     /// RFC 6749 §4.1.2.1: the server is temporarily unable to answer (e.g. storage down).
     TemporarilyUnavailable,
     ServerError,
@@ -86,6 +88,9 @@ impl OAuthError {
     }
     pub fn invalid_scope(d: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidScope, d)
+    }
+    pub fn invalid_target(d: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidTarget, d)
     }
 
     /// An internal failure: logged with its cause, answered without it.

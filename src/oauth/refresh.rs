@@ -1,6 +1,14 @@
 //! Refresh tokens: opaque 256-bit values stored only as SHA-256 digests, grouped in families
 //! (one family per sign-in), rotated on every use (RFC 9700 §4.14.2).
 //!
+//! A family is the record of a sign-in, whether or not it holds refresh tokens: every user
+//! access token carries its family id as `sid`, so ending the family ends all its tokens (see
+//! `signins`). A family is recorded only while the user is enabled and the user's
+//! `access_version` is the one the sign-in read ([`RefreshService::start`]); every operation
+//! that ends a user's access bumps that version in the transaction that revokes the user's
+//! families ([`RefreshService::revoke_user`]), so a concurrent sign-in either lands before the
+//! revocation (and is revoked by it) or is refused.
+//!
 //! A refresh happens in two steps. [`RefreshService::begin`] looks the presented token up and
 //! checks what can be checked without writing (client binding, expiry, scope); for an active
 //! token the caller then mints its answer (access token, maybe an ID token, and the new refresh
@@ -26,7 +34,7 @@
 //!   different function of the token. After the window, or once the successor was used, the
 //!   presentation is reuse, as in strict mode.
 
-use entities::{refresh_families, refresh_replays, refresh_tokens};
+use entities::{refresh_families, refresh_replays, refresh_tokens, users};
 use ring::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
 use ring::hkdf;
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
@@ -56,6 +64,9 @@ pub enum RefreshError {
     /// revoked.
     #[error("the refresh token was already used; the sign-in has been revoked")]
     Reused { family_id: String, user_id: String },
+    /// The user was disabled, or their access was ended, after the sign-in read the account.
+    #[error("the account changed during the sign-in")]
+    UserChanged,
     #[error("database error: {0}")]
     Db(#[from] sea_orm::DbErr),
     #[error(transparent)]
@@ -157,6 +168,11 @@ impl PendingRotation {
     pub fn auth_time(&self) -> i64 {
         self.family.created_at
     }
+
+    /// The resource the sign-in's access tokens are for (`None`: Portcullis's own API).
+    pub fn audience(&self) -> Option<&str> {
+        self.family.audience.as_deref()
+    }
 }
 
 /// The AES-256-GCM key that seals the answer to one rotation, derived from the rotated token
@@ -203,6 +219,9 @@ pub struct RefreshService {
     db: DatabaseConnection,
     clock: SharedClock,
     ttl_secs: i64,
+    /// How long a family without tokens is kept after its last use: its access tokens may
+    /// live that long, and ending a user's access must still find it.
+    empty_family_grace_secs: i64,
     /// The reuse window in seconds; 0 is strict rotation.
     reuse_secs: i64,
 }
@@ -213,30 +232,62 @@ impl RefreshService {
         clock: SharedClock,
         ttl: std::time::Duration,
         reuse_interval: std::time::Duration,
+        access_ttl: std::time::Duration,
     ) -> Self {
+        let access_secs = i64::try_from(access_ttl.as_secs()).unwrap_or(i64::MAX);
         Self {
             db,
             clock,
             ttl_secs: i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX),
+            empty_family_grace_secs: Ord::max(
+                EMPTY_FAMILY_GRACE_SECS,
+                access_secs.saturating_add(crate::oauth::tokens::LEEWAY.saturating_mul(2)),
+            ),
             reuse_secs: i64::try_from(reuse_interval.as_secs()).unwrap_or(0),
         }
     }
 
-    /// Starts a family (a sign-in) with its first token.
+    /// Records a sign-in: the family `family_id`, with a first refresh token when
+    /// `with_token`. Refused with [`RefreshError::UserChanged`] unless the user is enabled and
+    /// still at `access_version` (the user row is written first, so this serializes with
+    /// [`Self::revoke_user`]).
+    #[allow(clippy::too_many_arguments)]
     pub async fn start(
         &self,
+        family_id: &str,
         user_id: &str,
+        access_version: i64,
         client_id: &str,
         scope: &str,
-    ) -> Result<Issued, RefreshError> {
+        audience: Option<&str>,
+        with_token: bool,
+    ) -> Result<Option<Issued>, RefreshError> {
         let now = self.clock.now();
-        let family_id = uuid::Uuid::new_v4().to_string();
-        let token = random_token()?;
+        let token = if with_token {
+            Some(random_token()?)
+        } else {
+            None
+        };
         let txn = self.db.begin().await?;
+        let current = users::Entity::update_many()
+            .col_expr(
+                users::Column::AccessVersion,
+                Expr::col(users::Column::AccessVersion),
+            )
+            .filter(users::Column::Id.eq(user_id))
+            .filter(users::Column::AccessVersion.eq(access_version))
+            .filter(users::Column::Disabled.eq(false))
+            .exec(&txn)
+            .await?;
+        if current.rows_affected != 1 {
+            txn.rollback().await?;
+            return Err(RefreshError::UserChanged);
+        }
         refresh_families::ActiveModel {
-            id: Set(family_id.clone()),
+            id: Set(family_id.to_string()),
             user_id: Set(user_id.to_string()),
             client_id: Set(client_id.to_string()),
+            audience: Set(audience.map(str::to_string)),
             created_at: Set(now),
             last_used_at: Set(now),
             revoked_at: Set(None),
@@ -244,10 +295,15 @@ impl RefreshService {
         }
         .insert(&txn)
         .await?;
-        self.insert_token(&txn, &token, &family_id, scope, now)
-            .await?;
+        if let Some(token) = &token {
+            self.insert_token(&txn, token, family_id, scope, now)
+                .await?;
+        }
         txn.commit().await?;
-        Ok(Issued { token, family_id })
+        Ok(token.map(|token| Issued {
+            token,
+            family_id: family_id.to_string(),
+        }))
     }
 
     async fn insert_token(
@@ -528,24 +584,64 @@ impl RefreshService {
         Ok(closed)
     }
 
-    /// Revokes every open family (sign-in) of a user; returns their ids.
+    /// Ends a user's access in the database, in one transaction: bumps the user's
+    /// `access_version` (so no sign-in that read the account before can still be recorded),
+    /// then revokes every open family (sign-in) of the user with its tokens and stored answers.
+    /// Returns the ids of the families revoked.
     pub async fn revoke_user(
         &self,
         user_id: &str,
         reason: &str,
     ) -> Result<Vec<String>, RefreshError> {
-        let open = refresh_families::Entity::find()
+        let now = self.clock.now();
+        let txn = self.db.begin().await?;
+        users::Entity::update_many()
+            .col_expr(
+                users::Column::AccessVersion,
+                Expr::col(users::Column::AccessVersion).add(1),
+            )
+            .filter(users::Column::Id.eq(user_id))
+            .exec(&txn)
+            .await?;
+        let open: Vec<String> = refresh_families::Entity::find()
             .filter(refresh_families::Column::UserId.eq(user_id))
             .filter(refresh_families::Column::RevokedAt.is_null())
-            .all(&self.db)
-            .await?;
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(|f| f.id)
+            .collect();
         let mut revoked = Vec::with_capacity(open.len());
-        for family in open {
-            if self.revoke_family(&family.id, reason).await? {
-                revoked.push(family.id);
+        for family_id in open {
+            if self.revoke_in(&txn, &family_id, reason, now).await? {
+                revoked.push(family_id);
             }
         }
+        txn.commit().await?;
         Ok(revoked)
+    }
+
+    /// Families revoked at or after `since` (Unix seconds), with when: what an instance picks
+    /// up to refuse their tokens when the revocation happened elsewhere.
+    pub async fn revoked_since(&self, since: i64) -> Result<Vec<(String, i64)>, RefreshError> {
+        Ok(refresh_families::Entity::find()
+            .filter(refresh_families::Column::RevokedAt.gte(since))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .filter_map(|f| f.revoked_at.map(|at| (f.id, at)))
+            .collect())
+    }
+
+    /// The open family (sign-in) `family_id`, if it exists and is not revoked.
+    pub async fn open_family(
+        &self,
+        family_id: &str,
+    ) -> Result<Option<refresh_families::Model>, RefreshError> {
+        Ok(refresh_families::Entity::find_by_id(family_id.to_string())
+            .one(&self.db)
+            .await?
+            .filter(|f| f.revoked_at.is_none()))
     }
 
     /// Looks up a presented token for revocation or introspection. Returns its family's info
@@ -602,7 +698,7 @@ impl RefreshService {
         let families = refresh_families::Entity::delete_many()
             .filter(
                 refresh_families::Column::LastUsedAt
-                    .lt(now.saturating_sub(EMPTY_FAMILY_GRACE_SECS)),
+                    .lt(now.saturating_sub(self.empty_family_grace_secs)),
             )
             .filter(Expr::exists(has_tokens).not())
             .exec(&self.db)

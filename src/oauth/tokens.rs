@@ -1,6 +1,11 @@
 //! Access tokens (RFC 9068 JWT profile, RS256, `typ: at+jwt`) and ID tokens: minting with the
-//! current key, and validation of presented access tokens (signature, `typ`, `iss`, `aud`,
+//! current key, and validation of presented access tokens (signature, `typ`, `iss`,
 //! `exp`/`nbf` on the service clock, and the deny list for revoked tokens and sign-ins).
+//!
+//! Audience (RFC 8707): a token's `aud` is the resource it was asked for, or Portcullis's own
+//! API (`PORTCULLIS_AUDIENCE`, by default the issuer). Portcullis's own API accepts only tokens
+//! for its own audience ([`TokenService::validate_for_api`]); introspection answers for every
+//! token Portcullis issued ([`TokenService::validate_access`]), with its `aud`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,6 +84,8 @@ pub enum TokenInvalid {
     Expired,
     #[error("the token is not valid yet")]
     NotYetValid,
+    #[error("the token is not meant for this API (aud)")]
+    Audience,
     #[error("the token has been revoked")]
     Revoked,
     #[error("revocation state is unavailable: {0}")]
@@ -129,7 +136,8 @@ impl TokenService {
     ) -> Self {
         let mut validation = Validation::new(Algorithm::RS256);
         validation.set_issuer(&[issuer.as_str()]);
-        validation.set_audience(&[audience.as_str()]);
+        // The audience is checked by the caller that cares (see the module docs).
+        validation.validate_aud = false;
         // Time is checked against the service clock below, not the system clock.
         validation.validate_exp = false;
         validation.validate_nbf = false;
@@ -156,10 +164,13 @@ impl TokenService {
         i64::try_from(self.access_ttl.as_secs()).unwrap_or(i64::MAX)
     }
 
+    /// Mints an access token for `audience` (`None`: Portcullis's own API).
+    #[allow(clippy::too_many_arguments)]
     pub fn mint_access(
         &self,
         sub: &str,
         client_id: &str,
+        audience: Option<&str>,
         scope: &str,
         roles: Vec<String>,
         sid: Option<&str>,
@@ -169,7 +180,7 @@ impl TokenService {
         let claims = AccessClaims {
             iss: self.issuer.clone(),
             sub: sub.to_string(),
-            aud: self.audience.clone(),
+            aud: audience.unwrap_or(&self.audience).to_string(),
             exp: now.saturating_add(self.access_ttl_secs()),
             iat: now,
             nbf: now,
@@ -213,12 +224,31 @@ impl TokenService {
         Ok((data.claims, data.header.kid.unwrap_or_default()))
     }
 
-    /// Full validation: [`Self::decode_access`] plus the deny list (the token's `jti`, its
-    /// sign-in `sid` and its signing key `kid`), in one store round trip.
+    /// Validation for Portcullis's own API: [`Self::validate_access`], and the token must be
+    /// meant for this API (`aud`), so a token asked for another resource cannot be replayed
+    /// here.
+    pub async fn validate_for_api(&self, token: &str) -> Result<AccessClaims, TokenInvalid> {
+        let (claims, kid) = self.decode_access_with_kid(token)?;
+        if claims.aud != self.audience {
+            return Err(TokenInvalid::Audience);
+        }
+        self.check_deny_list(claims, &kid).await
+    }
+
+    /// Full validation, whatever the audience: [`Self::decode_access`] plus the deny list (the
+    /// token's `jti`, its sign-in `sid` and its signing key `kid`), in one store round trip.
     pub async fn validate_access(&self, token: &str) -> Result<AccessClaims, TokenInvalid> {
         let (claims, kid) = self.decode_access_with_kid(token)?;
+        self.check_deny_list(claims, &kid).await
+    }
+
+    async fn check_deny_list(
+        &self,
+        claims: AccessClaims,
+        kid: &str,
+    ) -> Result<AccessClaims, TokenInvalid> {
         let jti = deny_key_for_jti(&claims.jti);
-        let kid = deny_key_for_kid(&kid);
+        let kid = deny_key_for_kid(kid);
         let sid = claims.sid.as_deref().map(deny_key_for_sid);
         let mut keys = vec![jti.as_str(), kid.as_str()];
         if let Some(sid) = &sid {
@@ -242,12 +272,17 @@ impl TokenService {
     }
 
     /// Makes every access token of a sign-in inactive (they live at most one access TTL).
+    /// Ending a sign-in is `signins::SignIns::end`, which also revokes it in the database.
     pub async fn revoke_sign_in(&self, sid: &str) -> Result<(), StoreError> {
-        self.store
-            .deny(
-                &deny_key_for_sid(sid),
-                self.access_ttl + Duration::from_secs(u64::try_from(LEEWAY).unwrap_or(5)),
-            )
-            .await
+        self.deny_sign_in_for(
+            sid,
+            self.access_ttl + Duration::from_secs(u64::try_from(LEEWAY).unwrap_or(5)),
+        )
+        .await
+    }
+
+    /// Refuses the access tokens of a sign-in for `ttl`.
+    pub async fn deny_sign_in_for(&self, sid: &str, ttl: Duration) -> Result<(), StoreError> {
+        self.store.deny(&deny_key_for_sid(sid), ttl).await
     }
 }

@@ -6,6 +6,13 @@
 //! before the handler runs. Per-object rules (who may edit an article) are [`Require::owns_or_admin`].
 //! Operations also name the scope in `#[oai(scope = ...)]`, so the OpenAPI document shows it; a
 //! test checks the two agree.
+//!
+//! Administrative permissions (see `oauth::scope`) are re-checked against the caller's current
+//! roles in the database on every use (or, for a client acting for itself, its current
+//! scopes), so a demoted or disabled administrator is refused at once, before revocation has
+//! propagated. What the caller holds is then kept as an [`Authority`], against which the
+//! escalation rule is checked: nobody grants — to a client, a role or a user — or takes over
+//! a permission they do not hold themselves.
 
 mod roles;
 
@@ -15,9 +22,13 @@ use poem::{Request, RequestBody};
 use poem_openapi::registry::Registry;
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 
+use crate::domain::Scope;
 use crate::http::BearerAuth;
 use crate::http::problem::ApiError;
+use crate::oauth::scope::{is_administrative, permissions_in};
 use crate::oauth::tokens::AccessClaims;
+use crate::state::AppState;
+use crate::users::UserError;
 
 pub use self::roles::{Role, RoleError, RoleService};
 
@@ -58,11 +69,74 @@ permissions! {
     ClientsAdmin => "clients:admin",
     /// Read the audit log.
     AuditRead => "audit:read",
+    /// Change one's own profile.
+    ProfileWrite => "profile:write",
+    /// Read one's own profile.
+    Profile => "profile",
 }
 
-/// A request authorized for permission `P`.
+/// Who acts on an administrative operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// A user, through an access token.
+    User(String),
+    /// A client acting for itself (client credentials).
+    Client(String),
+    /// The operator at the command line, who holds every permission.
+    Operator,
+}
+
+/// What an actor may grant: the permission scopes it holds now.
+#[derive(Debug, Clone)]
+pub struct Authority {
+    pub actor: Actor,
+    /// `None`: every permission (the operator).
+    held: Option<Scope>,
+}
+
+/// A grant refused by the escalation rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("you cannot grant or take over permissions you do not hold: {missing}")]
+pub struct Escalation {
+    pub missing: Scope,
+}
+
+impl Authority {
+    /// The command line: the operator holds every permission.
+    pub fn operator() -> Self {
+        Self {
+            actor: Actor::Operator,
+            held: None,
+        }
+    }
+
+    pub fn new(actor: Actor, held: Scope) -> Self {
+        Self {
+            actor,
+            held: Some(held),
+        }
+    }
+
+    /// Refuses unless every permission in `wanted` is held (identity scopes, which every user
+    /// may grant about themself, are not permissions and always pass).
+    pub fn ensure_holds(&self, wanted: &Scope) -> Result<(), Escalation> {
+        let Some(held) = &self.held else {
+            return Ok(());
+        };
+        let missing = permissions_in(wanted).minus(held);
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(Escalation { missing })
+        }
+    }
+}
+
+/// A request authorized for permission `P`. For an administrative `P`, `authority` holds
+/// what the caller holds now (its token's scope ∩ its current roles' permissions).
 pub struct Require<P: Permission> {
     pub claims: AccessClaims,
+    pub authority: Option<Authority>,
     _permission: PhantomData<P>,
 }
 
@@ -103,6 +177,45 @@ impl<P: Permission> Require<P> {
     }
 }
 
+/// What the bearer of `claims` holds now: the token's permission scopes that the user's
+/// current roles still grant (401 when the user is gone or disabled), or, for a client acting
+/// for itself, that the client is still allowed (401 when the client is gone).
+pub async fn current_authority(
+    state: &AppState,
+    claims: &AccessClaims,
+) -> Result<Authority, ApiError> {
+    let token_scope = Scope::parse(&claims.scope).unwrap_or_default();
+    if claims.is_user_token() {
+        let user = match state.users.get(&claims.sub).await {
+            Ok(u) if !u.disabled => u,
+            Ok(_) | Err(UserError::NotFound) => {
+                return Err(ApiError::invalid_token("the account is disabled or gone"));
+            }
+            Err(e) => return Err(ApiError::internal(&e)),
+        };
+        let permitted = state
+            .users
+            .permissions(&user.roles)
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
+        Ok(Authority::new(
+            Actor::User(user.id),
+            token_scope.intersect(&permitted),
+        ))
+    } else {
+        let client = state
+            .clients
+            .get(&claims.client_id)
+            .await
+            .map_err(|e| ApiError::internal(&e))?
+            .ok_or_else(|| ApiError::invalid_token("the client no longer exists"))?;
+        Ok(Authority::new(
+            Actor::Client(client.client_id.clone()),
+            token_scope.intersect(&client.scopes),
+        ))
+    }
+}
+
 impl<'a, P: Permission> ApiExtractor<'a> for Require<P> {
     const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
     type ParamType = ();
@@ -125,8 +238,28 @@ impl<'a, P: Permission> ApiExtractor<'a> for Require<P> {
         if !auth.0.has_scope(P::NAME) {
             return Err(ApiError::insufficient_scope(P::NAME).into());
         }
+        let authority = if is_administrative(P::NAME) {
+            let state = request
+                .data::<AppState>()
+                .ok_or_else(|| ApiError::internal(&"application state missing"))?;
+            let authority = current_authority(state, &auth.0).await?;
+            if authority
+                .ensure_holds(&Scope::from_tokens([P::NAME]))
+                .is_err()
+            {
+                return Err(ApiError::forbidden(
+                    "permission_revoked",
+                    "your roles no longer grant this permission",
+                )
+                .into());
+            }
+            Some(authority)
+        } else {
+            None
+        };
         Ok(Self {
             claims: auth.0,
+            authority,
             _permission: PhantomData,
         })
     }

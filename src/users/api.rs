@@ -1,4 +1,9 @@
 //! `/api/v1/users`: registration and one's own profile.
+//!
+//! Reading one's profile needs the `profile` scope (and `email` to see the address, as for
+//! userinfo); changing it needs `profile:write`, and changing the address also the current
+//! password, so a token alone (stolen, or held by a client the user trusted with less) cannot
+//! move the account to another address.
 
 use poem::Request;
 use poem::web::Data;
@@ -11,8 +16,11 @@ use super::{ProfileUpdate, User, UserError};
 use crate::abuse::LimitClass;
 use crate::audit::{Event, EventType, Outcome};
 use crate::domain::{Email, Password, Username, display_name};
+use crate::http::auth::ApiScopes;
 use crate::http::problem::ApiError;
-use crate::http::{ApiTags, BearerAuth, origin};
+use crate::http::{ApiTags, origin};
+use crate::oauth::tokens::AccessClaims;
+use crate::rbac::{Profile, ProfileWrite, Require};
 use crate::state::AppState;
 
 /// New account.
@@ -32,8 +40,11 @@ pub struct Registration {
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct ProfilePatch {
-    /// New email address.
+    /// New email address (needs `current_password`).
     pub email: Option<String>,
+    /// The account's current password: required to change the email address.
+    #[oai(write_only)]
+    pub current_password: Option<String>,
     /// Display name (at most 200 characters); `null` clears it.
     pub name: MaybeUndefined<String>,
 }
@@ -45,8 +56,9 @@ pub struct UserView {
     pub id: String,
     /// Lowercase username.
     pub username: String,
-    /// Lowercase email address.
-    pub email: String,
+    /// Lowercase email address (with the `email` scope).
+    #[oai(skip_serializing_if_is_none)]
+    pub email: Option<String>,
     /// Display name, when set.
     #[oai(skip_serializing_if_is_none)]
     pub name: Option<String>,
@@ -61,7 +73,7 @@ impl From<User> for UserView {
         Self {
             id: u.id,
             username: u.username,
-            email: u.email,
+            email: Some(u.email),
             name: u.name,
             roles: u.roles,
             created_at: u.created_at,
@@ -100,6 +112,16 @@ fn user_error(e: UserError) -> ApiError {
         }
         other => ApiError::internal(&other),
     }
+}
+
+/// The profile as a token with `claims` may see it (the address needs `email`).
+fn profile_view(user: User, claims: &AccessClaims) -> UserView {
+    let email = claims.has_scope("email");
+    let mut view = UserView::from(user);
+    if !email {
+        view.email = None;
+    }
+    view
 }
 
 pub struct UsersApi;
@@ -141,29 +163,52 @@ impl UsersApi {
     }
 
     /// The signed-in user's profile
+    ///
+    /// Needs `profile`; the email address is shown with `email`.
     #[oai(path = "/me", method = "get", operation_id = "get_me")]
     async fn me(
         &self,
         state: Data<&AppState>,
-        auth: BearerAuth,
+        #[oai(scope = "ApiScopes::Profile")] auth: Require<Profile>,
     ) -> Result<ProfileResponse, ApiError> {
         let user = state.users.get(auth.user_id()?).await.map_err(user_error)?;
-        Ok(ProfileResponse::Ok(Json(user.into())))
+        Ok(ProfileResponse::Ok(Json(profile_view(user, &auth.claims))))
     }
 
     /// Update the signed-in user's email or display name
     ///
+    /// Needs `profile:write`. Changing the email address also needs the current password.
     /// Roles cannot be changed here.
     #[oai(path = "/me", method = "patch", operation_id = "update_me")]
     async fn update_me(
         &self,
         state: Data<&AppState>,
         req: &Request,
-        auth: BearerAuth,
+        #[oai(scope = "ApiScopes::ProfileWrite")] auth: Require<ProfileWrite>,
         body: Json<ProfilePatch>,
     ) -> Result<ProfileResponse, ApiError> {
         let user_id = auth.user_id()?;
         let body = body.0;
+        if body.email.is_some() {
+            let Some(current) = body.current_password.as_deref().filter(|p| !p.is_empty()) else {
+                return Err(ApiError::invalid_input(
+                    "current_password",
+                    "the current password is required to change the email address",
+                ));
+            };
+            state.limits.check(LimitClass::Login, user_id).await?;
+            if !state
+                .users
+                .verify_current_password(user_id, current)
+                .await
+                .map_err(user_error)?
+            {
+                return Err(ApiError::forbidden(
+                    "wrong_password",
+                    "the current password is incorrect",
+                ));
+            }
+        }
         let update = ProfileUpdate {
             email: body.email.as_deref().map(Email::parse).transpose()?,
             name: match body.name {
@@ -190,10 +235,10 @@ impl UsersApi {
                 &origin(req),
                 Event::new(EventType::UserUpdated, Outcome::Success)
                     .actor(&user.id)
-                    .client(&auth.0.client_id)
+                    .client(&auth.claims.client_id)
                     .details(json!({"fields": changed})),
             )
             .await;
-        Ok(ProfileResponse::Ok(Json(user.into())))
+        Ok(ProfileResponse::Ok(Json(profile_view(user, &auth.claims))))
     }
 }

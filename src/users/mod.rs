@@ -44,6 +44,9 @@ pub struct User {
     pub disabled: bool,
     pub roles: Vec<String>,
     pub created_at: i64,
+    /// Changes whenever the user's access is ended (see `signins`).
+    #[serde(skip)]
+    pub access_version: i64,
 }
 
 /// What a password sign-in checks. Never leaves the sign-in path.
@@ -114,6 +117,7 @@ impl UserService {
             name: Set(None),
             password_hash: Set(hash),
             disabled: Set(false),
+            access_version: Set(0),
             created_at: Set(now),
             updated_at: Set(now),
         };
@@ -186,6 +190,22 @@ impl UserService {
         hash: Option<&str>,
     ) -> Result<bool, UserError> {
         Ok(self.hasher.verify(password, hash).await?)
+    }
+
+    /// Whether `password` is the current password of the user `id` (bcrypt, on the pool).
+    pub async fn verify_current_password(
+        &self,
+        id: &str,
+        password: &str,
+    ) -> Result<bool, UserError> {
+        let row = users::Entity::find_by_id(id.to_string())
+            .one(&self.db)
+            .await?
+            .ok_or(UserError::NotFound)?;
+        Ok(self
+            .hasher
+            .verify(password, Some(&row.password_hash))
+            .await?)
     }
 
     pub async fn update_profile(&self, id: &str, update: ProfileUpdate) -> Result<User, UserError> {
@@ -341,5 +361,6 @@ fn to_user(row: users::Model, roles: Vec<String>) -> User {
         disabled: row.disabled,
         roles,
         created_at: row.created_at,
+        access_version: row.access_version,
     }
 }

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::helpers::*;
 
-const ALL: &str = "articles:read articles:write articles:delete";
+const ALL: &str = "profile articles:read articles:write articles:delete";
 
 /// Creates `username` with exactly `roles` and returns an access token for `scope`.
 async fn token_for(app: &TestApp, username: &str, roles: &[&str], scope: &str) -> String {

@@ -137,7 +137,10 @@ async fn authorization_matrix() {
         .post_form_basic(
             "/oauth/token",
             &svc,
-            &[("grant_type", "client_credentials")],
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "articles:read articles:write users:read"),
+            ],
         )
         .await
         .str("access_token");
@@ -419,7 +422,7 @@ async fn role_permission_changes_reach_tokens_at_refresh() {
 async fn client_administration_round_trip() {
     let app = spawn_app().await;
     let (_, admin) = user_with_roles(&app, "boss", &["admin"]).await;
-    let created = call(&app, Some(&admin), &Method::POST, "/api/v1/admin/clients", Some(&json!({"client_id": "api-1", "grant_types": ["client_credentials"], "scopes": "articles:read"}))).await;
+    let created = call(&app, Some(&admin), &Method::POST, "/api/v1/admin/clients", Some(&json!({"client_id": "api-1", "grant_types": ["client_credentials"], "scopes": "articles:read", "default_scopes": "articles:read"}))).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     let secret = created.str("client_secret");
     let c = Confidential {

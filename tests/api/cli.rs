@@ -411,7 +411,7 @@ fn exercise_secrets(port: u16, sandbox: &Sandbox) -> Vec<String> {
         let cc = http
             .post(format!("{base}/oauth/token"))
             .basic_auth("svc", Some(&client_secret))
-            .form(&[("grant_type", "client_credentials")])
+            .form(&[("grant_type", "client_credentials"), ("scope", "articles:read")])
             .send()
             .await
             .unwrap();

@@ -305,7 +305,8 @@ impl TestApp {
         .await
     }
 
-    /// Registers a confidential client with a generated secret.
+    /// Registers a confidential client with a generated secret; its default scopes are its
+    /// non-administrative scopes.
     pub async fn confidential_client(
         &self,
         id: &str,
@@ -321,6 +322,14 @@ impl TestApp {
                 secret: Some(None),
                 grant_types: grants.to_vec(),
                 scopes: Scope::parse(scopes).unwrap(),
+                // As an operator would: the non-administrative scopes are the defaults.
+                default_scopes: Some(Scope::from_tokens(
+                    Scope::parse(scopes)
+                        .unwrap()
+                        .iter()
+                        .filter(|s| !portcullis::oauth::scope::is_administrative(s)),
+                )),
+                audiences: vec![],
                 redirect_uris: vec![],
             })
             .await

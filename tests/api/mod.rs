@@ -1,11 +1,14 @@
 mod helpers;
 
 mod abuse;
+mod access_end;
 mod articles;
+mod audience;
 mod authorization;
 mod cli;
 mod cluster;
 mod discovery;
+mod escalation;
 mod introspection;
 mod key_lifecycle;
 mod openapi;

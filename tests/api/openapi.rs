@@ -40,9 +40,14 @@ fn document_declares_the_password_flow_and_every_endpoint() {
             "{method} {path} missing"
         );
     }
+    // Reading one's profile needs `profile`, changing it `profile:write`.
     assert_eq!(
         doc["paths"]["/api/v1/users/me"]["get"]["security"][0]["oauth2"],
-        serde_json::json!([])
+        serde_json::json!(["profile"])
+    );
+    assert_eq!(
+        doc["paths"]["/api/v1/users/me"]["patch"]["security"][0]["oauth2"],
+        serde_json::json!(["profile:write"])
     );
 }
 

@@ -112,9 +112,10 @@ async fn scope_is_narrowed_to_what_client_and_user_permit() {
     app.password_grant("dave", "bad\"scope")
         .await
         .assert_oauth_error(400, "invalid_scope");
-    // No scope: everything the client and user allow.
-    let all = app.password_grant("dave", "").await;
-    assert_eq!(all.str("scope"), "articles:read email openid profile");
+    // No scope: the client's default scopes (`openid profile email`), never everything it
+    // allows.
+    let defaults = app.password_grant("dave", "").await;
+    assert_eq!(defaults.str("scope"), "email openid profile");
 }
 
 #[tokio::test]
@@ -127,8 +128,22 @@ async fn client_credentials_with_basic_and_post_authentication() {
             "articles:read users:read openid",
         )
         .await;
-    let basic = app
+    // No scope: the client's default scopes, without the administrative `users:read` (granted
+    // only when asked for by name) and without identity scopes (there is no user).
+    let defaults = app
         .post_form_basic("/oauth/token", &c, &[("grant_type", "client_credentials")])
+        .await;
+    assert_eq!(defaults.status, StatusCode::OK, "{}", defaults.body);
+    assert_eq!(defaults.str("scope"), "articles:read");
+    let basic = app
+        .post_form_basic(
+            "/oauth/token",
+            &c,
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "articles:read users:read openid"),
+            ],
+        )
         .await;
     assert_eq!(basic.status, StatusCode::OK, "{}", basic.body);
     assert_eq!(
@@ -195,6 +210,8 @@ async fn basic_credentials_are_form_urlencoded_before_base64() {
             )),
             grant_types: vec![GrantType::ClientCredentials],
             scopes: portcullis::domain::Scope::parse("articles:read").unwrap(),
+            default_scopes: None,
+            audiences: vec![],
             redirect_uris: vec![],
         })
         .await
@@ -217,7 +234,10 @@ async fn basic_credentials_are_form_urlencoded_before_base64() {
         .http
         .post(app.url("/oauth/token"))
         .header("authorization", header)
-        .form(&[("grant_type", "client_credentials")])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "articles:read"),
+        ])
         .send()
         .await
         .unwrap();

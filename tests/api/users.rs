@@ -150,7 +150,10 @@ async fn duplicates_conflict_without_naming_the_field() {
 #[tokio::test]
 async fn profile_read_and_update() {
     let app = spawn_app().await;
-    let at = app.sign_in("carol", "").await.str("access_token");
+    let at = app
+        .sign_in("carol", "openid profile email profile:write")
+        .await
+        .str("access_token");
     let me = app.get_bearer("/api/v1/users/me", &at).await;
     assert_eq!(me.status, StatusCode::OK);
     assert_eq!(me.body["username"], "carol");
@@ -171,7 +174,10 @@ async fn profile_read_and_update() {
             .await
         }
     };
-    let updated = patch(json!({"name": "Carol C.", "email": "carol@new.example.com"})).await;
+    let updated = patch(
+        json!({"name": "Carol C.", "email": "carol@new.example.com", "current_password": PASSWORD}),
+    )
+    .await;
     assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
     assert_eq!(updated.body["name"], "Carol C.");
     assert_eq!(updated.body["email"], "carol@new.example.com");
@@ -186,11 +192,18 @@ async fn profile_read_and_update() {
         json!(["reader"])
     );
 
-    assert_eq!(patch(json!({"email": "nope"})).await.body["field"], "email");
+    assert_eq!(
+        patch(json!({"email": "nope", "current_password": PASSWORD}))
+            .await
+            .body["field"],
+        "email"
+    );
     assert_eq!(patch(json!({"name": ""})).await.body["field"], "name");
     app.register("dave").await;
     assert_eq!(
-        patch(json!({"email": "dave@example.com"})).await.status,
+        patch(json!({"email": "dave@example.com", "current_password": PASSWORD}))
+            .await
+            .status,
         StatusCode::CONFLICT
     );
 }

@@ -1,13 +1,18 @@
 //! Client credentials grant (RFC 6749 §4.4): a confidential client acting for itself. The
-//! token's `sub` is the client id (RFC 9068 §2.2) and its scope is what the client is allowed,
-//! never the OpenID identity scopes (there is no user).
+//! token's `sub` is the client id (RFC 9068 §2.2); its scope is what was asked for (or the
+//! client's default scopes) within what the client is allowed, never the OpenID identity
+//! scopes (there is no user); its audience the `resource` asked for (RFC 8707).
 
-use super::{GrantContext, TokenResponse};
-use crate::domain::Scope;
+use super::{GrantContext, TokenResponse, audience_for};
+use crate::domain::{Resource, Scope};
 use crate::oauth::error::OAuthError;
 use crate::oauth::scope::{identity_scopes, narrow};
 
-pub async fn grant(ctx: &GrantContext<'_>, requested: &Scope) -> Result<TokenResponse, OAuthError> {
+pub async fn grant(
+    ctx: &GrantContext<'_>,
+    requested: &Scope,
+    resource: Option<&Resource>,
+) -> Result<TokenResponse, OAuthError> {
     let client = ctx.client;
     if client.is_public() {
         return Err(OAuthError::unauthorized_client(
@@ -15,9 +20,15 @@ pub async fn grant(ctx: &GrantContext<'_>, requested: &Scope) -> Result<TokenRes
         ));
     }
     let permitted = client.scopes.minus(&identity_scopes());
-    let granted = narrow(requested, &permitted, &permitted).ok_or_else(|| {
-        OAuthError::invalid_scope("none of the requested scopes may be granted to this client")
+    let defaults = client.default_scopes.minus(&identity_scopes());
+    let granted = narrow(requested, &defaults, &permitted, &permitted).ok_or_else(|| {
+        OAuthError::invalid_scope(if requested.is_empty() {
+            "no scope was requested and the client has no default scope for this grant"
+        } else {
+            "none of the requested scopes may be granted to this client"
+        })
     })?;
+    let audience = audience_for(ctx, resource)?;
     let scope = granted.to_string();
     let access = ctx
         .state
@@ -25,6 +36,7 @@ pub async fn grant(ctx: &GrantContext<'_>, requested: &Scope) -> Result<TokenRes
         .mint_access(
             &client.client_id,
             &client.client_id,
+            audience.as_deref(),
             &scope,
             Vec::new(),
             None,

@@ -10,23 +10,27 @@ use poem_openapi::Object;
 use super::error::OAuthError;
 use crate::audit::Origin;
 use crate::clients::{Client, GrantType};
-use crate::domain::Scope;
+use crate::domain::{Resource, Scope};
 use crate::state::AppState;
 
-/// The token request, parsed: one variant per grant type (RFC 6749 §4.3, §6, §4.4).
+/// The token request, parsed: one variant per grant type (RFC 6749 §4.3, §6, §4.4), each with
+/// the RFC 8707 `resource` the access token is asked for (`None`: Portcullis's own API).
 #[derive(Debug)]
 pub enum TokenRequest {
     Password {
         username: String,
         password: secrecy::SecretString,
         scope: Scope,
+        resource: Option<Resource>,
     },
     RefreshToken {
         refresh_token: secrecy::SecretString,
         scope: Scope,
+        resource: Option<Resource>,
     },
     ClientCredentials {
         scope: Scope,
+        resource: Option<Resource>,
     },
 }
 
@@ -37,6 +41,7 @@ pub struct RawTokenForm<'a> {
     pub password: Option<&'a str>,
     pub refresh_token: Option<&'a str>,
     pub scope: Option<&'a str>,
+    pub resource: Option<&'a str>,
 }
 
 fn required<'a>(value: Option<&'a str>, name: &str) -> Result<&'a str, OAuthError> {
@@ -61,19 +66,26 @@ impl TokenRequest {
         let grant_type = required(form.grant_type, "grant_type")?;
         let scope = Scope::parse(form.scope.unwrap_or(""))
             .map_err(|e| OAuthError::invalid_scope(e.to_string()))?;
+        let resource = form
+            .resource
+            .map(Resource::parse)
+            .transpose()
+            .map_err(|e| OAuthError::invalid_target(e.reason))?;
         match grant_type {
             "password" => Ok(Self::Password {
                 username: required(form.username, "username")?.to_string(),
                 password: required(form.password, "password")?.to_string().into(),
                 scope,
+                resource,
             }),
             "refresh_token" => Ok(Self::RefreshToken {
                 refresh_token: required(form.refresh_token, "refresh_token")?
                     .to_string()
                     .into(),
                 scope,
+                resource,
             }),
-            "client_credentials" => Ok(Self::ClientCredentials { scope }),
+            "client_credentials" => Ok(Self::ClientCredentials { scope, resource }),
             other => Err(OAuthError::new(
                 super::error::ErrorCode::UnsupportedGrantType,
                 format!(
@@ -125,12 +137,33 @@ pub async fn handle(
             username,
             password,
             scope,
-        } => password::grant(&ctx, &username, &password, &scope).await,
+            resource,
+        } => password::grant(&ctx, &username, &password, &scope, resource.as_ref()).await,
         TokenRequest::RefreshToken {
             refresh_token,
             scope,
-        } => refresh_token::grant(&ctx, &refresh_token, &scope).await,
-        TokenRequest::ClientCredentials { scope } => client_credentials::grant(&ctx, &scope).await,
+            resource,
+        } => refresh_token::grant(&ctx, &refresh_token, &scope, resource.as_ref()).await,
+        TokenRequest::ClientCredentials { scope, resource } => {
+            client_credentials::grant(&ctx, &scope, resource.as_ref()).await
+        }
+    }
+}
+
+/// The audience of the access token for `resource` (RFC 8707): `None` (Portcullis's own API)
+/// when no resource, or this API's own audience, was asked for; else the resource, which the
+/// client must list among its audiences (`invalid_target` otherwise).
+pub(super) fn audience_for(
+    ctx: &GrantContext<'_>,
+    resource: Option<&Resource>,
+) -> Result<Option<String>, OAuthError> {
+    match resource {
+        None => Ok(None),
+        Some(r) if r.as_str() == ctx.state.tokens.audience => Ok(None),
+        Some(r) if ctx.client.allows_audience(r.as_str()) => Ok(Some(r.as_str().to_string())),
+        Some(_) => Err(OAuthError::invalid_target(
+            "this client may not ask for tokens for this resource",
+        )),
     }
 }
 
@@ -155,6 +188,7 @@ pub(super) async fn user_tokens(
     scope: &Scope,
     sid: &str,
     auth_time: i64,
+    audience: Option<&str>,
     refresh_token: Option<String>,
 ) -> Result<TokenResponse, OAuthError> {
     let tokens = &ctx.state.tokens;
@@ -163,6 +197,7 @@ pub(super) async fn user_tokens(
         .mint_access(
             &user.id,
             &ctx.client.client_id,
+            audience,
             &scope_text,
             user.roles.clone(),
             Some(sid),

@@ -8,13 +8,14 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
-use super::{GrantContext, TokenResponse, permitted_scopes, user_tokens};
+use super::{GrantContext, TokenResponse, audience_for, permitted_scopes, user_tokens};
 use crate::abuse::{LimitClass, LockoutState};
 use crate::audit::{Event, EventType, Outcome};
 use crate::clients::GrantType;
-use crate::domain::Scope;
+use crate::domain::{Resource, Scope};
 use crate::oauth::error::OAuthError;
 use crate::oauth::scope::narrow;
+use crate::signins::{NewSignIn, SignInError, SignIns};
 use crate::users::{HashError, UserError};
 
 pub async fn grant(
@@ -22,6 +23,7 @@ pub async fn grant(
     username: &str,
     password: &SecretString,
     requested: &Scope,
+    resource: Option<&Resource>,
 ) -> Result<TokenResponse, OAuthError> {
     let state = ctx.state;
     let client_id = ctx.client.client_id.as_str();
@@ -105,29 +107,50 @@ pub async fn grant(
     }
 
     let permitted = permitted_scopes(ctx, &user).await?;
-    let granted = narrow(requested, &ctx.client.scopes, &permitted).ok_or_else(|| {
-        OAuthError::invalid_scope(
-            "none of the requested scopes may be granted to this client and user",
-        )
+    let client = ctx.client;
+    let granted = narrow(
+        requested,
+        &client.default_scopes,
+        &client.scopes,
+        &permitted,
+    )
+    .ok_or_else(|| {
+        OAuthError::invalid_scope(if requested.is_empty() {
+            "no scope was requested and none of the client's default scopes may be granted"
+        } else {
+            "none of the requested scopes may be granted to this client and user"
+        })
     })?;
+    let audience = audience_for(ctx, resource)?;
 
+    // Every user token belongs to a recorded sign-in. The tokens are minted first, then the
+    // sign-in is recorded only if the account is still enabled and its access unchanged since
+    // it was read: anything that ends the user's access later also ends these tokens.
     let now = state.tokens.now();
-    let refresh = if ctx.client.allows(GrantType::RefreshToken) {
-        Some(
-            state
-                .refresh
-                .start(&user.id, client_id, &granted.to_string())
-                .await
-                .map_err(|e| OAuthError::internal(&e))?,
-        )
-    } else {
-        None
-    };
-    let sid = match &refresh {
-        Some(r) => r.family_id.clone(),
-        None => uuid::Uuid::new_v4().to_string(),
-    };
-    let response = user_tokens(ctx, &user, &granted, &sid, now, refresh.map(|r| r.token)).await?;
+    let sid = SignIns::new_id();
+    let mut response =
+        user_tokens(ctx, &user, &granted, &sid, now, audience.as_deref(), None).await?;
+    let recorded = state
+        .sign_ins
+        .record(&NewSignIn {
+            id: &sid,
+            user_id: &user.id,
+            access_version: user.access_version,
+            client_id,
+            scope: &response.scope,
+            audience: audience.as_deref(),
+            with_refresh_token: client.allows(GrantType::RefreshToken),
+        })
+        .await;
+    match recorded {
+        Ok(issued) => response.refresh_token = issued.map(|i| i.token),
+        Err(SignInError::UserChanged) => {
+            return Err(OAuthError::invalid_grant(
+                "the username or password is incorrect",
+            ));
+        }
+        Err(e) => return Err(OAuthError::internal(&e)),
+    }
     state
         .audit
         .record(

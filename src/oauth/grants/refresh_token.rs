@@ -12,9 +12,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{GrantContext, TokenResponse, permitted_scopes, user_tokens};
+use super::{GrantContext, TokenResponse, audience_for, permitted_scopes, user_tokens};
 use crate::audit::{Event, EventType, Outcome};
-use crate::domain::Scope;
+use crate::domain::{Resource, Scope};
 use crate::oauth::error::OAuthError;
 use crate::oauth::refresh::{Finished, Presented, RefreshError, Replayed};
 use crate::users::UserError;
@@ -36,6 +36,7 @@ pub async fn grant(
     ctx: &GrantContext<'_>,
     presented: &SecretString,
     requested: &Scope,
+    resource: Option<&Resource>,
 ) -> Result<TokenResponse, OAuthError> {
     let state = ctx.state;
     let client_id = ctx.client.client_id.as_str();
@@ -53,10 +54,13 @@ pub async fn grant(
     let user = match state.users.get(pending.user_id()).await {
         Ok(u) if !u.disabled => u,
         Ok(_) | Err(UserError::NotFound) => {
-            let _ = state
-                .refresh
-                .revoke_family(pending.family_id(), "user_disabled")
-                .await;
+            if let Err(e) = state
+                .sign_ins
+                .end(pending.family_id(), "user_disabled")
+                .await
+            {
+                tracing::warn!(error = %e, "could not end the sign-in of a disabled user");
+            }
             return Err(OAuthError::invalid_grant(INVALID));
         }
         Err(e) => return Err(OAuthError::internal(&e)),
@@ -69,12 +73,19 @@ pub async fn grant(
     };
     let granted = base.intersect(&permitted).intersect(&ctx.client.scopes);
 
+    // A resource named on the refresh must be allowed to the client; otherwise the tokens are
+    // for the resource the sign-in asked for.
+    let audience = match resource {
+        Some(_) => audience_for(ctx, resource)?,
+        None => pending.audience().map(str::to_string),
+    };
     let response = user_tokens(
         ctx,
         &user,
         &granted,
         pending.family_id(),
         pending.auth_time(),
+        audience.as_deref(),
         Some(pending.successor().to_string()),
     )
     .await?;
