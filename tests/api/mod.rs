@@ -3,6 +3,7 @@ mod helpers;
 mod abuse;
 mod articles;
 mod authorization;
+mod body_limits;
 mod cli;
 mod cluster;
 mod discovery;
