@@ -7,6 +7,7 @@ mod body_limits;
 mod cli;
 mod cluster;
 mod discovery;
+mod file_modes;
 mod introspection;
 mod key_lifecycle;
 mod openapi;
