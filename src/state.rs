@@ -1,7 +1,7 @@
 //! Application state: every service, built once at start from validated settings and passed to
 //! handlers through poem `Data` (no global state).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use migration::{Migrator, MigratorTrait};
@@ -65,18 +65,30 @@ pub struct AppState {
 }
 
 /// Opens the database (creating the SQLite file and its folder when needed) and runs pending
-/// migrations.
+/// migrations. A folder it creates is 0700 and the SQLite file 0600 (owner only); SQLite gives
+/// the `-wal` and `-shm` files the mode of the database file. An existing database file that
+/// group or others may read is used as it is, with a warning.
 pub async fn open_database(url: &str) -> Result<DatabaseConnection, StartError> {
-    if let Some(path) = sqlite_path(url)
-        && let Some(dir) = Path::new(&path).parent()
-        && !dir.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            StartError::Io(format!(
-                "cannot create database folder {}: {e}",
-                dir.display()
-            ))
-        })?;
+    if let Some(file) = sqlite_file(url) {
+        if let Some(dir) = file.path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            create_private_dir(dir).map_err(|e| {
+                StartError::Io(format!(
+                    "cannot create database folder {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        }
+        if file.create {
+            create_private_file(&file.path).map_err(|e| {
+                StartError::Io(format!(
+                    "cannot create database file {}: {e}",
+                    file.path.display()
+                ))
+            })?;
+        }
+        warn_if_open_to_others(&file.path);
     }
     let mut options = ConnectOptions::new(url.to_string());
     options
@@ -108,12 +120,84 @@ pub async fn open_database(url: &str) -> Result<DatabaseConnection, StartError> 
     Ok(db)
 }
 
-fn sqlite_path(url: &str) -> Option<String> {
+/// Where a SQLite URL puts the database file, read as sqlx reads it (the path
+/// percent-decoded), and whether the URL lets the file be created (`mode=rwc`).
+#[derive(Debug, PartialEq)]
+struct SqliteFile {
+    path: PathBuf,
+    create: bool,
+}
+
+fn sqlite_file(url: &str) -> Option<SqliteFile> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next().unwrap_or("");
-    (!path.is_empty() && path != ":memory:").then(|| path.to_string())
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let params = || url::form_urlencoded::parse(query.as_bytes());
+    if path.is_empty() || path == ":memory:" || params().any(|(k, v)| k == "mode" && v == "memory")
+    {
+        return None;
+    }
+    let path = percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .ok()?;
+    Some(SqliteFile {
+        path: PathBuf::from(path.as_ref()),
+        create: params().any(|(k, v)| k == "mode" && v == "rwc"),
+    })
+}
+
+/// Creates `dir` and its missing parents with mode 0700 (owner only). Existing folders are
+/// left as they are: their mode is the operator's choice.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// Creates an empty file at `path` with mode 0600 unless something is there already (an empty
+/// file is an empty SQLite database).
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Warns about each of the database's files that group or others may read or write.
+fn warn_if_open_to_others(db: &Path) {
+    #[cfg(unix)]
+    for suffix in ["", "-wal", "-shm"] {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mut name = db.as_os_str().to_os_string();
+        name.push(suffix);
+        let path = Path::new(&name);
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o066 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = %format!("{mode:o}"),
+                    "the database file can be read or written by group or others; \
+                     make it private: chmod 600 {}",
+                    path.display()
+                );
+            }
+        }
+    }
 }
 
 /// Reads the master key from the setting, or from `<keys_dir>/master.key`, generating that
@@ -132,12 +216,19 @@ fn read_or_create_key_file(path: &Path) -> Result<[u8; 32], StartError> {
     let fail = |what: &str, e: std::io::Error| {
         StartError::MasterKey(format!("cannot {what} {}: {e}", path.display()))
     };
-    match std::fs::read_to_string(path) {
-        Ok(text) => decode_master_key(&text)
-            .map_err(|e| StartError::MasterKey(format!("{}: {e}", path.display()))),
+    match std::fs::File::open(path) {
+        Ok(mut file) => {
+            use std::io::Read as _;
+            refuse_if_open_to_others(&file, path)?;
+            let mut text = String::new();
+            file.read_to_string(&mut text)
+                .map_err(|e| fail("read", e))?;
+            decode_master_key(&text)
+                .map_err(|e| StartError::MasterKey(format!("{}: {e}", path.display())))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| fail("create the folder of", e))?;
+                create_private_dir(dir).map_err(|e| fail("create the folder of", e))?;
             }
             let key = random_bytes::<32>().map_err(|e| StartError::MasterKey(e.to_string()))?;
             let text = base64::engine::general_purpose::STANDARD.encode(key);
@@ -147,6 +238,30 @@ fn read_or_create_key_file(path: &Path) -> Result<[u8; 32], StartError> {
         }
         Err(e) => Err(fail("read", e)),
     }
+}
+
+/// Refuses a master key file that group or others may read or write: the key unlocks every
+/// signing key, and a file others could write could be swapped for a key they know.
+fn refuse_if_open_to_others(file: &std::fs::File, path: &Path) -> Result<(), StartError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let meta = file
+            .metadata()
+            .map_err(|e| StartError::MasterKey(format!("cannot read {}: {e}", path.display())))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o066 != 0 {
+            return Err(StartError::MasterKey(format!(
+                "{path} can be read or written by group or others (mode {mode:o}); make it \
+                 private to the user running Portcullis with `chmod 600 {path}`, then start \
+                 again",
+                path = path.display()
+            )));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (file, path);
+    Ok(())
 }
 
 /// Creates `path` with mode 0600 (owner only) and writes `text`; refuses to overwrite.
@@ -281,12 +396,24 @@ mod tests {
 
     #[test]
     fn sqlite_paths() {
+        let file = |path: &str, create| {
+            Some(SqliteFile {
+                path: PathBuf::from(path),
+                create,
+            })
+        };
         assert_eq!(
-            sqlite_path("sqlite://data/portcullis.db?mode=rwc").as_deref(),
-            Some("data/portcullis.db")
+            sqlite_file("sqlite://data/portcullis.db?mode=rwc"),
+            file("data/portcullis.db", true)
         );
-        assert_eq!(sqlite_path("sqlite::memory:"), None);
-        assert_eq!(sqlite_path("postgres://x/y"), None);
+        assert_eq!(
+            sqlite_file("sqlite:///var/lib/my%20db.sqlite?cache=private&mode=rw"),
+            file("/var/lib/my db.sqlite", false)
+        );
+        assert_eq!(sqlite_file("sqlite:db.sqlite"), file("db.sqlite", false));
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("sqlite://db?mode=memory"), None);
+        assert_eq!(sqlite_file("postgres://x/y"), None);
     }
 
     #[test]

@@ -114,8 +114,13 @@ pub fn strict_transport_security(max_age: Option<Duration>) -> SetHeader {
     }
 }
 
-/// Buffers the body up to [`super::MAX_BODY_BYTES`]; bigger bodies (whatever their
-/// `Content-Length` or chunking) are refused with 413 before any handler reads them.
+/// Buffers the body up to [`super::MAX_BODY_BYTES`]; bigger bodies are refused with 413
+/// before any handler reads them. A declared `Content-Length` over the limit is refused
+/// without reading; otherwise the body is read as it streams in and refused as soon as it
+/// passes the limit, the rest left unread. The headers alone do not tell whether there is a
+/// body: over HTTP/2 (h2c or h2 through TLS ALPN) a body may come with neither
+/// `Content-Length` nor `Transfer-Encoding`, so every body is read this way, whatever the
+/// protocol and route (an absent HTTP/1.1 body reads as empty at once).
 async fn limit_body(mut req: Request) -> Result<Request, Response> {
     use tokio::io::AsyncReadExt as _;
     let limit = super::MAX_BODY_BYTES;
@@ -136,9 +141,7 @@ async fn limit_body(mut req: Request) -> Result<Request, Response> {
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    // No Content-Length and no Transfer-Encoding means no body (RFC 9112 §6.3).
-    let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
-    if declared == Some(0) || (declared.is_none() && !chunked) {
+    if declared == Some(0) {
         return Ok(req);
     }
     let mut buf = Vec::new();

@@ -6,18 +6,18 @@ use std::process::{Command, Output, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 
-struct Sandbox {
-    dir: std::path::PathBuf,
+pub(super) struct Sandbox {
+    pub(super) dir: std::path::PathBuf,
 }
 
 impl Sandbox {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let dir = std::env::temp_dir().join(format!("portcullis-cli-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         Self { dir }
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub(super) fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.args(args)
             .current_dir(&self.dir)
@@ -29,7 +29,7 @@ impl Sandbox {
         cmd
     }
 
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+    pub(super) fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
         let mut child = self
             .command(args)
             .stdin(Stdio::piped())

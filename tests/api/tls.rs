@@ -21,13 +21,13 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use super::helpers::*;
 
 /// A test CA and a server certificate it issued for `localhost` and `127.0.0.1`.
-struct Pki {
-    ca_pem: String,
+pub(super) struct Pki {
+    pub(super) ca_pem: String,
     cert_pem: String,
     key_pem: String,
 }
 
-fn test_pki() -> Pki {
+pub(super) fn test_pki() -> Pki {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -51,14 +51,14 @@ fn test_pki() -> Pki {
 }
 
 /// A folder holding the PEM files given to the server; removed on drop.
-struct Files {
+pub(super) struct Files {
     dir: PathBuf,
     cert: PathBuf,
     key: PathBuf,
 }
 
 impl Files {
-    fn new(pki: &Pki) -> Self {
+    pub(super) fn new(pki: &Pki) -> Self {
         let dir = std::env::temp_dir().join(format!("portcullis-tls-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let files = Self {
@@ -76,7 +76,7 @@ impl Files {
         write_atomically(&self.cert, pki.cert_pem.as_bytes());
     }
 
-    fn tls(&self) -> impl FnOnce(&mut RawSettings) + use<> {
+    pub(super) fn tls(&self) -> impl FnOnce(&mut RawSettings) + use<> {
         let (cert, key) = (self.cert.clone(), self.key.clone());
         move |raw| {
             raw.tls_cert = Some(cert);
@@ -98,7 +98,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) {
 }
 
 /// A client that trusts only `ca_pem` (no system roots).
-fn trusting(ca_pem: &str) -> reqwest::ClientBuilder {
+pub(super) fn trusting(ca_pem: &str) -> reqwest::ClientBuilder {
     reqwest::Client::builder().tls_certs_only([
         reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("CA certificate")
     ])
