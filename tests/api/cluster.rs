@@ -191,6 +191,8 @@ impl Cluster {
             grants,
             "--scopes",
             scopes,
+            "--default-scopes",
+            scopes,
         ]);
         assert!(
             out.status.success(),
