@@ -421,6 +421,67 @@ async fn a_saturated_sign_in_queue_answers_503_at_once_and_other_endpoints_stay_
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_ins_whose_clients_went_away_keep_the_queue_full() {
+    // One bcrypt thread, one queue place, and a cost whose work outlives the impatient clients
+    // below (cost 13 takes over a second on the debug build the suite runs).
+    let app = spawn_app_with(|raw| {
+        raw.bcrypt_cost = 13;
+        raw.bcrypt_max_concurrency = Some(1);
+        raw.bcrypt_max_queue = 1;
+    })
+    .await;
+    // Two sign-ins whose clients reset their connections: one job running, one queued.
+    let body = format!("grant_type=password&username=nobody&password=pw&client_id={SPA}");
+    let request = format!(
+        "POST /oauth/token HTTP/1.1\r\nhost: {}\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n\r\n{body}",
+        app.base.trim_start_matches("http://"),
+        body.len()
+    );
+    let mut gone = Vec::new();
+    for _ in 0..2 {
+        let stream = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        let mut sent = 0;
+        while sent < request.len() {
+            stream.writable().await.unwrap();
+            match stream.try_write(request.as_bytes().get(sent..).unwrap()) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        gone.push(stream);
+    }
+    // Long enough for both to reach the pool, well before the running job ends.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for stream in gone {
+        stream.set_zero_linger().unwrap();
+        drop(stream);
+    }
+    // Their jobs still hold the pool: the next sign-in is refused at once, not queued behind
+    // work nobody waits for.
+    token_attempt(&app, "nobody", "pw pw pw pw pw", None)
+        .await
+        .assert_oauth_error(503, "temporarily_unavailable");
+    // Capacity comes back when the running job ends (the orphaned queued one is skipped).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let a = token_attempt(&app, "nobody", "pw pw pw pw pw", None).await;
+        if a.status == StatusCode::BAD_REQUEST {
+            a.assert_oauth_error(400, "invalid_grant");
+            break;
+        }
+        a.assert_oauth_error(503, "temporarily_unavailable");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pool never drained"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn two_instances_share_limits_and_locks_through_redis() {
     if std::env::var_os("PORTCULLIS_TEST_REDIS_URL").is_none() {
