@@ -48,13 +48,13 @@ fn account_lock(user: &str) -> String {
     format!("lock:{}", short(user))
 }
 fn ip_lock(user: &str, ip: &str) -> String {
-    format!("lock:{}:{ip}", short(user))
+    format!("lock:{}:{}", short(user), super::ip_bucket_of(ip))
 }
 fn account_failures(user: &str) -> String {
     format!("fail:{}", short(user))
 }
 fn ip_failures(user: &str, ip: &str) -> String {
-    format!("fail:{}:{ip}", short(user))
+    format!("fail:{}:{}", short(user), super::ip_bucket_of(ip))
 }
 fn lock_count(user: &str) -> String {
     format!("locks:{}", short(user))

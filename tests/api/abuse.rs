@@ -30,6 +30,20 @@ async fn token_attempt(
     Answer::from(req.send().await.unwrap()).await
 }
 
+/// A wrong-password sign-in for `nobody` carrying `headers` (as a proxy forwards them).
+async fn attempt_with(app: &TestApp, headers: &[(&str, &str)]) -> Answer {
+    let mut req = app.http.post(app.url("/oauth/token")).form(&[
+        ("grant_type", "password"),
+        ("username", "nobody"),
+        ("password", "whatever password"),
+        ("client_id", SPA),
+    ]);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    Answer::from(req.send().await.unwrap()).await
+}
+
 #[track_caller]
 fn assert_limited(answer: &Answer, limit: u32) {
     assert_eq!(
@@ -168,7 +182,8 @@ async fn forwarded_addresses_count_only_behind_a_trusted_proxy() {
 #[tokio::test]
 async fn forwarded_headers_name_the_client_only_from_a_trusted_proxy() {
     // The address recorded for a registration, for each way of forwarding it. From an
-    // untrusted peer (the default) both X-Forwarded-For and Forwarded are ignored.
+    // untrusted peer (the default) both X-Forwarded-For and Forwarded are ignored; behind a
+    // trusted proxy only the configured one of the two is read.
     let recorded_ip = |app: &TestApp, username: &str, header: (&str, &str)| {
         let request = app
             .http
@@ -194,43 +209,148 @@ async fn forwarded_headers_name_the_client_only_from_a_trusted_proxy() {
         }
     };
     let direct = spawn_app().await;
-    let proxied = spawn_app_with(|raw| raw.trusted_proxies = "127.0.0.0/8".into()).await;
+    let proxied = |header: &'static str| {
+        spawn_app_with(move |raw| {
+            raw.trusted_proxies = "127.0.0.0/8".into();
+            raw.forwarded_header = header.into();
+        })
+    };
+    let behind_xff = proxied("x-forwarded-for").await;
+    let behind_forwarded = proxied("forwarded").await;
+    // (header sent, app configured for it, app configured for the other one, expected)
     let cases = [
         (
             ("x-forwarded-for", "198.51.100.7"),
-            "127.0.0.1",
+            &behind_xff,
+            &behind_forwarded,
             "198.51.100.7",
         ),
         // Read from the right: a client cannot choose its address by prepending one.
         (
             ("x-forwarded-for", "203.0.113.5, 198.51.100.7"),
-            "127.0.0.1",
+            &behind_xff,
+            &behind_forwarded,
             "198.51.100.7",
         ),
         (
             ("forwarded", "for=198.51.100.8;proto=https"),
-            "127.0.0.1",
+            &behind_forwarded,
+            &behind_xff,
             "198.51.100.8",
         ),
         (
             ("forwarded", "for=\"[2001:db8::1]:4711\""),
-            "127.0.0.1",
+            &behind_forwarded,
+            &behind_xff,
             "2001:db8::1",
         ),
     ];
-    for (i, (header, untrusted, trusted)) in cases.into_iter().enumerate() {
+    for (i, (header, configured, other, forwarded)) in cases.into_iter().enumerate() {
         let name = format!("fwd{i}");
         assert_eq!(
             recorded_ip(&direct, &name, header).await.as_deref(),
-            Some(untrusted),
+            Some("127.0.0.1"),
             "untrusted peer, {header:?}"
         );
         assert_eq!(
-            recorded_ip(&proxied, &name, header).await.as_deref(),
-            Some(trusted),
+            recorded_ip(configured, &name, header).await.as_deref(),
+            Some(forwarded),
             "trusted proxy, {header:?}"
         );
+        assert_eq!(
+            recorded_ip(other, &name, header).await.as_deref(),
+            Some("127.0.0.1"),
+            "trusted proxy configured for the other header, {header:?}"
+        );
     }
+}
+
+#[tokio::test]
+async fn a_client_supplied_header_cannot_pick_its_bucket() {
+    // The test client plays a trusted proxy: it names the real client in the configured header,
+    // while the client's own invention in the other header changes with every request.
+    let behind = |header: &'static str| {
+        spawn_app_with(move |raw| {
+            limits_on(raw);
+            raw.rate_limit_token_ip = "2/1m".into();
+            raw.trusted_proxies = "127.0.0.1".into();
+            raw.forwarded_header = header.into();
+        })
+    };
+    let forwarded = behind("forwarded").await;
+    for spoof in ["192.0.2.1", "192.0.2.2"] {
+        let a = attempt_with(
+            &forwarded,
+            &[
+                ("x-forwarded-for", spoof),
+                ("forwarded", "for=198.51.100.1"),
+            ],
+        )
+        .await;
+        a.assert_oauth_error(400, "invalid_grant");
+    }
+    assert_limited(
+        &attempt_with(
+            &forwarded,
+            &[
+                ("x-forwarded-for", "192.0.2.3"),
+                ("forwarded", "for=198.51.100.1"),
+            ],
+        )
+        .await,
+        2,
+    );
+    // Another client behind the same proxy has a budget of its own.
+    attempt_with(&forwarded, &[("forwarded", "for=198.51.100.2")])
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+
+    // And the other way round: the proxy appends to X-Forwarded-For.
+    let xff = behind("x-forwarded-for").await;
+    for spoof in ["for=192.0.2.1", "for=192.0.2.2"] {
+        let a = attempt_with(
+            &xff,
+            &[
+                ("forwarded", spoof),
+                ("x-forwarded-for", "192.0.2.9, 198.51.100.1"),
+            ],
+        )
+        .await;
+        a.assert_oauth_error(400, "invalid_grant");
+    }
+    assert_limited(
+        &attempt_with(
+            &xff,
+            &[
+                ("forwarded", "for=192.0.2.3"),
+                ("x-forwarded-for", "192.0.2.10, 198.51.100.1"),
+            ],
+        )
+        .await,
+        2,
+    );
+}
+
+#[tokio::test]
+async fn ipv6_clients_are_limited_per_64() {
+    let app = spawn_app_with(|raw| {
+        limits_on(raw);
+        raw.rate_limit_token_ip = "2/1m".into();
+        raw.trusted_proxies = "127.0.0.1".into();
+    })
+    .await;
+    for ip in ["2001:db8:1:2::a", "2001:db8:1:2:ffff::b"] {
+        token_attempt(&app, "x", "y", Some(ip))
+            .await
+            .assert_oauth_error(400, "invalid_grant");
+    }
+    assert_limited(
+        &token_attempt(&app, "x", "y", Some("2001:db8:1:2::c")).await,
+        2,
+    );
+    token_attempt(&app, "x", "y", Some("2001:db8:1:3::a"))
+        .await
+        .assert_oauth_error(400, "invalid_grant");
 }
 
 #[tokio::test]
