@@ -7,7 +7,7 @@ mod lockout;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-pub use self::lockout::{Lockout, LockoutState};
+pub use self::lockout::{Attempt, Lockout, LockoutState};
 use crate::config::AbuseSettings;
 pub use crate::config::ForwardedHeader;
 use crate::store::{MemoryStore, Quota, RateDecision, Store};

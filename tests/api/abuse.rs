@@ -498,6 +498,141 @@ async fn lock_periods_grow() {
     assert_eq!(seconds, vec![serde_json::json!(1), serde_json::json!(2)]);
 }
 
+/// The `reason`s of the failed sign-ins audited for `user_id`, counted: `invalid_credentials`
+/// (the password was checked) and `locked` (refused unchecked).
+async fn failure_reasons(
+    app: &TestApp,
+    user_id: &str,
+) -> std::collections::BTreeMap<String, usize> {
+    let events = entities::audit_events::Entity::find()
+        .filter(entities::audit_events::Column::EventType.eq("auth.sign_in"))
+        .filter(entities::audit_events::Column::Outcome.eq("failure"))
+        .filter(entities::audit_events::Column::ActorUserId.eq(user_id))
+        .all(&app.state.db)
+        .await
+        .unwrap();
+    let mut reasons = std::collections::BTreeMap::new();
+    for e in events {
+        let details: serde_json::Value = serde_json::from_str(&e.details).unwrap();
+        *reasons
+            .entry(details["reason"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    reasons
+}
+
+async fn lock_events(app: &TestApp, user_id: &str) -> Vec<serde_json::Value> {
+    entities::audit_events::Entity::find()
+        .filter(entities::audit_events::Column::EventType.eq("auth.account_locked"))
+        .filter(entities::audit_events::Column::ActorUserId.eq(user_id))
+        .all(&app.state.db)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| serde_json::from_str(&e.details).unwrap())
+        .collect()
+}
+
+/// Fires `n` wrong-password sign-ins for `username` at once, the i-th from `address(i)`,
+/// spread over `apps` (instances sharing one store).
+async fn concurrent_guesses(
+    apps: &[std::sync::Arc<TestApp>],
+    username: &'static str,
+    n: usize,
+    address: fn(usize) -> String,
+) {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let app = apps[i % apps.len()].clone();
+            tokio::spawn(async move {
+                token_attempt(&app, username, "a wrong guess", Some(&address(i))).await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().assert_oauth_error(400, "invalid_grant");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_guesses_are_checked_only_within_the_thresholds() {
+    // Address threshold 5, account threshold 10; rate limits off. With Redis, the guesses are
+    // spread over two instances.
+    let app = std::sync::Arc::new(spawn_app_with(lockout(10, 5)).await);
+    let mut apps = vec![app.clone()];
+    if std::env::var_os("PORTCULLIS_TEST_REDIS_URL").is_some() {
+        apps.push(std::sync::Arc::new(app.spawn_peer().await));
+    }
+    let one = app.register("one-address").await.str("id");
+    let many = app.register("many-addresses").await.str("id");
+
+    // 38 at once from one address: only the first 5 are checked, then the address is blocked.
+    concurrent_guesses(&apps, "one-address", 38, |_| "203.0.113.50".into()).await;
+    let reasons = failure_reasons(&app, &one).await;
+    assert_eq!(reasons.get("invalid_credentials"), Some(&5), "{reasons:?}");
+    assert_eq!(reasons.get("locked"), Some(&33), "{reasons:?}");
+    let locks = lock_events(&app, &one).await;
+    assert_eq!(locks.len(), 1, "{locks:?}");
+    assert_eq!(locks[0]["lock"], "ip_blocked");
+
+    // 38 at once from 38 addresses: only 10 are checked, then the account is locked.
+    concurrent_guesses(&apps, "many-addresses", 38, |i| {
+        format!("198.51.100.{}", i + 1)
+    })
+    .await;
+    let reasons = failure_reasons(&app, &many).await;
+    assert_eq!(reasons.get("invalid_credentials"), Some(&10), "{reasons:?}");
+    assert_eq!(reasons.get("locked"), Some(&28), "{reasons:?}");
+    let locks = lock_events(&app, &many).await;
+    assert_eq!(locks.len(), 1, "{locks:?}");
+    assert_eq!(locks[0]["lock"], "account_locked");
+    assert_eq!(
+        token_attempt(&app, "many-addresses", PASSWORD, Some("192.0.2.77"))
+            .await
+            .status,
+        StatusCode::BAD_REQUEST,
+        "locked"
+    );
+}
+
+#[tokio::test]
+async fn a_username_and_its_email_address_share_one_lockout_budget() {
+    let app = spawn_app_with(lockout(4, 100)).await;
+    let id = app.register("dana").await.str("id");
+    for login in ["dana", "DANA@example.com", "dana@example.com", "Dana"] {
+        token_attempt(&app, login, "not the password!", None)
+            .await
+            .assert_oauth_error(400, "invalid_grant");
+    }
+    for login in ["dana", "dana@example.com"] {
+        token_attempt(&app, login, PASSWORD, None)
+            .await
+            .assert_oauth_error(400, "invalid_grant");
+    }
+    let locks = lock_events(&app, &id).await;
+    assert_eq!(locks.len(), 1, "{locks:?}");
+    assert_eq!(locks[0]["lock"], "account_locked");
+}
+
+#[tokio::test]
+async fn a_username_and_its_email_address_share_one_rate_budget() {
+    let app = spawn_app_with(|raw| {
+        limits_on(raw);
+        raw.rate_limit_login = "2/1m".into();
+    })
+    .await;
+    app.register("erin").await;
+    for login in ["erin", "erin@example.com"] {
+        let a = token_attempt(&app, login, PASSWORD, None).await;
+        assert_eq!(a.status, StatusCode::OK, "{login}: {}", a.body);
+    }
+    assert_limited(
+        &token_attempt(&app, "ERIN@example.com", PASSWORD, None).await,
+        2,
+    );
+    assert_limited(&token_attempt(&app, "erin", PASSWORD, None).await, 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_saturated_sign_in_queue_answers_503_at_once_and_other_endpoints_stay_up() {
     let app = std::sync::Arc::new(
