@@ -472,6 +472,42 @@ async fn one_attacking_address_does_not_lock_the_owner_out() {
 }
 
 #[tokio::test]
+async fn an_unlock_lifts_address_blocks_too() {
+    let app = spawn_app_with(lockout(100, 3)).await;
+    let owner = app.register("frank").await.str("id");
+    for _ in 0..3 {
+        token_attempt(&app, "frank", "guess guess guess", Some("203.0.113.66")).await;
+    }
+    token_attempt(&app, "frank", PASSWORD, Some("203.0.113.66"))
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+    assert_eq!(lock_events(&app, &owner).await[0]["lock"], "ip_blocked");
+
+    let admin = app.register("root").await.str("id");
+    app.state
+        .users
+        .set_roles(&admin, &["admin".to_string()])
+        .await
+        .unwrap();
+    let admin_token = app
+        .password_grant("root", "users:admin")
+        .await
+        .str("access_token");
+    let unlocked = Answer::from(
+        app.http
+            .post(app.url(&format!("/api/v1/admin/users/{owner}/unlock")))
+            .bearer_auth(&admin_token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(unlocked.status, StatusCode::OK, "{}", unlocked.body);
+    let signed_in = token_attempt(&app, "frank", PASSWORD, Some("203.0.113.66")).await;
+    assert_eq!(signed_in.status, StatusCode::OK, "{}", signed_in.body);
+}
+
+#[tokio::test]
 async fn lock_periods_grow() {
     let app = spawn_app_with(|raw| {
         lockout(2, 100)(raw);
