@@ -115,6 +115,8 @@ pub struct RawSettings {
     pub log: String,
     pub rate_limit_enabled: bool,
     pub trusted_proxies: String,
+    /// `x-forwarded-for` or `forwarded`: the one header trusted proxies name the client in.
+    pub forwarded_header: String,
     pub rate_limit_token_ip: String,
     pub rate_limit_login: String,
     pub rate_limit_client: String,
@@ -158,6 +160,7 @@ impl Default for RawSettings {
             log: "info".into(),
             rate_limit_enabled: true,
             trusted_proxies: String::new(),
+            forwarded_header: ForwardedHeader::default().name().into(),
             rate_limit_token_ip: "300/1m".into(),
             rate_limit_login: "20/1m".into(),
             rate_limit_client: "6000/1m".into(),
@@ -258,15 +261,51 @@ impl KeySettings {
     }
 }
 
+/// The one header in which trusted proxies name the client (`PORTCULLIS_FORWARDED_HEADER`).
+/// Only one is read: a proxy that sets one of them passes the other through as the client
+/// sent it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, proxy2`.
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1`.
+    Forwarded,
+}
+
+impl ForwardedHeader {
+    /// The header's name, as HTTP (lowercase) and the setting spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::XForwardedFor => "x-forwarded-for",
+            Self::Forwarded => "forwarded",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self, ConfigError> {
+        [Self::XForwardedFor, Self::Forwarded]
+            .into_iter()
+            .find(|h| text.trim().eq_ignore_ascii_case(h.name()))
+            .ok_or_else(|| {
+                invalid(
+                    "PORTCULLIS_FORWARDED_HEADER",
+                    format!("`{text}` is neither x-forwarded-for nor forwarded"),
+                )
+            })
+    }
+}
+
 /// Rate limits, lockout and the sign-in queue (see `abuse`).
 #[derive(Debug, Clone)]
 pub struct AbuseSettings {
     pub rate_limit_enabled: bool,
-    /// Peers whose `X-Forwarded-For` / `Forwarded` headers are believed.
+    /// Peers whose forwarded header is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The header those peers name the client in.
+    pub forwarded_header: ForwardedHeader,
     /// `/oauth/token` per client IP.
     pub token_ip: Quota,
-    /// Password sign-ins per account (username or email as given).
+    /// Password sign-ins per account (a username and the account's e-mail address share one).
     pub login: Quota,
     /// Token, revocation and introspection requests per authenticated client.
     pub client: Quota,
@@ -448,6 +487,7 @@ impl RawSettings {
             abuse: AbuseSettings {
                 rate_limit_enabled: self.rate_limit_enabled,
                 trusted_proxies: parse_proxies(&self.trusted_proxies)?,
+                forwarded_header: ForwardedHeader::parse(&self.forwarded_header)?,
                 token_ip: parse_quota(&self.rate_limit_token_ip, "PORTCULLIS_RATE_LIMIT_TOKEN_IP")?,
                 login: parse_quota(&self.rate_limit_login, "PORTCULLIS_RATE_LIMIT_LOGIN")?,
                 client: parse_quota(&self.rate_limit_client, "PORTCULLIS_RATE_LIMIT_CLIENT")?,
@@ -655,6 +695,34 @@ mod tests {
     }
 
     #[test]
+    fn one_forwarded_header_is_chosen() {
+        let header = |text: &str| {
+            RawSettings {
+                forwarded_header: text.into(),
+                ..Default::default()
+            }
+            .validate()
+            .map(|s| s.abuse.forwarded_header)
+        };
+        assert_eq!(
+            RawSettings::default()
+                .validate()
+                .unwrap()
+                .abuse
+                .forwarded_header,
+            ForwardedHeader::XForwardedFor
+        );
+        assert_eq!(
+            header("X-Forwarded-For").unwrap(),
+            ForwardedHeader::XForwardedFor
+        );
+        assert_eq!(header("forwarded").unwrap(), ForwardedHeader::Forwarded);
+        for bad in ["", "both", "x-forwarded-for,forwarded", "x-real-ip"] {
+            assert!(header(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn refresh_reuse_interval_allows_zero_and_is_bounded() {
         let window = |raw: DurationSetting| {
             RawSettings {
@@ -844,6 +912,13 @@ mod tests {
                     ..Default::default()
                 },
                 "PORTCULLIS_HSTS_MAX_AGE",
+            ),
+            (
+                RawSettings {
+                    forwarded_header: "x-real-ip".into(),
+                    ..Default::default()
+                },
+                "PORTCULLIS_FORWARDED_HEADER",
             ),
         ];
         for (raw, setting) in cases {

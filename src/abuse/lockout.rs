@@ -1,20 +1,32 @@
-//! Account lockout. Failed password sign-ins are counted per account and per (account, IP):
+//! Account lockout. Every password sign-in attempt is counted before its password is checked,
+//! per account and per (account, address), in one atomic store step, so concurrent attempts on
+//! any number of instances get distinct numbers and only attempts within both budgets are ever
+//! checked:
 //!
-//! - `lockout_ip_threshold` consecutive failures from one IP block that IP for that account
-//!   for the base period, so a single attacker is slowed down without locking the owner out;
-//! - `lockout_threshold` consecutive failures from anywhere lock the account for the base
+//! - the attempt that reaches `lockout_ip_threshold` from one address blocks that address for
+//!   that account for the base period, so a single attacker is slowed down without locking
+//!   the owner out;
+//! - the attempt that reaches `lockout_threshold` from anywhere locks the account for the base
 //!   period, doubling with each further lock within a day, up to `lockout_max`.
 //!
-//! A success resets the counters. A locked account answers exactly like a wrong password
-//! (same status, body and bcrypt work), so lockout reveals nothing about the account.
+//! The lock or block is set by that attempt at once, so nothing past a threshold is checked
+//! while it is being verified; if its password was right after all, the sign-in lifts what it
+//! set. A success also forgives: the account's count and its address's count start again.
+//! Refused attempts are answered exactly like a wrong password (same status, body and bcrypt
+//! work), so lockout reveals nothing about the account.
+//!
+//! Everything is keyed on the account (its user id; `unknown:<lowercased name>` for names
+//! without an account), never on the name as typed, so a username and its e-mail address share
+//! one budget; addresses are counted by [`super::ip_bucket`]. An administrator's unlock forgets
+//! the account's whole record: its lock, every address block, the counts and past locks.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::AbuseSettings;
-use crate::store::{Store, StoreError};
+use crate::store::{LockoutAttempt, LockoutPolicy, Store, StoreError};
 
-/// How long failures are remembered.
+/// How long unforgiven attempts count.
 const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// How long repeated locks keep growing the lock period.
 const LOCK_MEMORY: Duration = Duration::from_secs(24 * 60 * 60);
@@ -35,29 +47,31 @@ pub enum LockoutState {
     AccountLocked(Duration),
 }
 
-/// Subjects are user ids, or `unknown:<name as given>` for names without an account; long
-/// ones are digested so a key stays small whatever was sent.
-fn short(subject: &str) -> std::borrow::Cow<'_, str> {
-    if subject.len() > 64 {
-        crate::crypto::secret_digest(subject).into()
-    } else {
-        subject.into()
+/// One counted sign-in attempt, to be settled with [`Lockout::succeeded`] or
+/// [`Lockout::failed`].
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    subject: String,
+    ip: String,
+    counted: LockoutAttempt,
+}
+
+impl Attempt {
+    /// Whether the password may be checked: the attempt is within both budgets. Otherwise it
+    /// is answered like a wrong password, after the same dummy bcrypt work.
+    pub fn may_verify(&self) -> bool {
+        matches!(self.counted, LockoutAttempt::Admitted { .. })
     }
 }
-fn account_lock(user: &str) -> String {
-    format!("lock:{}", short(user))
-}
-fn ip_lock(user: &str, ip: &str) -> String {
-    format!("lock:{}:{ip}", short(user))
-}
-fn account_failures(user: &str) -> String {
-    format!("fail:{}", short(user))
-}
-fn ip_failures(user: &str, ip: &str) -> String {
-    format!("fail:{}:{ip}", short(user))
-}
-fn lock_count(user: &str) -> String {
-    format!("locks:{}", short(user))
+
+/// Subjects are user ids, or `unknown:<name as given>` for names without an account; long
+/// ones are digested so a key stays small whatever was sent.
+fn short(subject: &str) -> String {
+    if subject.len() > 64 {
+        crate::crypto::secret_digest(subject)
+    } else {
+        subject.to_string()
+    }
 }
 
 impl Lockout {
@@ -65,59 +79,60 @@ impl Lockout {
         Self { settings, store }
     }
 
-    /// Whether sign-in for `user_id` from `ip` is refused right now.
-    pub async fn is_locked(&self, user_id: &str, ip: &str) -> Result<bool, StoreError> {
-        self.store
-            .any_denied(&[&account_lock(user_id), &ip_lock(user_id, ip)])
-            .await
-    }
-
-    /// Records a failed sign-in; locks when a threshold is reached.
-    pub async fn failed(&self, user_id: &str, ip: &str) -> Result<LockoutState, StoreError> {
+    fn policy(&self) -> LockoutPolicy {
         let s = &self.settings;
-        let account = self
-            .store
-            .incr(&account_failures(user_id), FAILURE_WINDOW)
-            .await?;
-        if account >= u64::from(s.lockout_threshold) {
-            let locks = self.store.incr(&lock_count(user_id), LOCK_MEMORY).await?;
-            let factor =
-                2u32.saturating_pow(u32::try_from(locks.saturating_sub(1)).unwrap_or(u32::MAX));
-            let period = s.lockout_base.saturating_mul(factor).min(s.lockout_max);
-            self.store.deny(&account_lock(user_id), period).await?;
-            self.store.remove(&[&account_failures(user_id)]).await?;
-            return Ok(LockoutState::AccountLocked(period));
+        LockoutPolicy {
+            threshold: s.lockout_threshold,
+            ip_threshold: s.lockout_ip_threshold,
+            window: FAILURE_WINDOW,
+            base: s.lockout_base,
+            max: s.lockout_max,
+            memory: LOCK_MEMORY,
         }
-        let from_ip = self
-            .store
-            .incr(&ip_failures(user_id, ip), FAILURE_WINDOW)
-            .await?;
-        if from_ip >= u64::from(s.lockout_ip_threshold) {
-            self.store
-                .deny(&ip_lock(user_id, ip), s.lockout_base)
-                .await?;
-            self.store.remove(&[&ip_failures(user_id, ip)]).await?;
-            return Ok(LockoutState::IpBlocked(s.lockout_base));
-        }
-        Ok(LockoutState::Counted)
     }
 
-    /// A successful sign-in resets the failure counts.
-    pub async fn succeeded(&self, user_id: &str, ip: &str) -> Result<(), StoreError> {
+    /// Counts a sign-in attempt on the account `subject` from `ip` (the client address, if
+    /// known), before its password is checked. An error means the lock state is unknown:
+    /// callers fail closed.
+    pub async fn attempt(&self, subject: &str, ip: Option<&str>) -> Result<Attempt, StoreError> {
+        let subject = short(subject);
+        let ip = super::ip_bucket_of(ip.unwrap_or("unknown"));
+        let counted = self
+            .store
+            .lockout_attempt(&subject, &ip, &self.policy())
+            .await?;
+        Ok(Attempt {
+            subject,
+            ip,
+            counted,
+        })
+    }
+
+    /// A checked attempt failed: the lock or block it set by reaching a threshold stands.
+    /// (The failure was counted with the attempt, so nothing is written.)
+    pub fn failed(&self, attempt: &Attempt) -> LockoutState {
+        match attempt.counted {
+            LockoutAttempt::Admitted {
+                lock: Some(lock), ..
+            } => LockoutState::AccountLocked(lock.period),
+            LockoutAttempt::Admitted {
+                block: Some(block), ..
+            } => LockoutState::IpBlocked(block.period),
+            LockoutAttempt::Admitted { .. } | LockoutAttempt::Refused => LockoutState::Counted,
+        }
+    }
+
+    /// A successful sign-in forgives: the account's count and its address's count start again,
+    /// and a lock or block this attempt set is lifted.
+    pub async fn succeeded(&self, attempt: &Attempt) -> Result<(), StoreError> {
         self.store
-            .remove(&[&account_failures(user_id), &ip_failures(user_id, ip)])
+            .lockout_succeeded(&attempt.subject, &attempt.ip, &attempt.counted)
             .await
     }
 
-    /// An administrator lifts the account lock and forgets past locks (per-IP blocks expire by
-    /// themselves after the base period).
+    /// An administrator lifts the account lock and every address block, and forgets the counts
+    /// and past locks, so the next lock starts from the base period again.
     pub async fn unlock(&self, user_id: &str) -> Result<(), StoreError> {
-        self.store
-            .remove(&[
-                &account_lock(user_id),
-                &account_failures(user_id),
-                &lock_count(user_id),
-            ])
-            .await
+        self.store.lockout_clear(&short(user_id)).await
     }
 }

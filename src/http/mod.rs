@@ -96,15 +96,19 @@ pub fn app(state: AppState) -> impl Endpoint {
 }
 
 /// Where a request came from, for the audit log and rate limits. The client IP is the socket
-/// peer, or what a trusted proxy (`PORTCULLIS_TRUSTED_PROXIES`) forwarded.
+/// peer, or what a trusted proxy (`PORTCULLIS_TRUSTED_PROXIES`) forwarded in the configured
+/// header (`PORTCULLIS_FORWARDED_HEADER`).
 pub fn origin(req: &Request) -> Origin {
-    let trusted = req
+    let (trusted, header) = req
         .data::<AppState>()
-        .map(|s| s.settings.abuse.trusted_proxies.as_slice())
+        .map(|s| {
+            let abuse = &s.settings.abuse;
+            (abuse.trusted_proxies.as_slice(), abuse.forwarded_header)
+        })
         .unwrap_or_default();
     let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
     Origin {
-        ip: crate::abuse::client_ip(peer, req.headers(), trusted).map(|ip| ip.to_string()),
+        ip: crate::abuse::client_ip(peer, req.headers(), trusted, header).map(|ip| ip.to_string()),
         request_id: req
             .extensions()
             .get::<middleware::RequestId>()

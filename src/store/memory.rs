@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{Quota, RateDecision, Store, StoreError, gcra};
+use super::{Hold, LockoutAttempt, LockoutPolicy, Quota, RateDecision, Store, StoreError, gcra};
 
 #[derive(Debug)]
 struct Lease {
@@ -14,11 +14,43 @@ struct Lease {
     until: Instant,
 }
 
+/// One account's lockout record; times in milliseconds since the store's epoch.
+#[derive(Debug, Default)]
+struct LockoutRecord {
+    count: u32,
+    window_start: u64,
+    locked_until: u64,
+    locks: u32,
+    locks_since: u64,
+    ips: HashMap<String, IpRecord>,
+    expires: u64,
+}
+
+#[derive(Debug, Default)]
+struct IpRecord {
+    count: u32,
+    window_start: u64,
+    blocked_until: u64,
+}
+
+/// Starts a new window for a count that is zero or whose window is over.
+fn roll(count: &mut u32, window_start: &mut u64, now: u64, window: u64) {
+    if *count == 0 || now.saturating_sub(*window_start) >= window {
+        *count = 0;
+        *window_start = now;
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 #[derive(Debug, Default)]
 struct State {
     denied: HashMap<String, Instant>,
     rates: HashMap<String, u64>,
     counters: HashMap<String, (u64, Instant)>,
+    lockouts: HashMap<String, LockoutRecord>,
     leases: HashMap<String, Lease>,
     fences: HashMap<String, u64>,
 }
@@ -118,6 +150,107 @@ impl Store for MemoryStore {
         Ok(decision)
     }
 
+    async fn lockout_attempt(
+        &self,
+        subject: &str,
+        ip: &str,
+        policy: &LockoutPolicy,
+    ) -> Result<LockoutAttempt, StoreError> {
+        let now = self.millis(Instant::now());
+        let (window, base) = (ms(policy.window), ms(policy.base));
+        let mut state = self.lock();
+        if state.lockouts.len() > 100_000 {
+            state.lockouts.retain(|_, r| r.expires > now);
+        }
+        let record = state.lockouts.entry(subject.to_string()).or_default();
+        if record.expires <= now {
+            *record = LockoutRecord::default();
+        }
+        let blocked = record.ips.get(ip).is_some_and(|r| r.blocked_until > now);
+        if record.locked_until > now || blocked {
+            return Ok(LockoutAttempt::Refused);
+        }
+        record
+            .ips
+            .retain(|_, r| r.blocked_until > now || now.saturating_sub(r.window_start) < window);
+        roll(&mut record.count, &mut record.window_start, now, window);
+        record.count += 1;
+        let account = record.count;
+        let mut lock = None;
+        if record.count >= policy.threshold {
+            if record.locks == 0 || now.saturating_sub(record.locks_since) >= ms(policy.memory) {
+                record.locks = 0;
+                record.locks_since = now;
+            }
+            record.locks += 1;
+            let factor = 2u64.saturating_pow(record.locks - 1);
+            let period = base.saturating_mul(factor).min(ms(policy.max));
+            record.locked_until = now.saturating_add(period);
+            record.count = 0;
+            lock = Some(Hold {
+                period: Duration::from_millis(period),
+                until_ms: record.locked_until,
+            });
+        }
+        let from_ip = record.ips.entry(ip.to_string()).or_default();
+        roll(&mut from_ip.count, &mut from_ip.window_start, now, window);
+        from_ip.count += 1;
+        let at_ip = from_ip.count;
+        let mut block = None;
+        if from_ip.count >= policy.ip_threshold {
+            from_ip.blocked_until = now.saturating_add(base);
+            from_ip.count = 0;
+            block = Some(Hold {
+                period: policy.base,
+                until_ms: from_ip.blocked_until,
+            });
+        }
+        record.expires = now.saturating_add(ms(policy.retention()));
+        Ok(LockoutAttempt::Admitted {
+            account,
+            ip: at_ip,
+            lock,
+            block,
+        })
+    }
+
+    async fn lockout_succeeded(
+        &self,
+        subject: &str,
+        ip: &str,
+        attempt: &LockoutAttempt,
+    ) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let Some(record) = state.lockouts.get_mut(subject) else {
+            return Ok(());
+        };
+        record.count = 0;
+        let (lock, block) = match attempt {
+            LockoutAttempt::Admitted { lock, block, .. } => (*lock, *block),
+            LockoutAttempt::Refused => (None, None),
+        };
+        if let Some(lock) = lock
+            && record.locked_until == lock.until_ms
+        {
+            record.locked_until = 0;
+            record.locks = record.locks.saturating_sub(1);
+        }
+        if let Some(from_ip) = record.ips.get_mut(ip) {
+            from_ip.count = 0;
+            if let Some(block) = block
+                && from_ip.blocked_until == block.until_ms
+            {
+                from_ip.blocked_until = 0;
+            }
+        }
+        Ok(())
+    }
+
+    async fn lockout_clear(&self, subject: &str) -> Result<(), StoreError> {
+        self.lock().lockouts.remove(subject);
+        Ok(())
+    }
+
     async fn try_lock(
         &self,
         name: &str,
@@ -171,6 +304,7 @@ impl Store for MemoryStore {
         state.denied.retain(|_, until| *until > now);
         state.counters.retain(|_, (_, until)| *until > now);
         state.rates.retain(|_, tat| *tat > now_ms);
+        state.lockouts.retain(|_, r| r.expires > now_ms);
         state.leases.retain(|_, lease| lease.until > now);
     }
 }

@@ -1,4 +1,5 @@
-//! Shared fast state: the access-token deny list, rate counters and locks.
+//! Shared fast state: the access-token deny list, rate counters, sign-in lockout records and
+//! leases.
 //!
 //! One trait, two implementations: [`RedisStore`] when `PORTCULLIS_REDIS_URL` is set (shared by
 //! every instance), [`MemoryStore`] for the embedded default. Both pass one test suite
@@ -38,6 +39,58 @@ pub struct RateDecision {
     pub retry_after_ms: u64,
     /// Milliseconds until the full quota is available again.
     pub reset_ms: u64,
+}
+
+/// How sign-in attempts are budgeted per account (see `abuse::Lockout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutPolicy {
+    /// Unforgiven attempts on an account, from anywhere, that lock it.
+    pub threshold: u32,
+    /// Unforgiven attempts on an account from one address that block that address for it.
+    pub ip_threshold: u32,
+    /// How long attempts count: a fixed window from the first one counted.
+    pub window: Duration,
+    /// The first lock period, and the period of every address block.
+    pub base: Duration,
+    /// The longest lock period.
+    pub max: Duration,
+    /// How long a lock keeps doubling the next one.
+    pub memory: Duration,
+}
+
+impl LockoutPolicy {
+    /// How long an account's record must be kept after its last change.
+    pub fn retention(&self) -> Duration {
+        self.window.max(self.memory).max(self.max)
+    }
+}
+
+/// A lock of an account, or a block of an address for it, set by one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hold {
+    pub period: Duration,
+    /// When it ends, in milliseconds on the store's own clock. It names the hold, so that the
+    /// attempt that set it lifts this one and never a later one.
+    pub until_ms: u64,
+}
+
+/// What [`Store::lockout_attempt`] made of one sign-in attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockoutAttempt {
+    /// The account is locked, or the address is blocked for it: not counted, not to be
+    /// verified.
+    Refused,
+    /// Counted; the password may be checked.
+    Admitted {
+        /// Its number among the account's unforgiven attempts, `1..=threshold`.
+        account: u32,
+        /// Its number among those from its address, `1..=ip_threshold`.
+        ip: u32,
+        /// The account lock it set by reaching `threshold`.
+        lock: Option<Hold>,
+        /// The address block it set by reaching `ip_threshold`.
+        block: Option<Hold>,
+    },
 }
 
 /// GCRA arithmetic shared by both stores, in milliseconds. `tat` is the stored theoretical
@@ -87,6 +140,40 @@ pub trait Store: Send + Sync + 'static {
 
     /// Counts one event against `key` under `quota`, atomically.
     async fn rate_limit(&self, key: &str, quota: Quota) -> Result<RateDecision, StoreError>;
+
+    /// Counts one sign-in attempt on the account `subject` from the address bucket `ip`,
+    /// before its password is checked. One atomic step: concurrent attempts, on any number of
+    /// instances, get distinct numbers.
+    ///
+    /// While the account is locked, or `ip` is blocked for it, the attempt is
+    /// [`LockoutAttempt::Refused`] and nothing changes. Otherwise it is counted on the account
+    /// and on `ip` (each count in its own `policy.window`). The attempt that reaches
+    /// `policy.threshold` locks the account at once, for `policy.base` doubled for each earlier
+    /// lock within `policy.memory`, up to `policy.max`; the one that reaches
+    /// `policy.ip_threshold` blocks `ip` for `policy.base`. Either restarts its count. So no
+    /// attempt past a threshold is ever checked, and if the one that reached it is lost (its
+    /// request cancelled) the lock simply runs its course. If that attempt was right after
+    /// all, [`Store::lockout_succeeded`] lifts what it set.
+    async fn lockout_attempt(
+        &self,
+        subject: &str,
+        ip: &str,
+        policy: &LockoutPolicy,
+    ) -> Result<LockoutAttempt, StoreError>;
+
+    /// A successful sign-in forgives: resets the account's count and the count of `ip`, and
+    /// lifts the lock and block that `attempt` set, if they are still the ones in place (a
+    /// lifted lock does not count towards the doubling).
+    async fn lockout_succeeded(
+        &self,
+        subject: &str,
+        ip: &str,
+        attempt: &LockoutAttempt,
+    ) -> Result<(), StoreError>;
+
+    /// Forgets everything about the account `subject`: its lock, every address block, the
+    /// counts and past locks.
+    async fn lockout_clear(&self, subject: &str) -> Result<(), StoreError>;
 
     /// Takes or renews the lease `name` for `holder`. Returns a fencing token that grows with
     /// every new holder, or `None` while someone else holds the lease.

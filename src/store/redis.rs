@@ -1,5 +1,9 @@
 //! The Redis [`Store`]: shared by every instance. Each operation is one round trip; the
-//! read-modify-write ones (rate limiting, leases) are Lua scripts, so they are atomic.
+//! read-modify-write ones (rate limiting, lockout, leases) are Lua scripts, so they are atomic.
+//! An account's lockout state is one hash (`lockout:<subject>`): `n`/`nw` the account's count
+//! and its window start, `lock` lock-until, `locks`/`ls` the locks that double the next one and
+//! since when, and per address bucket `ic:<ip>`/`iw:<ip>` its count and window start and
+//! `ib:<ip>` blocked-until; times in milliseconds of the server's clock.
 //! The connection manager reconnects by itself after Redis restarts.
 
 use std::time::Duration;
@@ -8,7 +12,7 @@ use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
-use super::{Quota, RateDecision, Store, StoreError};
+use super::{Hold, LockoutAttempt, LockoutPolicy, Quota, RateDecision, Store, StoreError};
 
 /// GCRA on the server's clock (`TIME`), so instances with skewed clocks agree.
 /// KEYS[1] = counter; ARGV = period ms, limit. Returns {allowed, remaining, retry_ms, reset_ms}.
@@ -27,6 +31,72 @@ if ahead > period then
 end
 redis.call('SET', KEYS[1], new_tat, 'PX', ahead)
 return {1, math.floor((period - ahead) / interval), 0, ahead}
+";
+
+/// KEYS[1] = the account's lockout hash; ARGV = address bucket, threshold, ip threshold, window
+/// ms, base ms, max ms, memory ms, retention ms. See `Store::lockout_attempt`.
+/// Returns {admitted, account count, ip count, lock ms, lock until, block ms, block until}.
+const LOCKOUT_ATTEMPT_SCRIPT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ip = ARGV[1]
+local threshold, ip_threshold = tonumber(ARGV[2]), tonumber(ARGV[3])
+local window, base = tonumber(ARGV[4]), tonumber(ARGV[5])
+local max, memory = tonumber(ARGV[6]), tonumber(ARGV[7])
+local f = redis.call('HMGET', KEYS[1], 'lock', 'ib:' .. ip, 'n', 'nw', 'ic:' .. ip, 'iw:' .. ip,
+  'locks', 'ls')
+local function num(v) return tonumber(v) or 0 end
+if num(f[1]) > now or num(f[2]) > now then
+  return {0, 0, 0, 0, 0, 0, 0}
+end
+local n, nw, ic, iw = num(f[3]), num(f[4]), num(f[5]), num(f[6])
+if n == 0 or now - nw >= window then n, nw = 0, now end
+if ic == 0 or now - iw >= window then ic, iw = 0, now end
+n, ic = n + 1, ic + 1
+local account, at_ip = n, ic
+local lock_ms, lock_until, block_ms, block_until = 0, 0, 0, 0
+if n >= threshold then
+  local locks, ls = num(f[7]), num(f[8])
+  if locks == 0 or now - ls >= memory then locks, ls = 0, now end
+  locks = locks + 1
+  lock_ms = math.min(base * 2 ^ (locks - 1), max)
+  lock_until = now + lock_ms
+  redis.call('HSET', KEYS[1], 'lock', lock_until, 'locks', locks, 'ls', ls)
+  n = 0
+end
+if ic >= ip_threshold then
+  block_ms, block_until = base, now + base
+  redis.call('HSET', KEYS[1], 'ib:' .. ip, block_until)
+  ic = 0
+end
+redis.call('HSET', KEYS[1], 'n', n, 'nw', nw, 'ic:' .. ip, ic, 'iw:' .. ip, iw)
+redis.call('PEXPIRE', KEYS[1], ARGV[8])
+return {1, account, at_ip, lock_ms, lock_until, block_ms, block_until}
+";
+
+/// What `LOCKOUT_ATTEMPT_SCRIPT` returns.
+type AttemptReply = (u8, u32, u32, u64, u64, u64, u64);
+
+/// KEYS[1] = the account's lockout hash; ARGV = address bucket, lock-until the attempt set
+/// (0: none), block-until it set (0: none). See `Store::lockout_succeeded`.
+const LOCKOUT_SUCCEEDED_SCRIPT: &str = r"
+local ip = ARGV[1]
+redis.call('HDEL', KEYS[1], 'n', 'nw', 'ic:' .. ip, 'iw:' .. ip)
+local lock = tonumber(ARGV[2])
+if lock > 0 and tonumber(redis.call('HGET', KEYS[1], 'lock')) == lock then
+  redis.call('HDEL', KEYS[1], 'lock')
+  local locks = tonumber(redis.call('HGET', KEYS[1], 'locks')) or 0
+  if locks > 1 then
+    redis.call('HSET', KEYS[1], 'locks', locks - 1)
+  else
+    redis.call('HDEL', KEYS[1], 'locks', 'ls')
+  end
+end
+local block = tonumber(ARGV[3])
+if block > 0 and tonumber(redis.call('HGET', KEYS[1], 'ib:' .. ip)) == block then
+  redis.call('HDEL', KEYS[1], 'ib:' .. ip)
+end
+return 1
 ";
 
 /// KEYS[1] = lease, KEYS[2] = fence counter; ARGV = holder, ttl ms.
@@ -65,6 +135,8 @@ pub struct RedisStore {
     incr: Script,
     lock: Script,
     unlock: Script,
+    lockout_attempt: Script,
+    lockout_succeeded: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -97,6 +169,8 @@ impl RedisStore {
             incr: Script::new(INCR_SCRIPT),
             lock: Script::new(LOCK_SCRIPT),
             unlock: Script::new(UNLOCK_SCRIPT),
+            lockout_attempt: Script::new(LOCKOUT_ATTEMPT_SCRIPT),
+            lockout_succeeded: Script::new(LOCKOUT_SUCCEEDED_SCRIPT),
         })
     }
 
@@ -169,6 +243,76 @@ impl Store for RedisStore {
             retry_after_ms,
             reset_ms,
         })
+    }
+
+    async fn lockout_attempt(
+        &self,
+        subject: &str,
+        ip: &str,
+        policy: &LockoutPolicy,
+    ) -> Result<LockoutAttempt, StoreError> {
+        let mut conn = self.conn.clone();
+        let (admitted, account, at_ip, lock_ms, lock_until, block_ms, block_until): AttemptReply =
+            self.lockout_attempt
+                .key(self.key("lockout", subject))
+                .arg(ip)
+                .arg(policy.threshold)
+                .arg(policy.ip_threshold)
+                .arg(millis(policy.window))
+                .arg(millis(policy.base))
+                .arg(millis(policy.max))
+                .arg(millis(policy.memory))
+                .arg(millis(policy.retention()))
+                .invoke_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+        if admitted == 0 {
+            return Ok(LockoutAttempt::Refused);
+        }
+        let hold = |period_ms: u64, until_ms: u64| {
+            (until_ms > 0).then(|| Hold {
+                period: Duration::from_millis(period_ms),
+                until_ms,
+            })
+        };
+        Ok(LockoutAttempt::Admitted {
+            account,
+            ip: at_ip,
+            lock: hold(lock_ms, lock_until),
+            block: hold(block_ms, block_until),
+        })
+    }
+
+    async fn lockout_succeeded(
+        &self,
+        subject: &str,
+        ip: &str,
+        attempt: &LockoutAttempt,
+    ) -> Result<(), StoreError> {
+        let (lock, block) = match attempt {
+            LockoutAttempt::Admitted { lock, block, .. } => (*lock, *block),
+            LockoutAttempt::Refused => (None, None),
+        };
+        let mut conn = self.conn.clone();
+        let _: u8 = self
+            .lockout_succeeded
+            .key(self.key("lockout", subject))
+            .arg(ip)
+            .arg(lock.map_or(0, |h| h.until_ms))
+            .arg(block.map_or(0, |h| h.until_ms))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn lockout_clear(&self, subject: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: u64 = conn
+            .del(self.key("lockout", subject))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn try_lock(

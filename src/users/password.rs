@@ -2,17 +2,19 @@
 //! threads of its own (never the async workers, nor tokio's shared blocking threads), which
 //! lower their own scheduling priority, so that when sign-ins saturate the CPU, the async
 //! workers answering JWKS, refresh, introspection and health still get it first. At most
-//! `bcrypt_max_queue` more operations wait; beyond that, [`HashError::Busy`] at once. Unknown users are verified against a dummy hash of the same cost, so the
-//! answer takes the same time whether or not the account exists.
+//! `bcrypt_max_queue` more jobs wait; beyond that, [`HashError::Busy`] at once. The bound is on
+//! jobs, not on waiting requests: a job holds its place until it has left the pool, even when
+//! its request is cancelled (the client went away), and such an orphaned job skips the bcrypt
+//! work when its turn comes. Unknown users are verified against a dummy hash of the same cost,
+//! so the answer takes the same time whether or not the account exists.
 //!
 //! bcrypt reads at most 72 bytes, so a 128-character password would be silently truncated.
 //! Passwords are therefore pre-hashed (base64 of SHA-256, 44 bytes) before bcrypt: every
 //! character counts and no NUL byte reaches bcrypt.
 
-use std::sync::Arc;
-
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
@@ -32,8 +34,9 @@ pub struct PasswordHasher {
     cost: u32,
     /// Work for the pool; the threads end when the last hasher is dropped.
     jobs: Sender<Job>,
-    /// Operations running or waiting; bounded by `max_concurrency + max_queue`.
-    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    /// Jobs running or queued (whether or not anyone still waits for them); bounded by
+    /// `max_concurrency + max_queue`.
+    in_flight: Arc<AtomicUsize>,
     max_in_flight: usize,
     dummy_hash: Arc<str>,
 }
@@ -70,7 +73,7 @@ impl PasswordHasher {
         Ok(Self {
             cost,
             jobs,
-            in_flight: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            in_flight: Arc::new(AtomicUsize::new(0)),
             max_in_flight: max_concurrency.saturating_add(max_queue),
             dummy_hash: dummy.into(),
         })
@@ -81,29 +84,23 @@ impl PasswordHasher {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        use std::sync::atomic::Ordering;
-        // Admission: refuse at once when the pool and its queue are full.
-        let admitted = self
-            .in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max_in_flight).then_some(n + 1)
-            })
-            .is_ok();
-        if !admitted {
-            return Err(HashError::Busy);
-        }
-        struct Leave(Arc<std::sync::atomic::AtomicUsize>);
-        impl Drop for Leave {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-            }
-        }
-        let _leave = Leave(self.in_flight.clone());
+        // Admission: refuse at once when the pool and its queue are full. The slot belongs to
+        // the job, not to the request: it is given back on the pool thread when the job ends,
+        // so a request that is cancelled (its client went away) cannot leave its job queued
+        // behind a free slot.
+        let slot = Slot::take(&self.in_flight, self.max_in_flight).ok_or(HashError::Busy)?;
         let (done, result) = tokio::sync::oneshot::channel();
         let span = tracing::Span::current();
         self.jobs
             .send(Box::new(move || {
-                let _ = done.send(span.in_scope(f));
+                // Nobody is waiting for the answer any more: skip the work.
+                if done.is_closed() {
+                    return;
+                }
+                let answer = span.in_scope(f);
+                // Free the slot before answering, so that whoever reads the answer finds it free.
+                drop(slot);
+                let _ = done.send(answer);
             }))
             .map_err(|_| HashError::Closed)?;
         result.await.map_err(|_| HashError::Failed)
@@ -127,6 +124,27 @@ impl PasswordHasher {
             .run(move || bcrypt::verify(password, &hash).unwrap_or(false))
             .await?;
         Ok(ok && known)
+    }
+}
+
+/// One admitted operation, counted in `in_flight` until dropped: with its job, on the pool
+/// thread once the job has run (or been skipped), or at once if the job never reached the queue.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(in_flight: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
+        in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Self(in_flight.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -212,5 +230,71 @@ mod queue_tests {
         assert_eq!(busy, 1, "{a:?} {b:?}");
         // Capacity comes back afterwards.
         assert!(hasher.hash("third password").await.is_ok());
+    }
+}
+
+#[cfg(test)]
+mod cancellation_tests {
+    use std::future::Future;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// Polls `future` once, far enough to be admitted and queued; dropping what this returns
+    /// cancels it, as when a client goes away.
+    fn start<F: Future>(future: F) -> std::pin::Pin<Box<F>> {
+        let mut future = Box::pin(future);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(future.as_mut().poll(&mut cx).is_pending());
+        future
+    }
+
+    #[tokio::test]
+    async fn cancelled_requests_keep_their_jobs_slots_until_the_jobs_end() {
+        // One thread and one queue place: two jobs fill the pool.
+        let hasher = PasswordHasher::new(4, 1, 1).await.unwrap();
+        // The first job is a slow one: it holds the thread until released.
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let running = start(hasher.run(move || {
+            let _ = started_tx.send(());
+            let _ = release_rx.recv();
+        }));
+        started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        // The second waits in the queue. Then both requests go away.
+        let ran = Arc::new(AtomicUsize::new(0));
+        let counter = ran.clone();
+        let queued = start(hasher.run(move || counter.fetch_add(1, Ordering::SeqCst)));
+        drop((running, queued));
+
+        // Both requests are gone but their jobs still fill the pool: a new sign-in is refused
+        // at once instead of waiting behind them.
+        let next = tokio::time::timeout(Duration::from_secs(2), hasher.verify("password", None));
+        assert!(
+            matches!(next.await, Ok(Err(HashError::Busy))),
+            "a new request must be refused while the cancelled jobs hold the pool"
+        );
+
+        // Capacity comes back when they end; the orphaned queued job skipped its work.
+        release_tx.send(()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match hasher.verify("password", None).await {
+                Ok(verified) => {
+                    assert!(!verified);
+                    break;
+                }
+                Err(HashError::Busy) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(e) => panic!("capacity did not come back: {e:?}"),
+            }
+        }
+        assert_eq!(
+            ran.load(Ordering::SeqCst),
+            0,
+            "a job nobody waits for is skipped"
+        );
+        assert_eq!(hasher.in_flight.load(Ordering::SeqCst), 0);
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis::store::{MemoryStore, Quota, RedisStore, Store};
+use portcullis::store::{LockoutAttempt, LockoutPolicy, MemoryStore, Quota, RedisStore, Store};
 
 async fn stores() -> Vec<(&'static str, Arc<dyn Store>)> {
     let mut stores: Vec<(&'static str, Arc<dyn Store>)> =
@@ -150,6 +150,234 @@ async fn counters_count_within_a_window_and_can_be_removed() {
         assert!(
             !store.any_denied(&["flag"]).await.unwrap(),
             "{name}: deny entry removed"
+        );
+    }
+}
+
+fn policy(threshold: u32, ip_threshold: u32) -> LockoutPolicy {
+    LockoutPolicy {
+        threshold,
+        ip_threshold,
+        window: Duration::from_secs(60),
+        base: Duration::from_millis(300),
+        max: Duration::from_secs(10),
+        memory: Duration::from_secs(3600),
+    }
+}
+
+/// The account and address numbers of an admitted attempt, and the periods of what it set.
+fn admitted(attempt: LockoutAttempt) -> (u32, u32, Option<Duration>, Option<Duration>) {
+    match attempt {
+        LockoutAttempt::Admitted {
+            account,
+            ip,
+            lock,
+            block,
+        } => (account, ip, lock.map(|h| h.period), block.map(|h| h.period)),
+        LockoutAttempt::Refused => panic!("refused"),
+    }
+}
+
+#[tokio::test]
+async fn lockout_counts_attempts_and_locks_at_the_threshold_with_growing_periods() {
+    let p = policy(3, 100);
+    let base = p.base;
+    for (name, store) in stores().await {
+        let attempt = || store.lockout_attempt("user-1", "192.0.2.1", &p);
+        assert_eq!(
+            admitted(attempt().await.unwrap()),
+            (1, 1, None, None),
+            "{name}"
+        );
+        assert_eq!(
+            admitted(attempt().await.unwrap()),
+            (2, 2, None, None),
+            "{name}"
+        );
+        assert_eq!(
+            admitted(attempt().await.unwrap()),
+            (3, 3, Some(base), None),
+            "{name}: the attempt reaching the threshold locks at once"
+        );
+        for _ in 0..3 {
+            assert_eq!(attempt().await.unwrap(), LockoutAttempt::Refused, "{name}");
+        }
+        // Other accounts are not affected.
+        assert_eq!(
+            admitted(
+                store
+                    .lockout_attempt("user-2", "192.0.2.1", &p)
+                    .await
+                    .unwrap()
+            ),
+            (1, 1, None, None),
+            "{name}"
+        );
+        tokio::time::sleep(base + Duration::from_millis(100)).await;
+        // The lock ran out; the count started again, refused attempts were not counted, and
+        // the next lock is twice as long.
+        assert_eq!(
+            admitted(attempt().await.unwrap()),
+            (1, 4, None, None),
+            "{name}"
+        );
+        attempt().await.unwrap();
+        assert_eq!(
+            admitted(attempt().await.unwrap()).2,
+            Some(base * 2),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn lockout_blocks_an_address_for_that_account_only() {
+    let p = policy(100, 2);
+    for (name, store) in stores().await {
+        let from = |subject: &'static str, ip: &'static str| {
+            let store = store.clone();
+            async move { store.lockout_attempt(subject, ip, &p).await.unwrap() }
+        };
+        assert_eq!(admitted(from("u", "a").await), (1, 1, None, None), "{name}");
+        assert_eq!(
+            admitted(from("u", "a").await),
+            (2, 2, None, Some(p.base)),
+            "{name}"
+        );
+        assert_eq!(from("u", "a").await, LockoutAttempt::Refused, "{name}");
+        assert_eq!(
+            admitted(from("u", "b").await),
+            (3, 1, None, None),
+            "{name}: another address"
+        );
+        assert_eq!(
+            admitted(from("v", "a").await),
+            (1, 1, None, None),
+            "{name}: another account"
+        );
+        tokio::time::sleep(p.base + Duration::from_millis(100)).await;
+        assert_eq!(
+            admitted(from("u", "a").await),
+            (4, 1, None, None),
+            "{name}: block over"
+        );
+    }
+}
+
+#[tokio::test]
+async fn lockout_attempts_are_counted_atomically() {
+    let p = policy(10, 100);
+    for (name, store) in stores().await {
+        let tasks: Vec<_> = (0..40)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.lockout_attempt("hot", "192.0.2.1", &p).await })
+            })
+            .collect();
+        let mut numbers = Vec::new();
+        let mut locks = 0;
+        for task in tasks {
+            if let LockoutAttempt::Admitted { account, lock, .. } = task.await.unwrap().unwrap() {
+                numbers.push(account);
+                locks += usize::from(lock.is_some());
+            }
+        }
+        numbers.sort_unstable();
+        assert_eq!(numbers, (1..=10).collect::<Vec<u32>>(), "{name}");
+        assert_eq!(locks, 1, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_success_forgives_and_lifts_only_the_lock_its_attempt_set() {
+    let p = policy(3, 2);
+    for (name, store) in stores().await {
+        let attempt = || store.lockout_attempt("u", "192.0.2.1", &p);
+        let first = attempt().await.unwrap();
+        // The second attempt blocks the address, the third (from elsewhere) locks the account.
+        let second = attempt().await.unwrap();
+        let third = store.lockout_attempt("u", "192.0.2.2", &p).await.unwrap();
+        assert_eq!(admitted(third).2, Some(p.base), "{name}");
+        // The first attempt was right: the counts are forgiven, but what others set stays.
+        store
+            .lockout_succeeded("u", "192.0.2.1", &first)
+            .await
+            .unwrap();
+        assert_eq!(attempt().await.unwrap(), LockoutAttempt::Refused, "{name}");
+        // The third was right too: its lock is lifted. The second: its block is.
+        store
+            .lockout_succeeded("u", "192.0.2.2", &third)
+            .await
+            .unwrap();
+        assert_eq!(attempt().await.unwrap(), LockoutAttempt::Refused, "{name}");
+        store
+            .lockout_succeeded("u", "192.0.2.1", &second)
+            .await
+            .unwrap();
+        assert_eq!(
+            admitted(attempt().await.unwrap()),
+            (1, 1, None, None),
+            "{name}: forgiven"
+        );
+        // A lifted lock does not double the next one.
+        attempt().await.unwrap();
+        assert_eq!(
+            admitted(store.lockout_attempt("u", "192.0.2.3", &p).await.unwrap()).2,
+            Some(p.base),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn clearing_a_lockout_lifts_every_lock_and_block_and_forgets_past_locks() {
+    let p = policy(3, 2);
+    for (name, store) in stores().await {
+        for ip in ["a", "a", "b"] {
+            store.lockout_attempt("u", ip, &p).await.unwrap();
+        }
+        for ip in ["a", "b", "c"] {
+            assert_eq!(
+                store.lockout_attempt("u", ip, &p).await.unwrap(),
+                LockoutAttempt::Refused,
+                "{name}"
+            );
+        }
+        store.lockout_clear("u").await.unwrap();
+        assert_eq!(
+            admitted(store.lockout_attempt("u", "a", &p).await.unwrap()),
+            (1, 1, None, None),
+            "{name}"
+        );
+        store.lockout_attempt("u", "b", &p).await.unwrap();
+        assert_eq!(
+            admitted(store.lockout_attempt("u", "c", &p).await.unwrap()).2,
+            Some(p.base),
+            "{name}: the lock count was forgotten too"
+        );
+        store.lockout_clear("nobody-at-all").await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn lockout_counts_expire_with_their_window() {
+    let p = LockoutPolicy {
+        window: Duration::from_millis(300),
+        ..policy(3, 3)
+    };
+    for (name, store) in stores().await {
+        for n in 1..=2 {
+            assert_eq!(
+                admitted(store.lockout_attempt("u", "a", &p).await.unwrap()).0,
+                n,
+                "{name}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(
+            admitted(store.lockout_attempt("u", "a", &p).await.unwrap()),
+            (1, 1, None, None),
+            "{name}: window over"
         );
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! Unknown users, wrong passwords, disabled and locked accounts get the same `invalid_grant`
 //! after the same bcrypt work (see `users::PasswordHasher` and `abuse::Lockout`). Sign-ins
-//! are rate-limited per account name; when every bcrypt slot and the queue are busy, the answer
-//! is an immediate 503 with `Retry-After`.
+//! are rate-limited and counted for lockout per account (not per name as typed), before the
+//! password is checked; when every bcrypt slot and the queue are busy, the answer is an
+//! immediate 503 with `Retry-After`.
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
@@ -27,33 +28,37 @@ pub async fn grant(
 ) -> Result<TokenResponse, OAuthError> {
     let state = ctx.state;
     let client_id = ctx.client.client_id.as_str();
-    let ip = ctx.origin.ip.as_deref().unwrap_or("unknown");
-    state
-        .limits
-        .check(LimitClass::Login, username)
-        .await
-        .map_err(OAuthError::too_many)?;
 
     let candidate = state
         .users
         .credentials(username)
         .await
         .map_err(|e| OAuthError::internal(&e))?;
-    // Unknown names go through the same lockout bookkeeping under a name of their own, so a
-    // failed sign-in costs the same store round trips whether or not the account exists.
+    // Limits and lockout are keyed on the account, never on the name as typed, so a username
+    // and the account's e-mail address share one budget. Unknown names go through the same
+    // steps under a subject of their own, so a failed sign-in costs the same store round trips
+    // whether or not the account exists.
     let subject = candidate.as_ref().map_or_else(
         || format!("unknown:{}", username.to_lowercase()),
         |c| c.user_id.clone(),
     );
-    // Lock state that cannot be read (store down) fails closed.
-    let locked = state
+    state
+        .limits
+        .check(LimitClass::Login, &subject)
+        .await
+        .map_err(OAuthError::too_many)?;
+    // Counted before the password is checked, so concurrent guesses cannot all pass a lock
+    // check made before any of them failed; only attempts within budget are checked. Lock
+    // state that cannot be read (store down) fails closed.
+    let attempt = state
         .lockout
-        .is_locked(&subject, ip)
+        .attempt(&subject, ctx.origin.ip.as_deref())
         .await
         .map_err(|e| OAuthError::internal(&e))?;
+    let checked = attempt.may_verify();
     let hash = candidate
         .as_ref()
-        .filter(|_| !locked)
+        .filter(|_| checked)
         .map(|c| c.password_hash.as_str());
     let verified = match state
         .users
@@ -75,21 +80,16 @@ pub async fn grant(
         _ => None,
     };
     let Some(user) = user else {
-        let reason = if locked {
-            "locked"
-        } else {
+        // `invalid_credentials`: the password was checked (wrong, unknown user or disabled
+        // account); `locked`: refused unchecked (account locked or address blocked for it).
+        let reason = if checked {
             "invalid_credentials"
+        } else {
+            "locked"
         };
         let details = json!({"grant_type": "password", "reason": reason});
-        if !locked {
-            let outcome = state
-                .lockout
-                .failed(&subject, ip)
-                .await
-                .map_err(|e| OAuthError::internal(&e))?;
-            if let Some(c) = &candidate {
-                record_lock(ctx, &c.user_id, outcome).await;
-            }
+        if let Some(c) = &candidate {
+            record_lock(ctx, &c.user_id, state.lockout.failed(&attempt)).await;
         }
         let mut event = Event::new(EventType::SignIn, Outcome::Failure)
             .client(client_id)
@@ -102,7 +102,7 @@ pub async fn grant(
             "the username or password is incorrect",
         ));
     };
-    if let Err(e) = state.lockout.succeeded(&user.id, ip).await {
+    if let Err(e) = state.lockout.succeeded(&attempt).await {
         tracing::warn!(error = %e, "could not reset failed sign-in counts");
     }
 
