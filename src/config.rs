@@ -12,6 +12,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+use crate::clock::CLOCK_SKEW;
 pub use crate::http::tls::TlsSettings;
 use crate::store::Quota;
 
@@ -233,9 +234,6 @@ pub struct KeySettings {
     /// The longest lifetime of a signed token (access and ID tokens).
     pub token_lifetime: Duration,
 }
-
-/// Clock skew tolerated when checking `exp` / `nbf`, in seconds.
-pub const CLOCK_SKEW: Duration = Duration::from_secs(5);
 
 impl KeySettings {
     /// How long a `next` key must have been published before a scheduled rotation may promote
