@@ -427,6 +427,12 @@ async fn revoke_key(
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let listen = settings.listen;
+    // The certificate and key are read and checked before anything else runs.
+    let tls = settings
+        .tls
+        .as_ref()
+        .map(crate::http::tls::ServerTls::load)
+        .transpose()?;
     let options = BuildOptions {
         store_prefix: settings.redis_prefix.clone(),
         ..BuildOptions::default()
@@ -443,7 +449,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         store = if state.settings.redis_url.is_some() { "redis" } else { "in-process" },
         "portcullis is listening"
     );
-    crate::serve_on(listener, state, shutdown_signal()).await?;
+    crate::serve_with_tls(listener, state, tls, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -13,7 +13,6 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::CLOCK_SKEW;
-pub use crate::http::tls::TlsSettings;
 use crate::store::Quota;
 
 /// The embedded default database: a SQLite file under data/, created on first run.
@@ -217,6 +216,17 @@ pub struct Settings {
     /// the server over HTTPS: it terminates TLS itself, or the issuer is an `https://` URL
     /// (a TLS-terminating proxy in front). `None`: not sent.
     pub hsts_max_age: Option<Duration>,
+}
+
+/// TLS termination in the server: where the PEM files are and how often they are re-read.
+/// The files themselves are read when the server starts, not here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// PEM certificate chain (`PORTCULLIS_TLS_CERT`).
+    pub cert_path: PathBuf,
+    /// PEM private key of the certificate (`PORTCULLIS_TLS_KEY`).
+    pub key_path: PathBuf,
+    pub reload_interval: Duration,
 }
 
 /// Signing-key lifecycle timings (see `keys` and README, "Signing keys").
@@ -561,7 +571,8 @@ fn parse_proxies(text: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
         .collect()
 }
 
-/// Both files or neither; when given, they are read and checked now.
+/// Both files or neither. Only the paths are kept: the files are read and checked when the
+/// server starts (`http::tls`).
 fn validate_tls(
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
@@ -579,16 +590,11 @@ fn validate_tls(
             "PORTCULLIS_TLS_CERT",
             "must be set together with PORTCULLIS_TLS_KEY",
         )),
-        (Some(cert_path), Some(key_path)) => {
-            let loaded = crate::http::tls::load(&cert_path, &key_path)
-                .map_err(|e| invalid(e.setting(), e.to_string()))?;
-            Ok(Some(TlsSettings {
-                cert_path,
-                key_path,
-                reload_interval,
-                loaded,
-            }))
-        }
+        (Some(cert_path), Some(key_path)) => Ok(Some(TlsSettings {
+            cert_path,
+            key_path,
+            reload_interval,
+        })),
     }
 }
 
@@ -703,6 +709,28 @@ mod tests {
         assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
         assert!(s.tls.is_none());
         assert_eq!(s.hsts_max_age, None, "plain http issuer");
+    }
+
+    #[test]
+    fn tls_paths_are_kept_not_read() {
+        // The files are read when the server starts (`http::tls`), not by the configuration.
+        let s = RawSettings {
+            tls_cert: Some("/no/such/cert.pem".into()),
+            tls_key: Some("/no/such/key.pem".into()),
+            tls_reload_interval: DurationSetting::Text("2m".into()),
+            ..Default::default()
+        }
+        .validate()
+        .unwrap();
+        assert_eq!(
+            s.tls,
+            Some(TlsSettings {
+                cert_path: "/no/such/cert.pem".into(),
+                key_path: "/no/such/key.pem".into(),
+                reload_interval: Duration::from_secs(120),
+            })
+        );
+        assert_eq!(s.hsts_max_age, Some(Duration::from_secs(365 * 86_400)));
     }
 
     #[test]
@@ -827,14 +855,6 @@ mod tests {
                     ..Default::default()
                 },
                 "PORTCULLIS_TLS_KEY",
-            ),
-            (
-                RawSettings {
-                    tls_cert: Some("/no/such/cert.pem".into()),
-                    tls_key: Some("/no/such/key.pem".into()),
-                    ..Default::default()
-                },
-                "PORTCULLIS_TLS_CERT",
             ),
             (
                 RawSettings {
