@@ -61,6 +61,7 @@ pub async fn serve_on(
 ) -> std::io::Result<()> {
     let tls = state
         .settings
+        .server
         .tls
         .as_ref()
         .map(http::tls::ServerTls::load)

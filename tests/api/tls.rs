@@ -383,6 +383,7 @@ async fn tls_settings_are_checked_at_start_naming_the_setting() {
     let start = |raw: RawSettings| -> Result<Option<ServerTls>, String> {
         let settings = raw.validate().map_err(|e| e.to_string())?;
         settings
+            .server
             .tls
             .as_ref()
             .map(ServerTls::load)
@@ -402,13 +403,16 @@ async fn tls_settings_are_checked_at_start_naming_the_setting() {
     let ok = with(Some(&files.cert), Some(&files.key))
         .validate()
         .unwrap();
-    assert!(ServerTls::load(ok.tls.as_ref().unwrap()).is_ok());
-    assert_eq!(ok.hsts_max_age, Some(Duration::from_secs(365 * 86_400)));
+    assert!(ServerTls::load(ok.server.tls.as_ref().unwrap()).is_ok());
+    assert_eq!(
+        ok.server.hsts_max_age,
+        Some(Duration::from_secs(365 * 86_400))
+    );
     let unset = with(Some(Path::new("")), Some(Path::new("")))
         .validate()
         .unwrap();
-    assert!(unset.tls.is_none());
-    assert_eq!(unset.hsts_max_age, None, "http:// issuer, no TLS");
+    assert!(unset.server.tls.is_none());
+    assert_eq!(unset.server.hsts_max_age, None, "http:// issuer, no TLS");
 }
 
 #[test]
