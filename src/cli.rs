@@ -156,12 +156,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Openapi => Ok(()),
         Command::Serve => serve(settings).await,
         Command::Migrate => {
-            open_database(&settings.database_url).await?;
+            open_database(&settings.database.url).await?;
             eprintln!("migrations applied");
             Ok(())
         }
         Command::Keys(cmd) => {
-            let db = open_database(&settings.database_url).await?;
+            let db = open_database(&settings.database.url).await?;
             let keys = key_service(&settings, db.clone(), clock.clone()).await?;
             match cmd {
                 KeysCommand::Rotate => rotate_key(&settings, &keys, Audit::new(db, clock)).await?,
@@ -198,7 +198,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let scopes = known_scopes(&scopes)?;
             let default_scopes = default_scopes.as_deref().map(known_scopes).transpose()?;
-            let db = open_database(&settings.database_url).await?;
+            let db = open_database(&settings.database.url).await?;
             let created = ClientService::new(db.clone(), clock.clone())
                 .create(NewClient {
                     name: name.unwrap_or_else(|| client_id.as_str().to_string()),
@@ -260,7 +260,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 RoleCommand::Grant { role, permission } => (role, permission, true),
                 RoleCommand::Revoke { role, permission } => (role, permission, false),
             };
-            let db = open_database(&settings.database_url).await?;
+            let db = open_database(&settings.database.url).await?;
             let updated = crate::rbac::RoleService::new(db.clone())
                 .change(&role, &permission, grant)
                 .await?;
@@ -295,8 +295,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let username = Username::parse(&username)?;
             let email = Email::parse(&email)?;
             let password = Password::parse(raw, &username, &email)?;
-            let db = open_database(&settings.database_url).await?;
-            let hasher = PasswordHasher::new(settings.bcrypt_cost, 1, 0).await?;
+            let db = open_database(&settings.database.url).await?;
+            let hasher = PasswordHasher::new(settings.passwords.bcrypt_cost, 1, 0).await?;
             let user = UserService::new(db.clone(), hasher, clock.clone())
                 .register(&username, &email, &password, &roles)
                 .await?;
@@ -341,7 +341,7 @@ async fn key_service(
     clock: SharedClock,
 ) -> anyhow::Result<KeyService> {
     let master = Arc::new(load_master_key(settings)?);
-    let keys = KeyService::new(db, master, clock, KeyRing::default(), settings.keys);
+    let keys = KeyService::new(db, master, clock, KeyRing::default(), settings.keys.timing);
     keys.bootstrap().await?;
     Ok(keys)
 }
@@ -360,7 +360,7 @@ async fn rotate_key(settings: &Settings, keys: &KeyService, audit: Audit) -> any
             })),
         )
         .await;
-    let lead = settings.keys.publication_lead();
+    let lead = settings.keys.timing.publication_lead();
     if rotation.published_for < lead {
         eprintln!(
             "warning: the promoted key was published {} s ago, less than the lead time of {} s \
@@ -373,7 +373,7 @@ async fn rotate_key(settings: &Settings, keys: &KeyService, audit: Audit) -> any
     eprintln!(
         "rotated: {} signs now; running instances pick it up within {} s",
         rotation.current,
-        settings.keys.reload_interval.as_secs()
+        settings.keys.timing.reload_interval.as_secs()
     );
     Ok(())
 }
@@ -388,7 +388,7 @@ async fn revoke_key(
 ) -> anyhow::Result<()> {
     // Revoke even when Redis is down: the database is what every instance reloads.
     let (store, reached): (Arc<dyn crate::store::Store>, bool) =
-        match crate::state::open_store(settings, &settings.redis_prefix).await {
+        match crate::state::open_store(settings, &settings.store.redis_prefix).await {
             Ok(store) => (store, true),
             Err(e) => {
                 eprintln!("warning: {e}");
@@ -402,8 +402,8 @@ async fn revoke_key(
     if let Some(promoted) = &revocation.promoted {
         eprintln!("{promoted} signs now");
     }
-    let reload = settings.keys.reload_interval.as_secs();
-    if settings.redis_url.is_none() {
+    let reload = settings.keys.timing.reload_interval.as_secs();
+    if settings.store.redis_url.is_none() {
         eprintln!(
             "running instances stop publishing it and refuse its tokens within {reload} s \
              (their next key reload)"
@@ -420,15 +420,22 @@ async fn revoke_key(
     }
     eprintln!(
         "resource servers drop it at their next JWKS refresh (at most {} s, the JWKS max-age)",
-        settings.jwks_max_age.as_secs()
+        settings.keys.timing.jwks_max_age.as_secs()
     );
     Ok(())
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let listen = settings.listen;
+    let listen = settings.server.listen;
+    // The certificate and key are read and checked before anything else runs.
+    let tls = settings
+        .server
+        .tls
+        .as_ref()
+        .map(crate::http::tls::ServerTls::load)
+        .transpose()?;
     let options = BuildOptions {
-        store_prefix: settings.redis_prefix.clone(),
+        store_prefix: settings.store.redis_prefix.clone(),
         ..BuildOptions::default()
     };
     let state = AppState::build(settings, options).await?;
@@ -437,13 +444,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {listen} (PORTCULLIS_LISTEN)"))?;
     tracing::info!(
         address = %listen,
-        tls = state.settings.tls.is_some(),
-        issuer = %state.settings.issuer,
-        database = if state.settings.database_url.starts_with("sqlite:") { "sqlite" } else { "postgres" },
-        store = if state.settings.redis_url.is_some() { "redis" } else { "in-process" },
+        tls = state.settings.server.tls.is_some(),
+        issuer = %state.settings.server.issuer,
+        database = if state.settings.database.url.starts_with("sqlite:") { "sqlite" } else { "postgres" },
+        store = if state.settings.store.redis_url.is_some() { "redis" } else { "in-process" },
         "portcullis is listening"
     );
-    crate::serve_on(listener, state, shutdown_signal()).await?;
+    crate::serve_with_tls(listener, state, tls, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -3,7 +3,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Clock skew tolerated between Portcullis and the parties checking its tokens' `exp` / `nbf`.
+/// The one definition: token validation's leeway and the key publication timings derive
+/// from it.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(5);
 
 /// A source of the current time in Unix seconds.
 pub trait Clock: Send + Sync + 'static {

@@ -83,7 +83,7 @@ impl Duties {
             }
         }
         self.state.store.prune().await;
-        let ttl = self.state.settings.keys.lease_ttl();
+        let ttl = self.state.settings.keys.timing.lease_ttl();
         match self
             .state
             .store
@@ -164,7 +164,7 @@ impl Duties {
     /// back so another instance can take over without waiting for it to lapse.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         // Start-up has just loaded the keys: the first pass comes one interval later.
-        let period = self.state.settings.keys.reload_interval;
+        let period = self.state.settings.keys.timing.reload_interval;
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);

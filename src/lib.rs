@@ -52,9 +52,30 @@ pub fn init_tracing(filter: &str) {
 
 /// Serves the app on `listener` (over TLS when configured) until `shutdown` resolves, with the
 /// background duties (key reload, and the coordinated rotation and cleanup; see [`duties`]).
+/// With `PORTCULLIS_TLS_CERT` / `PORTCULLIS_TLS_KEY` the certificate and key are read and
+/// checked first; a file that cannot be used fails the start with an error naming the setting.
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     state: state::AppState,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let tls = state
+        .settings
+        .server
+        .tls
+        .as_ref()
+        .map(http::tls::ServerTls::load)
+        .transpose()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    serve_with_tls(listener, state, tls, shutdown).await
+}
+
+/// [`serve_on`] with the TLS files already loaded (the command line loads them before anything
+/// else runs); `None` serves plain HTTP.
+pub async fn serve_with_tls(
+    listener: tokio::net::TcpListener,
+    state: state::AppState,
+    tls: Option<http::tls::ServerTls>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -62,10 +83,9 @@ pub async fn serve_on(
         let _ = stopped.await;
     }));
     let acceptor = TcpAcceptor::from_tokio(listener)?;
-    // With PORTCULLIS_TLS_CERT / PORTCULLIS_TLS_KEY the same listener speaks HTTPS.
-    let tls = state.settings.tls.clone();
     let app = http::app(state);
     let result = match tls {
+        // The same listener speaks HTTPS.
         Some(tls) => {
             Server::new_with_acceptor(http::tls::TlsAcceptor::new(acceptor, tls))
                 .run_with_graceful_shutdown(app, shutdown, Some(SHUTDOWN_GRACE))

@@ -203,7 +203,7 @@ fn warn_if_open_to_others(db: &Path) {
 /// Reads the master key from the setting, or from `<keys_dir>/master.key`, generating that
 /// file (mode 0600) on first run.
 pub fn load_master_key(settings: &Settings) -> Result<MasterKey, StartError> {
-    let bytes = match &settings.master_key {
+    let bytes = match &settings.keys.master_key {
         MasterKeySource::Given(text) => decode_master_key(text.expose_secret())
             .map_err(|e| StartError::MasterKey(e.to_string()))?,
         MasterKeySource::File(path) => read_or_create_key_file(path)?,
@@ -302,7 +302,7 @@ fn instance_name() -> String {
 
 /// The configured store: Redis when `PORTCULLIS_REDIS_URL` is set, else in-process.
 pub async fn open_store(settings: &Settings, prefix: &str) -> Result<Arc<dyn Store>, StartError> {
-    Ok(match &settings.redis_url {
+    Ok(match &settings.store.redis_url {
         Some(url) => Arc::new(
             RedisStore::connect(url.expose_secret(), prefix)
                 .await
@@ -319,7 +319,7 @@ impl AppState {
             clock,
             store_prefix,
         } = options;
-        let db = open_database(&settings.database_url).await?;
+        let db = open_database(&settings.database.url).await?;
         let store = open_store(&settings, &store_prefix).await?;
         let master = Arc::new(load_master_key(&settings)?);
         let ring = KeyRing::default();
@@ -328,24 +328,24 @@ impl AppState {
             master,
             clock.clone(),
             ring.clone(),
-            settings.keys,
+            settings.keys.timing,
         );
         keys.bootstrap().await?;
         let hasher = PasswordHasher::new(
-            settings.bcrypt_cost,
-            settings.bcrypt_max_concurrency,
-            settings.abuse.bcrypt_max_queue,
+            settings.passwords.bcrypt_cost,
+            settings.passwords.max_concurrency,
+            settings.passwords.max_queue,
         )
         .await?;
         let abuse = Arc::new(settings.abuse.clone());
         let clients = ClientService::new(db.clone(), clock.clone());
-        if settings.seed_public_client {
+        if settings.database.seed_public_client {
             clients.seed_public_client(&all_scopes()).await?;
         }
         let tokens = TokenService::new(
-            settings.issuer.clone(),
-            settings.audience.clone(),
-            settings.access_token_ttl,
+            settings.server.issuer.clone(),
+            settings.tokens.audience.clone(),
+            settings.tokens.access_token_ttl,
             ring,
             store.clone(),
             clock.clone(),
@@ -353,9 +353,9 @@ impl AppState {
         let refresh = RefreshService::new(
             db.clone(),
             clock.clone(),
-            settings.refresh_token_ttl,
-            settings.refresh_reuse_interval,
-            settings.access_token_ttl,
+            settings.tokens.refresh_token_ttl,
+            settings.tokens.refresh_reuse_interval,
+            settings.tokens.access_token_ttl,
         );
         let state = Self {
             users: UserService::new(db.clone(), hasher, clock.clone()),

@@ -101,7 +101,7 @@ pub async fn around<E: Endpoint>(
 }
 
 /// `Strict-Transport-Security: max-age=N` (RFC 6797) on every response, error answers
-/// included, when `max_age` is given (see `Settings::hsts_max_age`: the server terminates TLS
+/// included, when `max_age` is given (see settings `server.hsts_max_age`: the server terminates TLS
 /// or the issuer is `https://`); nothing otherwise. No `includeSubDomains`: the policy of
 /// other hosts of the domain is not ours to set.
 pub fn strict_transport_security(max_age: Option<Duration>) -> SetHeader {

@@ -81,9 +81,9 @@ pub fn openapi_json() -> String {
 /// The whole HTTP application.
 pub fn app(state: AppState) -> impl Endpoint {
     let api = api_service();
-    let metadata = Metadata(metadata_bytes(&state.settings.issuer));
+    let metadata = Metadata(metadata_bytes(&state.settings.server.issuer));
     let ids = std::sync::Arc::new(middleware::RequestIds::new());
-    let hsts_max_age = state.settings.hsts_max_age;
+    let hsts_max_age = state.settings.server.hsts_max_age;
     Route::new()
         .at("/openapi.json", api.spec_endpoint())
         .nest("/docs", api.swagger_ui())

@@ -1,13 +1,14 @@
 //! TLS termination in the server (`PORTCULLIS_TLS_CERT` / `PORTCULLIS_TLS_KEY`): the PEM files
-//! are read and checked at start (errors name the setting), served through rustls with the
-//! aws-lc-rs provider and ALPN `h2` + `http/1.1`, and re-read every
+//! named by the validated settings are read and checked when the server starts
+//! ([`ServerTls::load`]; errors name the setting and fail the start), served through rustls
+//! with the aws-lc-rs provider and ALPN `h2` + `http/1.1`, and re-read every
 //! `PORTCULLIS_TLS_RELOAD_INTERVAL` so a renewed certificate is picked up without a restart.
 //!
 //! Handshakes run on their own tasks with a time limit, so one slow or silent client never
 //! holds up the others; a connection that does not speak TLS (plain HTTP to the TLS port) is
 //! closed without an HTTP answer.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,8 @@ use rustls::sign::CertifiedKey;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
+
+use crate::config::TlsSettings;
 
 /// How long a client may take to complete the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -68,6 +71,12 @@ impl TlsError {
         }
     }
 }
+
+/// A certificate or key that cannot be used at start. The message names the setting at fault,
+/// like a configuration error, and never quotes the key file.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting {setting}: {0}", setting = .0.setting())]
+pub struct TlsStartError(pub TlsError);
 
 /// A rustls server configuration built from a certificate chain and its private key, with a
 /// digest of the two files so that a reload can tell whether they changed.
@@ -183,14 +192,23 @@ fn check_pair(
     }
 }
 
-/// Validated TLS settings: where the files are, how often they are re-read, and what was
-/// loaded from them at start.
+/// TLS as the server runs it: the validated settings (where the files are, how often they are
+/// re-read) and what was loaded from the files at start.
 #[derive(Debug, Clone)]
-pub struct TlsSettings {
-    pub cert_path: PathBuf,
-    pub key_path: PathBuf,
-    pub reload_interval: Duration,
+pub struct ServerTls {
+    pub settings: TlsSettings,
     pub loaded: LoadedTls,
+}
+
+impl ServerTls {
+    /// Reads and checks both files, at start.
+    pub fn load(settings: &TlsSettings) -> Result<Self, TlsStartError> {
+        let loaded = load(&settings.cert_path, &settings.key_path).map_err(TlsStartError)?;
+        Ok(Self {
+            settings: settings.clone(),
+            loaded,
+        })
+    }
 }
 
 type Accepted = (TlsStream<TcpStream>, LocalAddr, RemoteAddr);
@@ -205,10 +223,10 @@ pub struct TlsAcceptor {
 }
 
 impl TlsAcceptor {
-    pub fn new(tcp: TcpAcceptor, settings: TlsSettings) -> Self {
+    pub fn new(tcp: TcpAcceptor, tls: ServerTls) -> Self {
         let local_addr = tcp.local_addr();
         let (tx, incoming) = mpsc::channel(64);
-        let task = tokio::spawn(accept_loop(tcp, settings, tx));
+        let task = tokio::spawn(accept_loop(tcp, tls, tx));
         Self {
             local_addr,
             incoming,
@@ -238,8 +256,11 @@ impl Acceptor for TlsAcceptor {
     }
 }
 
-async fn accept_loop(mut tcp: TcpAcceptor, settings: TlsSettings, tx: mpsc::Sender<Accepted>) {
-    let mut current = settings.loaded.clone();
+async fn accept_loop(mut tcp: TcpAcceptor, tls: ServerTls, tx: mpsc::Sender<Accepted>) {
+    let ServerTls {
+        settings,
+        loaded: mut current,
+    } = tls;
     let mut acceptor = tokio_rustls::TlsAcceptor::from(current.config.clone());
     let mut reload = tokio::time::interval(settings.reload_interval);
     reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use super::ring::{KeyRing, KeySet, PublicJwk, SigningKey};
 use crate::clock::SharedClock;
-use crate::config::KeySettings;
+use crate::config::KeyTimings;
 use crate::crypto::{CryptoError, MasterKey};
 
 #[derive(Debug, thiserror::Error)]
@@ -120,7 +120,7 @@ pub struct KeyService {
     master: Arc<MasterKey>,
     clock: SharedClock,
     ring: KeyRing,
-    timing: KeySettings,
+    timing: KeyTimings,
 }
 
 impl KeyService {
@@ -129,7 +129,7 @@ impl KeyService {
         master: Arc<MasterKey>,
         clock: SharedClock,
         ring: KeyRing,
-        timing: KeySettings,
+        timing: KeyTimings,
     ) -> Self {
         Self {
             db,
@@ -144,7 +144,7 @@ impl KeyService {
         &self.ring
     }
 
-    pub fn timing(&self) -> &KeySettings {
+    pub fn timing(&self) -> &KeyTimings {
         &self.timing
     }
 

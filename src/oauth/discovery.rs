@@ -179,7 +179,10 @@ impl DiscoveryApi {
         #[oai(name = "If-None-Match")] if_none_match: Header<Option<String>>,
     ) -> JwksResponse {
         let set = state.keys.ring().snapshot();
-        let cache = format!("public, max-age={}", state.settings.jwks_max_age.as_secs());
+        let cache = format!(
+            "public, max-age={}",
+            state.settings.keys.timing.jwks_max_age.as_secs()
+        );
         let matches = if_none_match.0.as_deref().is_some_and(|v| {
             v.split(',')
                 .map(|t| t.trim().trim_start_matches("W/"))

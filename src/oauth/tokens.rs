@@ -13,13 +13,13 @@ use std::time::Duration;
 use jsonwebtoken::{Algorithm, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::clock::SharedClock;
+use crate::clock::{CLOCK_SKEW, SharedClock};
 use crate::keys::{KeyRing, SignError};
 use crate::store::{Store, StoreError};
 
-/// Allowed clock skew when checking `exp` and `nbf`, seconds.
-pub const LEEWAY: i64 = 5;
-const _: () = assert!(LEEWAY as u64 == crate::config::CLOCK_SKEW.as_secs());
+/// Allowed clock skew when checking `exp` and `nbf`, seconds ([`CLOCK_SKEW`]; a few seconds,
+/// so the conversion is exact).
+pub const LEEWAY: i64 = CLOCK_SKEW.as_secs() as i64;
 
 /// Claims of an access token.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -274,11 +274,8 @@ impl TokenService {
     /// Makes every access token of a sign-in inactive (they live at most one access TTL).
     /// Ending a sign-in is `signins::SignIns::end`, which also revokes it in the database.
     pub async fn revoke_sign_in(&self, sid: &str) -> Result<(), StoreError> {
-        self.deny_sign_in_for(
-            sid,
-            self.access_ttl + Duration::from_secs(u64::try_from(LEEWAY).unwrap_or(5)),
-        )
-        .await
+        self.deny_sign_in_for(sid, self.access_ttl + CLOCK_SKEW)
+            .await
     }
 
     /// Refuses the access tokens of a sign-in for `ttl`.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use portcullis::clients::GrantType;
 use portcullis::clock::ManualClock;
 use portcullis::config::{DurationSetting, RawSettings};
+use portcullis::http::tls::ServerTls;
 use portcullis::state::{AppState, BuildOptions};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -330,6 +331,16 @@ async fn tls_settings_are_checked_at_start_naming_the_setting() {
             "PORTCULLIS_TLS_CERT",
         ),
         (
+            "both missing",
+            with(Some(&missing), Some(&files.dir.join("missing-key.pem"))),
+            "PORTCULLIS_TLS_CERT",
+        ),
+        (
+            "key missing",
+            with(Some(&files.cert), Some(&missing)),
+            "PORTCULLIS_TLS_KEY",
+        ),
+        (
             "key not PEM",
             with(Some(&files.cert), Some(&not_pem)),
             "PORTCULLIS_TLS_KEY",
@@ -368,8 +379,19 @@ async fn tls_settings_are_checked_at_start_naming_the_setting() {
         .chain(pki.key_pem.lines())
         .filter(|l| !l.starts_with("-----"))
         .collect();
+    // As at start: the settings are validated, then the files read and checked.
+    let start = |raw: RawSettings| -> Result<Option<ServerTls>, String> {
+        let settings = raw.validate().map_err(|e| e.to_string())?;
+        settings
+            .server
+            .tls
+            .as_ref()
+            .map(ServerTls::load)
+            .transpose()
+            .map_err(|e| e.to_string())
+    };
     for (case, raw, setting) in cases {
-        let err = raw.validate().expect_err(case).to_string();
+        let err = start(raw).expect_err(case);
         assert!(err.contains(setting), "{case}: {err}");
         assert!(
             key_lines.iter().all(|line| !err.contains(line)),
@@ -381,13 +403,16 @@ async fn tls_settings_are_checked_at_start_naming_the_setting() {
     let ok = with(Some(&files.cert), Some(&files.key))
         .validate()
         .unwrap();
-    assert!(ok.tls.is_some());
-    assert_eq!(ok.hsts_max_age, Some(Duration::from_secs(365 * 86_400)));
+    assert!(ServerTls::load(ok.server.tls.as_ref().unwrap()).is_ok());
+    assert_eq!(
+        ok.server.hsts_max_age,
+        Some(Duration::from_secs(365 * 86_400))
+    );
     let unset = with(Some(Path::new("")), Some(Path::new("")))
         .validate()
         .unwrap();
-    assert!(unset.tls.is_none());
-    assert_eq!(unset.hsts_max_age, None, "http:// issuer, no TLS");
+    assert!(unset.server.tls.is_none());
+    assert_eq!(unset.server.hsts_max_age, None, "http:// issuer, no TLS");
 }
 
 #[test]
@@ -396,17 +421,23 @@ fn the_binary_refuses_a_bad_certificate_at_start() {
     let files = Files::new(&pki);
     let not_pem = files.dir.join("not-pem.txt");
     std::fs::write(&not_pem, "this is not a certificate\n").unwrap();
-    for (cert, key, setting) in [
-        (Some(&not_pem), Some(&files.key), "tls_cert"),
-        (Some(&files.cert), None, "tls_key"),
+    let missing_cert = files.dir.join("no-such-cert.pem");
+    let missing_key = files.dir.join("no-such-key.pem");
+    // `serve` reads the files before anything else; every command checks that both are given.
+    for (command, cert, key, setting) in [
+        ("serve", Some(&not_pem), Some(&files.key), "tls_cert"),
+        ("serve", Some(&missing_cert), Some(&missing_key), "tls_cert"),
+        ("serve", Some(&files.cert), Some(&missing_key), "tls_key"),
+        ("migrate", Some(&files.cert), None, "tls_key"),
     ] {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"));
-        cmd.arg("migrate")
+        cmd.arg(command)
             .current_dir(&files.dir)
             .env_remove("PORTCULLIS_DATABASE_URL")
             .env_remove("PORTCULLIS_REDIS_URL")
             .env_remove("PORTCULLIS_CONFIG")
             .env_remove("PORTCULLIS_TLS_KEY")
+            .env("PORTCULLIS_LISTEN", "127.0.0.1:0")
             .env("PORTCULLIS_LOG", "warn");
         if let Some(cert) = cert {
             cmd.env("PORTCULLIS_TLS_CERT", cert);
@@ -414,14 +445,32 @@ fn the_binary_refuses_a_bad_certificate_at_start() {
         if let Some(key) = key {
             cmd.env("PORTCULLIS_TLS_KEY", key);
         }
-        let out = cmd.output().unwrap();
-        assert!(!out.status.success(), "{setting}");
+        let out = run_briefly(cmd);
+        let case = format!("{command} {setting}");
+        assert!(!out.status.success(), "{case}");
         let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
-        assert!(err.contains(setting), "{setting}: {err}");
+        assert!(err.contains(setting), "{case}: {err}");
         assert!(!err.contains("panicked"), "{err}");
         assert!(
             !files.dir.join("data").exists(),
-            "nothing ran before the check"
+            "{case}: nothing ran before the check"
         );
     }
+}
+
+/// Runs the binary to its end; a server that started after all is stopped after 30 s.
+fn run_briefly(mut cmd: std::process::Command) -> std::process::Output {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    child.wait_with_output().unwrap()
 }
