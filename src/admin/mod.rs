@@ -260,7 +260,7 @@ impl AdminApi {
     async fn list_users(
         &self,
         state: Data<&AppState>,
-        #[oai(scope = "ApiScopes::UsersRead")] _auth: Require<UsersRead>,
+        #[oai(scope = "ApiScopes::USERS_READ")] _auth: Require<UsersRead>,
         q: Query<Option<String>>,
         cursor: Query<Option<String>>,
         #[oai(name = "limit")] page_size: Query<Option<i64>>,
@@ -307,7 +307,7 @@ impl AdminApi {
     async fn get_user(
         &self,
         state: Data<&AppState>,
-        #[oai(scope = "ApiScopes::UsersRead")] _auth: Require<UsersRead>,
+        #[oai(scope = "ApiScopes::USERS_READ")] _auth: Require<UsersRead>,
         id: Path<String>,
     ) -> Result<AdminUserResponse, ApiError> {
         let user = state.users.get(&id.0).await.map_err(user_error)?;
@@ -327,7 +327,7 @@ impl AdminApi {
         &self,
         state: Data<&AppState>,
         req: &Request,
-        #[oai(scope = "ApiScopes::UsersAdmin")] auth: Require<UsersAdmin>,
+        #[oai(scope = "ApiScopes::USERS_ADMIN")] auth: Require<UsersAdmin>,
         id: Path<String>,
         body: Json<RolesBody>,
     ) -> Result<AdminUserResponse, ApiError> {
@@ -358,7 +358,7 @@ impl AdminApi {
         &self,
         state: Data<&AppState>,
         req: &Request,
-        #[oai(scope = "ApiScopes::UsersAdmin")] auth: Require<UsersAdmin>,
+        #[oai(scope = "ApiScopes::USERS_ADMIN")] auth: Require<UsersAdmin>,
         id: Path<String>,
     ) -> Result<AdminUserResponse, ApiError> {
         let user = state
@@ -396,7 +396,7 @@ impl AdminApi {
         &self,
         state: Data<&AppState>,
         req: &Request,
-        #[oai(scope = "ApiScopes::UsersAdmin")] auth: Require<UsersAdmin>,
+        #[oai(scope = "ApiScopes::USERS_ADMIN")] auth: Require<UsersAdmin>,
         id: Path<String>,
     ) -> Result<AdminUserResponse, ApiError> {
         let target = state.users.get(&id.0).await.map_err(user_error)?;
@@ -431,7 +431,7 @@ impl AdminApi {
         &self,
         state: Data<&AppState>,
         req: &Request,
-        #[oai(scope = "ApiScopes::UsersAdmin")] auth: Require<UsersAdmin>,
+        #[oai(scope = "ApiScopes::USERS_ADMIN")] auth: Require<UsersAdmin>,
         id: Path<String>,
     ) -> Result<AdminUserResponse, ApiError> {
         let user = state.users.get(&id.0).await.map_err(user_error)?;
@@ -457,7 +457,7 @@ impl AdminApi {
     async fn list_clients(
         &self,
         state: Data<&AppState>,
-        #[oai(scope = "ApiScopes::ClientsAdmin")] _auth: Require<ClientsAdmin>,
+        #[oai(scope = "ApiScopes::CLIENTS_ADMIN")] _auth: Require<ClientsAdmin>,
     ) -> Result<ClientListResponse, ApiError> {
         let clients = state.clients.list().await.map_err(client_error)?;
         Ok(ClientListResponse::Ok(Json(
@@ -481,7 +481,7 @@ impl AdminApi {
         &self,
         state: Data<&AppState>,
         req: &Request,
-        #[oai(scope = "ApiScopes::ClientsAdmin")] auth: Require<ClientsAdmin>,
+        #[oai(scope = "ApiScopes::CLIENTS_ADMIN")] auth: Require<ClientsAdmin>,
         body: Json<NewClientBody>,
     ) -> Result<ClientCreatedResponse, ApiError> {
         let body = body.0;
@@ -533,7 +533,7 @@ impl AdminApi {
     async fn get_client(
         &self,
         state: Data<&AppState>,
-        #[oai(scope = "ApiScopes::ClientsAdmin")] _auth: Require<ClientsAdmin>,
+        #[oai(scope = "ApiScopes::CLIENTS_ADMIN")] _auth: Require<ClientsAdmin>,
         client_id: Path<String>,
     ) -> Result<ClientResponse, ApiError> {
         let client = state
@@ -558,7 +558,7 @@ impl AdminApi {
         &self,
         state: Data<&AppState>,
         req: &Request,
-        #[oai(scope = "ApiScopes::ClientsAdmin")] auth: Require<ClientsAdmin>,
+        #[oai(scope = "ApiScopes::CLIENTS_ADMIN")] auth: Require<ClientsAdmin>,
         client_id: Path<String>,
         body: Json<ClientPatch>,
     ) -> Result<ClientResponse, ApiError> {
@@ -622,7 +622,7 @@ impl AdminApi {
         &self,
         state: Data<&AppState>,
         req: &Request,
-        #[oai(scope = "ApiScopes::ClientsAdmin")] auth: Require<ClientsAdmin>,
+        #[oai(scope = "ApiScopes::CLIENTS_ADMIN")] auth: Require<ClientsAdmin>,
         client_id: Path<String>,
     ) -> Result<DeletedResponse, ApiError> {
         if !state
@@ -657,7 +657,7 @@ impl AdminApi {
         &self,
         state: Data<&AppState>,
         req: &Request,
-        #[oai(scope = "ApiScopes::ClientsAdmin")] auth: Require<ClientsAdmin>,
+        #[oai(scope = "ApiScopes::CLIENTS_ADMIN")] auth: Require<ClientsAdmin>,
         client_id: Path<String>,
     ) -> Result<SecretResponse, ApiError> {
         let current = state
@@ -693,7 +693,7 @@ impl AdminApi {
     async fn list_roles(
         &self,
         state: Data<&AppState>,
-        #[oai(scope = "ApiScopes::UsersRead")] _auth: Require<UsersRead>,
+        #[oai(scope = "ApiScopes::USERS_READ")] _auth: Require<UsersRead>,
     ) -> Result<RolesResponse, ApiError> {
         let roles = state.roles.list().await.map_err(role_error)?;
         Ok(RolesResponse::Ok(Json(
@@ -714,7 +714,7 @@ impl AdminApi {
         &self,
         state: Data<&AppState>,
         req: &Request,
-        #[oai(scope = "ApiScopes::UsersAdmin")] auth: Require<UsersAdmin>,
+        #[oai(scope = "ApiScopes::USERS_ADMIN")] auth: Require<UsersAdmin>,
         role: Path<String>,
         body: Json<PermissionsBody>,
     ) -> Result<RoleResponse, ApiError> {
@@ -763,7 +763,7 @@ impl AdminApi {
     async fn audit_events(
         &self,
         state: Data<&AppState>,
-        #[oai(scope = "ApiScopes::AuditRead")] _auth: Require<AuditRead>,
+        #[oai(scope = "ApiScopes::AUDIT_READ")] _auth: Require<AuditRead>,
         #[oai(name = "type")] event_type: Query<Option<String>>,
         user_id: Query<Option<String>>,
         client_id: Query<Option<String>>,

@@ -141,7 +141,7 @@ impl ArticlesApi {
     async fn list(
         &self,
         state: Data<&AppState>,
-        #[oai(scope = "ApiScopes::ArticlesRead")] _auth: Require<ArticlesRead>,
+        #[oai(scope = "ApiScopes::ARTICLES_READ")] _auth: Require<ArticlesRead>,
         /// Articles per page, 1–100 (default 20).
         limit: Query<Option<i64>>,
         /// The `next_cursor` of the previous page.
@@ -165,7 +165,7 @@ impl ArticlesApi {
     async fn get(
         &self,
         state: Data<&AppState>,
-        #[oai(scope = "ApiScopes::ArticlesRead")] _auth: Require<ArticlesRead>,
+        #[oai(scope = "ApiScopes::ARTICLES_READ")] _auth: Require<ArticlesRead>,
         /// Article id.
         id: Path<String>,
     ) -> Result<GetResponse, ApiError> {
@@ -182,7 +182,7 @@ impl ArticlesApi {
         &self,
         state: Data<&AppState>,
         req: &Request,
-        #[oai(scope = "ApiScopes::ArticlesWrite")] auth: Require<ArticlesWrite>,
+        #[oai(scope = "ApiScopes::ARTICLES_WRITE")] auth: Require<ArticlesWrite>,
         body: Json<NewArticle>,
     ) -> Result<CreateResponse, ApiError> {
         let author_id = auth.user_id()?;
@@ -216,7 +216,7 @@ impl ArticlesApi {
         &self,
         state: Data<&AppState>,
         req: &Request,
-        #[oai(scope = "ApiScopes::ArticlesWrite")] auth: Require<ArticlesWrite>,
+        #[oai(scope = "ApiScopes::ARTICLES_WRITE")] auth: Require<ArticlesWrite>,
         /// Article id.
         id: Path<String>,
         body: Json<ArticlePatch>,
@@ -265,7 +265,7 @@ impl ArticlesApi {
         &self,
         state: Data<&AppState>,
         req: &Request,
-        #[oai(scope = "ApiScopes::ArticlesDelete")] auth: Require<ArticlesDelete>,
+        #[oai(scope = "ApiScopes::ARTICLES_DELETE")] auth: Require<ArticlesDelete>,
         /// Article id.
         id: Path<String>,
     ) -> Result<DeleteResponse, ApiError> {

@@ -4,51 +4,47 @@
 
 use poem::Request;
 use poem_openapi::auth::Bearer;
+use poem_openapi::registry::MetaOAuthScope;
 use poem_openapi::{OAuthScopes, SecurityScheme};
 
 use super::problem::ApiError;
+use crate::oauth::scope::{self, SCOPES, ScopeDef};
 use crate::oauth::tokens::{AccessClaims, TokenInvalid};
 use crate::state::AppState;
 
-/// Scopes offered in Swagger UI's Authorize dialog.
-#[derive(OAuthScopes)]
-pub enum ApiScopes {
-    /// OpenID Connect sign-in (ID token, userinfo)
-    #[oai(rename = "openid")]
-    Openid,
-    /// Your username and name
-    #[oai(rename = "profile")]
-    Profile,
-    /// Your email address
-    #[oai(rename = "email")]
-    Email,
-    /// Read articles
-    #[oai(rename = "articles:read")]
-    ArticlesRead,
-    /// Create and edit articles
-    #[oai(rename = "articles:write")]
-    ArticlesWrite,
-    /// Delete articles
-    #[oai(rename = "articles:delete")]
-    ArticlesDelete,
-    /// Read user accounts
-    #[oai(rename = "users:read")]
-    UsersRead,
-    /// Administer users
-    #[oai(rename = "users:admin")]
-    UsersAdmin,
-    /// Administer clients
-    #[oai(rename = "clients:admin")]
-    ClientsAdmin,
-    /// Read the audit log
-    #[oai(rename = "audit:read")]
-    AuditRead,
-    /// Administer signing keys
-    #[oai(rename = "keys:admin")]
-    KeysAdmin,
-    /// Change your name and email address
-    #[oai(rename = "profile:write")]
-    ProfileWrite,
+/// Scopes offered in Swagger UI's Authorize dialog, and named by each operation's security
+/// requirement: the registry of scopes (`oauth::scope::SCOPES`), nothing of its own.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiScopes(&'static ScopeDef);
+
+impl ApiScopes {
+    pub const OPENID: Self = Self(&scope::OPENID);
+    pub const PROFILE: Self = Self(&scope::PROFILE);
+    pub const PROFILE_WRITE: Self = Self(&scope::PROFILE_WRITE);
+    pub const ARTICLES_READ: Self = Self(&scope::ARTICLES_READ);
+    pub const ARTICLES_WRITE: Self = Self(&scope::ARTICLES_WRITE);
+    pub const ARTICLES_DELETE: Self = Self(&scope::ARTICLES_DELETE);
+    pub const USERS_READ: Self = Self(&scope::USERS_READ);
+    pub const USERS_ADMIN: Self = Self(&scope::USERS_ADMIN);
+    pub const CLIENTS_ADMIN: Self = Self(&scope::CLIENTS_ADMIN);
+    pub const AUDIT_READ: Self = Self(&scope::AUDIT_READ);
+    pub const KEYS_ADMIN: Self = Self(&scope::KEYS_ADMIN);
+}
+
+impl OAuthScopes for ApiScopes {
+    fn meta() -> Vec<MetaOAuthScope> {
+        SCOPES
+            .iter()
+            .map(|d| MetaOAuthScope {
+                name: d.name,
+                description: Some(d.description),
+            })
+            .collect()
+    }
+
+    fn name(&self) -> &'static str {
+        self.0.name
+    }
 }
 
 /// A validated bearer access token. In Swagger UI: Authorize with the password flow and the

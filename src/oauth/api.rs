@@ -356,7 +356,7 @@ impl OAuthApi {
     async fn userinfo(
         &self,
         state: Data<&AppState>,
-        #[oai(scope = "ApiScopes::Openid")] auth: Require<OpenId>,
+        #[oai(scope = "ApiScopes::OPENID")] auth: Require<OpenId>,
     ) -> Result<UserInfoOk, ApiError> {
         let user_id = auth.user_id()?;
         let user = state.users.get(user_id).await.map_err(|e| match e {

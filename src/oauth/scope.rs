@@ -48,24 +48,38 @@ const fn permission(name: &'static str, description: &'static str, admin: bool) 
     }
 }
 
+pub const OPENID: ScopeDef = identity("openid", "OpenID Connect sign-in (ID token, userinfo)");
+pub const PROFILE: ScopeDef = identity("profile", "Your username and name");
+pub const EMAIL: ScopeDef = identity("email", "Your email address");
+pub const PROFILE_WRITE: ScopeDef = identity("profile:write", "Change your name and email address");
+pub const ARTICLES_READ: ScopeDef = permission("articles:read", "Read articles", false);
+pub const ARTICLES_WRITE: ScopeDef =
+    permission("articles:write", "Create articles and edit your own", false);
+pub const ARTICLES_DELETE: ScopeDef = permission("articles:delete", "Delete articles", false);
+pub const USERS_READ: ScopeDef = permission("users:read", "Read user accounts and roles", true);
+pub const USERS_ADMIN: ScopeDef = permission(
+    "users:admin",
+    "Administer users, their roles and role permissions",
+    true,
+);
+pub const CLIENTS_ADMIN: ScopeDef = permission("clients:admin", "Administer OAuth clients", true);
+pub const AUDIT_READ: ScopeDef = permission("audit:read", "Read the audit log", true);
+pub const KEYS_ADMIN: ScopeDef = permission("keys:admin", "Administer signing keys", true);
+
 /// Every scope the server knows.
 pub const SCOPES: [ScopeDef; 12] = [
-    identity("openid", "OpenID Connect sign-in (ID token, userinfo)"),
-    identity("profile", "Your username and name"),
-    identity("email", "Your email address"),
-    identity("profile:write", "Change your name and email address"),
-    permission("articles:read", "Read articles", false),
-    permission("articles:write", "Create articles and edit your own", false),
-    permission("articles:delete", "Delete articles", false),
-    permission("users:read", "Read user accounts and roles", true),
-    permission(
-        "users:admin",
-        "Administer users, their roles and role permissions",
-        true,
-    ),
-    permission("clients:admin", "Administer OAuth clients", true),
-    permission("audit:read", "Read the audit log", true),
-    permission("keys:admin", "Administer signing keys", true),
+    OPENID,
+    PROFILE,
+    EMAIL,
+    PROFILE_WRITE,
+    ARTICLES_READ,
+    ARTICLES_WRITE,
+    ARTICLES_DELETE,
+    USERS_READ,
+    USERS_ADMIN,
+    CLIENTS_ADMIN,
+    AUDIT_READ,
+    KEYS_ADMIN,
 ];
 
 /// The scopes granted when a request names none and the client has no default scopes of

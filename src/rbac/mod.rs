@@ -25,7 +25,7 @@ use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 use crate::domain::Scope;
 use crate::http::BearerAuth;
 use crate::http::problem::ApiError;
-use crate::oauth::scope::{is_administrative, permissions_in};
+use crate::oauth::scope::{self, is_administrative, permissions_in};
 use crate::oauth::tokens::AccessClaims;
 use crate::state::AppState;
 use crate::users::UserError;
@@ -41,38 +41,41 @@ pub trait Permission: Send + Sync + 'static {
 }
 
 macro_rules! permissions {
-    ($($(#[$doc:meta])* $ty:ident => $name:literal),* $(,)?) => {
+    ($($(#[$doc:meta])* $ty:ident => $def:path),* $(,)?) => {
         $(
             $(#[$doc])*
             pub struct $ty;
             impl Permission for $ty {
-                const NAME: &'static str = $name;
+                const NAME: &'static str = $def.name;
             }
         )*
     };
 }
 
+// Each permission is a scope of the registry (`oauth::scope`), named by its constant there.
 permissions! {
     /// OpenID Connect sign-in: an identity scope every user may grant, not a role permission.
-    OpenId => "openid",
-    /// Read articles.
-    ArticlesRead => "articles:read",
-    /// Create articles; edit one's own.
-    ArticlesWrite => "articles:write",
-    /// Delete one's own articles.
-    ArticlesDelete => "articles:delete",
-    /// Read user accounts and roles.
-    UsersRead => "users:read",
-    /// Change users, their roles and role permissions.
-    UsersAdmin => "users:admin",
-    /// Manage OAuth clients.
-    ClientsAdmin => "clients:admin",
-    /// Read the audit log.
-    AuditRead => "audit:read",
-    /// Change one's own profile.
-    ProfileWrite => "profile:write",
+    OpenId => scope::OPENID,
     /// Read one's own profile.
-    Profile => "profile",
+    Profile => scope::PROFILE,
+    /// Change one's own profile.
+    ProfileWrite => scope::PROFILE_WRITE,
+    /// Read articles.
+    ArticlesRead => scope::ARTICLES_READ,
+    /// Create articles; edit one's own.
+    ArticlesWrite => scope::ARTICLES_WRITE,
+    /// Delete one's own articles.
+    ArticlesDelete => scope::ARTICLES_DELETE,
+    /// Read user accounts and roles.
+    UsersRead => scope::USERS_READ,
+    /// Change users, their roles and role permissions.
+    UsersAdmin => scope::USERS_ADMIN,
+    /// Manage OAuth clients.
+    ClientsAdmin => scope::CLIENTS_ADMIN,
+    /// Read the audit log.
+    AuditRead => scope::AUDIT_READ,
+    /// Administer signing keys.
+    KeysAdmin => scope::KEYS_ADMIN,
 }
 
 /// Who acts on an administrative operation.

@@ -169,7 +169,7 @@ impl UsersApi {
     async fn me(
         &self,
         state: Data<&AppState>,
-        #[oai(scope = "ApiScopes::Profile")] auth: Require<Profile>,
+        #[oai(scope = "ApiScopes::PROFILE")] auth: Require<Profile>,
     ) -> Result<ProfileResponse, ApiError> {
         let user = state.users.get(auth.user_id()?).await.map_err(user_error)?;
         Ok(ProfileResponse::Ok(Json(profile_view(user, &auth.claims))))
@@ -184,7 +184,7 @@ impl UsersApi {
         &self,
         state: Data<&AppState>,
         req: &Request,
-        #[oai(scope = "ApiScopes::ProfileWrite")] auth: Require<ProfileWrite>,
+        #[oai(scope = "ApiScopes::PROFILE_WRITE")] auth: Require<ProfileWrite>,
         body: Json<ProfilePatch>,
     ) -> Result<ProfileResponse, ApiError> {
         let user_id = auth.user_id()?;

@@ -17,6 +17,7 @@ mod openapi;
 mod redis_outage;
 mod refresh;
 mod refresh_cluster;
+mod registry;
 mod resource_server;
 mod revocation;
 mod robustness;
