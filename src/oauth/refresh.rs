@@ -32,7 +32,7 @@ use ring::hkdf;
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    EntityTrait, QueryFilter, Set, TransactionTrait,
+    EntityTrait, QueryFilter, Set,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -232,7 +232,7 @@ impl RefreshService {
         let now = self.clock.now();
         let family_id = uuid::Uuid::new_v4().to_string();
         let token = random_token()?;
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         refresh_families::ActiveModel {
             id: Set(family_id.clone()),
             user_id: Set(user_id.to_string()),
@@ -339,7 +339,7 @@ impl RefreshService {
             }
             "rotated" => {
                 let key = ReplayKey::derive(presented)?;
-                let txn = self.db.begin().await?;
+                let txn = crate::db::begin_write(&self.db).await?;
                 if !self.lock_open_family(&txn, &family.id, now).await? {
                     txn.rollback().await?;
                     return Err(RefreshError::Invalid);
@@ -375,7 +375,7 @@ impl RefreshService {
             scope,
             successor,
         } = *pending;
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         if !self.lock_open_family(&txn, &family.id, now).await? {
             txn.rollback().await?;
             return Err(RefreshError::Invalid);
@@ -522,7 +522,7 @@ impl RefreshService {
     /// it was still open.
     pub async fn revoke_family(&self, family_id: &str, reason: &str) -> Result<bool, RefreshError> {
         let now = self.clock.now();
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let closed = self.revoke_in(&txn, family_id, reason, now).await?;
         txn.commit().await?;
         Ok(closed)

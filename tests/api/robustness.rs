@@ -185,3 +185,66 @@ async fn health_and_readiness() {
     assert_eq!(ready.body["store"], "ok");
     assert!(ready.header("x-request-id").is_some());
 }
+
+/// Writes that read before they write (registration, role changes, role permissions) run side
+/// by side without a 503: on SQLite such a transaction must take the write lock when it
+/// begins, or a concurrent commit makes it fail at once with "database is locked" instead of
+/// waiting (found by scripts/schemathesis.sh).
+#[tokio::test]
+async fn concurrent_writes_never_answer_503() {
+    let app = spawn_app().await;
+    let id = app.register("root").await.str("id");
+    app.state
+        .users
+        .set_roles(&id, &["admin".to_string()])
+        .await
+        .unwrap();
+    let at = app
+        .password_grant("root", "users:read users:admin")
+        .await
+        .str("access_token");
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        ids.push(app.register(&format!("target{n}")).await.str("id"));
+    }
+    let mut burst = tokio::task::JoinSet::new();
+    for round in 0..8 {
+        for (n, target) in ids.iter().enumerate() {
+            let roles = if (round + n) % 2 == 0 {
+                serde_json::json!({"roles": ["reader"]})
+            } else {
+                serde_json::json!({"roles": ["reader", "author"]})
+            };
+            burst.spawn(
+                app.http
+                    .put(app.url(&format!("/api/v1/admin/users/{target}/roles")))
+                    .bearer_auth(&at)
+                    .json(&roles)
+                    .send(),
+            );
+        }
+        burst.spawn(
+            app.http
+                .put(app.url("/api/v1/admin/roles/author/permissions"))
+                .bearer_auth(&at)
+                .json(&serde_json::json!({"permissions": ["articles:read", "articles:write"]}))
+                .send(),
+        );
+        burst.spawn(
+            app.http
+                .post(app.url("/api/v1/users"))
+                .json(&serde_json::json!({
+                    "username": format!("burst{round}"),
+                    "email": format!("burst{round}@example.com"),
+                    "password": PASSWORD,
+                }))
+                .send(),
+        );
+    }
+    for answer in burst.join_all().await {
+        let resp = answer.unwrap();
+        let status = resp.status();
+        let body = resp.text().await.unwrap();
+        assert!(status.is_success(), "{status} {body}");
+    }
+}
