@@ -46,10 +46,63 @@ impl Default for RequestIds {
     }
 }
 
+/// The methods each documented path answers, for the `Allow` header of a 405 (RFC 9110
+/// §15.5.6). Built once from the OpenAPI operations, so it cannot drift from the routes.
+#[derive(Debug, Default)]
+pub struct AllowedMethods {
+    /// Path templates split into segments (`None` for a `{param}`), with their `Allow` value.
+    routes: Vec<(Vec<Option<String>>, String)>,
+}
+
+impl AllowedMethods {
+    /// From `(path template, method)` pairs such as `("/api/v1/articles/{id}", GET)`. A path
+    /// with `GET` also answers `HEAD` (poem serves HEAD through the GET endpoint).
+    pub fn new<'a>(
+        operations: impl IntoIterator<Item = (&'a str, &'a poem::http::Method)>,
+    ) -> Self {
+        let mut by_path: std::collections::BTreeMap<&str, std::collections::BTreeSet<&str>> =
+            std::collections::BTreeMap::new();
+        for (path, method) in operations {
+            let methods = by_path.entry(path).or_default();
+            methods.insert(method.as_str());
+            if method == poem::http::Method::GET {
+                methods.insert("HEAD");
+            }
+        }
+        let routes = by_path
+            .into_iter()
+            .map(|(path, methods)| {
+                let segments = path
+                    .split('/')
+                    .map(|s| (!(s.starts_with('{') && s.ends_with('}'))).then(|| s.to_string()))
+                    .collect();
+                (segments, methods.into_iter().collect::<Vec<_>>().join(", "))
+            })
+            .collect();
+        Self { routes }
+    }
+
+    /// The `Allow` value for a request path, when it is a documented path.
+    fn allow(&self, path: &str) -> Option<&str> {
+        let segments: Vec<&str> = path.split('/').collect();
+        self.routes
+            .iter()
+            .find(|(template, _)| {
+                template.len() == segments.len()
+                    && template.iter().zip(&segments).all(|(t, s)| match t {
+                        Some(literal) => literal == s,
+                        None => !s.is_empty(),
+                    })
+            })
+            .map(|(_, allow)| allow.as_str())
+    }
+}
+
 pub async fn around<E: Endpoint>(
     next: E,
     mut req: Request,
     ids: Arc<RequestIds>,
+    allowed: Arc<AllowedMethods>,
 ) -> poem::Result<Response> {
     let started = Instant::now();
     let request_id = ids.next();
@@ -69,7 +122,16 @@ pub async fn around<E: Endpoint>(
         };
         let mut resp = match next.call(req).await {
             Ok(resp) => resp.into_response(),
-            Err(err) => render_error(err, oauth),
+            Err(err) => {
+                let mut resp = render_error(err, oauth);
+                if resp.status() == StatusCode::METHOD_NOT_ALLOWED
+                    && let Some(allow) = allowed.allow(&path)
+                    && let Ok(value) = HeaderValue::from_str(allow)
+                {
+                    resp.headers_mut().insert(header::ALLOW, value);
+                }
+                resp
+            }
         };
         let status = resp.status();
         if status.is_server_error() {

@@ -78,11 +78,24 @@ pub fn openapi_json() -> String {
     api_service().spec()
 }
 
+/// The methods of every documented path (the `Allow` header of a 405).
+fn allowed_methods() -> middleware::AllowedMethods {
+    let apis = <Apis as poem_openapi::OpenApi>::meta();
+    middleware::AllowedMethods::new(apis.iter().flat_map(|api| {
+        api.paths.iter().flat_map(|path| {
+            path.operations
+                .iter()
+                .map(move |op| (path.path.as_str(), &op.method))
+        })
+    }))
+}
+
 /// The whole HTTP application.
 pub fn app(state: AppState) -> impl Endpoint {
     let api = api_service();
     let metadata = Metadata(metadata_bytes(&state.settings.issuer));
     let ids = std::sync::Arc::new(middleware::RequestIds::new());
+    let allowed = std::sync::Arc::new(allowed_methods());
     let hsts_max_age = state.settings.hsts_max_age;
     Route::new()
         .at("/openapi.json", api.spec_endpoint())
@@ -91,7 +104,7 @@ pub fn app(state: AppState) -> impl Endpoint {
         .with(CatchPanic::new())
         .data(state)
         .data(metadata)
-        .around(move |next, req| middleware::around(next, req, ids.clone()))
+        .around(move |next, req| middleware::around(next, req, ids.clone(), allowed.clone()))
         .with(middleware::strict_transport_security(hsts_max_age))
 }
 

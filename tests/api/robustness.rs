@@ -248,3 +248,59 @@ async fn concurrent_writes_never_answer_503() {
         assert!(status.is_success(), "{status} {body}");
     }
 }
+
+/// A method a path does not have answers 405 with an `Allow` header naming the methods it has
+/// (RFC 9110 §15.5.6), for every path of the OpenAPI document (found by
+/// scripts/schemathesis.sh: the header was missing).
+#[tokio::test]
+async fn unsupported_methods_answer_405_with_allow() {
+    let app = spawn_app().await;
+    let doc: serde_json::Value = serde_json::from_str(&portcullis::http::openapi_json()).unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() > 10);
+    for (template, operations) in paths {
+        let path = template
+            .split('/')
+            .map(|s| if s.starts_with('{') { "x" } else { s })
+            .collect::<Vec<_>>()
+            .join("/");
+        let mut expected: Vec<String> = operations
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|m| m.to_ascii_uppercase())
+            .collect();
+        if expected.iter().any(|m| m == "GET") {
+            expected.push("HEAD".into());
+        }
+        expected.sort();
+        for method in ["TRACE", "OPTIONS", "PUT", "DELETE"] {
+            if expected.iter().any(|m| m == method) {
+                continue;
+            }
+            let resp = app
+                .http
+                .request(method.parse().unwrap(), app.url(&path))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                resp.status(),
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}"
+            );
+            let allow = resp
+                .headers()
+                .get("allow")
+                .unwrap_or_else(|| panic!("{method} {path}: no Allow header"))
+                .to_str()
+                .unwrap()
+                .to_string();
+            let mut allowed: Vec<String> = allow.split(", ").map(str::to_string).collect();
+            allowed.sort();
+            assert_eq!(allowed, expected, "{method} {path}: Allow: {allow}");
+            let body: serde_json::Value = resp.json().await.unwrap();
+            assert_eq!(body["code"], "method_not_allowed", "{method} {path}");
+        }
+    }
+}
