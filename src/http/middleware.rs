@@ -116,22 +116,22 @@ pub async fn around<E: Endpoint>(
         path = %path,
     );
     async move {
-        let req = match limit_body(req).await {
-            Ok(req) => req,
-            Err(resp) => return Ok(resp),
-        };
-        let mut resp = match next.call(req).await {
-            Ok(resp) => resp.into_response(),
-            Err(err) => {
-                let mut resp = render_error(err, oauth);
-                if resp.status() == StatusCode::METHOD_NOT_ALLOWED
-                    && let Some(allow) = allowed.allow(&path)
-                    && let Ok(value) = HeaderValue::from_str(allow)
-                {
-                    resp.headers_mut().insert(header::ALLOW, value);
+        // A refused body gets the same headers as every other answer (request id, no-store).
+        let mut resp = match limit_body(req, oauth).await {
+            Err(refused) => refused,
+            Ok(req) => match next.call(req).await {
+                Ok(resp) => resp.into_response(),
+                Err(err) => {
+                    let mut resp = render_error(err, oauth);
+                    if resp.status() == StatusCode::METHOD_NOT_ALLOWED
+                        && let Some(allow) = allowed.allow(&path)
+                        && let Ok(value) = HeaderValue::from_str(allow)
+                    {
+                        resp.headers_mut().insert(header::ALLOW, value);
+                    }
+                    resp
                 }
-                resp
-            }
+            },
         };
         let status = resp.status();
         if status.is_server_error() {
@@ -177,17 +177,26 @@ pub fn strict_transport_security(max_age: Option<Duration>) -> SetHeader {
 }
 
 /// Buffers the body up to [`super::MAX_BODY_BYTES`]; bigger bodies (whatever their
-/// `Content-Length` or chunking) are refused with 413 before any handler reads them.
-async fn limit_body(mut req: Request) -> Result<Request, Response> {
+/// `Content-Length` or chunking) are refused with 413 before any handler reads them (in the
+/// RFC 6749 shape on the OAuth endpoints).
+async fn limit_body(mut req: Request, oauth: bool) -> Result<Request, Response> {
     use tokio::io::AsyncReadExt as _;
     let limit = super::MAX_BODY_BYTES;
+    let refuse = |status: StatusCode, code: &str, message: String| {
+        if oauth {
+            let body = OAuthErrorBody {
+                error: ErrorCode::InvalidRequest,
+                error_description: message,
+            };
+            return json(status, &body);
+        }
+        json(status, &Problem::new(code, message))
+    };
     let too_large = || {
-        json(
+        refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
-            &Problem::new(
-                "payload_too_large",
-                format!("the request body exceeds {limit} bytes"),
-            ),
+            "payload_too_large",
+            format!("the request body exceeds {limit} bytes"),
         )
     };
     let declared = req
@@ -206,9 +215,10 @@ async fn limit_body(mut req: Request) -> Result<Request, Response> {
     let mut buf = Vec::new();
     let mut reader = req.take_body().into_async_read().take(limit as u64 + 1);
     if reader.read_to_end(&mut buf).await.is_err() {
-        return Err(json(
+        return Err(refuse(
             StatusCode::BAD_REQUEST,
-            &Problem::new("malformed_request", "the request body could not be read"),
+            "malformed_request",
+            "the request body could not be read".into(),
         ));
     }
     if buf.len() > limit {
