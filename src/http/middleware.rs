@@ -1,6 +1,8 @@
-//! Cross-cutting HTTP behaviour: a request id and tracing span per request, error rendering
-//! (so no framework error ever reaches a client as plain text or a 500), `no-store` on OAuth
-//! responses, protective response headers, and `Strict-Transport-Security` over HTTPS.
+//! Cross-cutting HTTP behaviour: a request id and tracing span per request, the body-size
+//! limit, the JSON type check of request bodies and the `Allow` header of a 405 (both from
+//! the documented operations, see [`super::routes`]), error rendering (so no framework error
+//! ever reaches a client as plain text or a 500), `no-store` on OAuth responses, protective
+//! response headers, and `Strict-Transport-Security` over HTTPS.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +14,7 @@ use poem::{Endpoint, IntoResponse, Request, Response};
 use tracing::Instrument;
 
 use super::problem::{Problem, bearer_challenge};
+use super::routes::Routes;
 use crate::oauth::error::{ErrorCode, OAuthErrorBody};
 
 /// The id of the current request, also returned as `x-request-id`.
@@ -46,63 +49,11 @@ impl Default for RequestIds {
     }
 }
 
-/// The methods each documented path answers, for the `Allow` header of a 405 (RFC 9110
-/// §15.5.6). Built once from the OpenAPI operations, so it cannot drift from the routes.
-#[derive(Debug, Default)]
-pub struct AllowedMethods {
-    /// Path templates split into segments (`None` for a `{param}`), with their `Allow` value.
-    routes: Vec<(Vec<Option<String>>, String)>,
-}
-
-impl AllowedMethods {
-    /// From `(path template, method)` pairs such as `("/api/v1/articles/{id}", GET)`. A path
-    /// with `GET` also answers `HEAD` (poem serves HEAD through the GET endpoint).
-    pub fn new<'a>(
-        operations: impl IntoIterator<Item = (&'a str, &'a poem::http::Method)>,
-    ) -> Self {
-        let mut by_path: std::collections::BTreeMap<&str, std::collections::BTreeSet<&str>> =
-            std::collections::BTreeMap::new();
-        for (path, method) in operations {
-            let methods = by_path.entry(path).or_default();
-            methods.insert(method.as_str());
-            if method == poem::http::Method::GET {
-                methods.insert("HEAD");
-            }
-        }
-        let routes = by_path
-            .into_iter()
-            .map(|(path, methods)| {
-                let segments = path
-                    .split('/')
-                    .map(|s| (!(s.starts_with('{') && s.ends_with('}'))).then(|| s.to_string()))
-                    .collect();
-                (segments, methods.into_iter().collect::<Vec<_>>().join(", "))
-            })
-            .collect();
-        Self { routes }
-    }
-
-    /// The `Allow` value for a request path, when it is a documented path.
-    fn allow(&self, path: &str) -> Option<&str> {
-        let segments: Vec<&str> = path.split('/').collect();
-        self.routes
-            .iter()
-            .find(|(template, _)| {
-                template.len() == segments.len()
-                    && template.iter().zip(&segments).all(|(t, s)| match t {
-                        Some(literal) => literal == s,
-                        None => !s.is_empty(),
-                    })
-            })
-            .map(|(_, allow)| allow.as_str())
-    }
-}
-
 pub async fn around<E: Endpoint>(
     next: E,
     mut req: Request,
     ids: Arc<RequestIds>,
-    allowed: Arc<AllowedMethods>,
+    routes: Arc<Routes>,
 ) -> poem::Result<Response> {
     let started = Instant::now();
     let request_id = ids.next();
@@ -117,14 +68,18 @@ pub async fn around<E: Endpoint>(
     );
     async move {
         // A refused body gets the same headers as every other answer (request id, no-store).
-        let mut resp = match limit_body(req, oauth).await {
+        let checked = match limit_body(req, oauth).await {
+            Ok(req) => check_json_types(req, &routes, &path).await,
+            Err(refused) => Err(refused),
+        };
+        let mut resp = match checked {
             Err(refused) => refused,
             Ok(req) => match next.call(req).await {
                 Ok(resp) => resp.into_response(),
                 Err(err) => {
                     let mut resp = render_error(err, oauth);
                     if resp.status() == StatusCode::METHOD_NOT_ALLOWED
-                        && let Some(allow) = allowed.allow(&path)
+                        && let Some(allow) = routes.allow(&path)
                         && let Ok(value) = HeaderValue::from_str(allow)
                     {
                         resp.headers_mut().insert(header::ALLOW, value);
@@ -226,6 +181,50 @@ async fn limit_body(mut req: Request, oauth: bool) -> Result<Request, Response> 
     }
     req.set_body(buf);
     Ok(req)
+}
+
+/// Refuses a JSON body whose values do not have the documented types (see [`Routes`]) with
+/// 400 `malformed_request` naming the field, before the operation parses it (as the
+/// operation's parser does for the types it refuses itself, e.g. an array for a string).
+async fn check_json_types(
+    mut req: Request,
+    routes: &Routes,
+    path: &str,
+) -> Result<Request, Response> {
+    let json_body = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(super::routes::is_json);
+    if !json_body || !routes.takes_json(req.method(), path) {
+        return Ok(req);
+    }
+    let Ok(body) = req.take_body().into_bytes().await else {
+        return Err(json(
+            StatusCode::BAD_REQUEST,
+            &Problem::new("malformed_request", "the request body could not be read"),
+        ));
+    };
+    let checked = routes.check_json_body(req.method(), path, &body);
+    req.set_body(body);
+    match checked {
+        Ok(()) => Ok(req),
+        Err(wrong) => {
+            let (message, field) = if wrong.field.is_empty() {
+                (format!("the request body {}", wrong.reason), None)
+            } else {
+                (wrong.reason, Some(wrong.field))
+            };
+            Err(json(
+                StatusCode::BAD_REQUEST,
+                &Problem {
+                    code: "malformed_request".into(),
+                    message,
+                    field,
+                },
+            ))
+        }
+    }
 }
 
 /// Turns any error that escaped a handler into a proper answer: RFC 6749 shape on `/oauth/`,

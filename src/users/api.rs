@@ -35,6 +35,7 @@ pub struct ProfilePatch {
     /// New email address.
     pub email: Option<String>,
     /// Display name (at most 200 characters); `null` clears it.
+    #[oai(nullable)]
     pub name: MaybeUndefined<String>,
 }
 
