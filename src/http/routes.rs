@@ -8,7 +8,9 @@
 //! non-nullable fields, so such bodies are refused with 400 `malformed_request` naming the
 //! field, as the parser itself refuses the types it does not coerce.
 //! Only wire types are checked here (string, integer, number, boolean, array, object, null);
-//! the rules of each value (lengths, formats) stay with the domain types.
+//! the rules of each value (lengths, formats) stay with the domain types. Like the body-size
+//! limit, the check runs before authentication: the document is public, so a 400 for a
+//! mistyped body tells an anonymous caller nothing it does not already say.
 
 use std::collections::BTreeSet;
 
