@@ -329,7 +329,12 @@ fn known_scopes(raw: &str) -> anyhow::Result<Scope> {
 fn api_error_text(e: crate::http::problem::ApiError) -> String {
     use crate::http::problem::ApiError as E;
     match e {
-        E::BadRequest(p) | E::NotFound(p) | E::Conflict(p) | E::Unavailable(p) => p.0.message,
+        E::BadRequest(p)
+        | E::NotFound(p)
+        | E::Conflict(p)
+        | E::PayloadTooLarge(p)
+        | E::UnsupportedMediaType(p)
+        | E::Unavailable(p) => p.0.message,
         E::TooManyRequests(p, ..) => p.0.message,
         E::Unauthorized(p, _) | E::Forbidden(p, _) => p.0.message,
     }

@@ -14,6 +14,7 @@ pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod db;
 pub mod domain;
 pub mod duties;
 pub mod http;

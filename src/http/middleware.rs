@@ -1,6 +1,8 @@
-//! Cross-cutting HTTP behaviour: a request id and tracing span per request, error rendering
-//! (so no framework error ever reaches a client as plain text or a 500), `no-store` on OAuth
-//! responses, protective response headers, and `Strict-Transport-Security` over HTTPS.
+//! Cross-cutting HTTP behaviour: a request id and tracing span per request, the body-size
+//! limit, the JSON type check of request bodies and the `Allow` header of a 405 (both from
+//! the documented operations, see [`super::routes`]), error rendering (so no framework error
+//! ever reaches a client as plain text or a 500), `no-store` on OAuth responses, protective
+//! response headers, and `Strict-Transport-Security` over HTTPS.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +14,7 @@ use poem::{Endpoint, IntoResponse, Request, Response};
 use tracing::Instrument;
 
 use super::problem::{Problem, bearer_challenge};
+use super::routes::Routes;
 use crate::oauth::error::{ErrorCode, OAuthErrorBody};
 
 /// The id of the current request, also returned as `x-request-id`.
@@ -50,6 +53,7 @@ pub async fn around<E: Endpoint>(
     next: E,
     mut req: Request,
     ids: Arc<RequestIds>,
+    routes: Arc<Routes>,
 ) -> poem::Result<Response> {
     let started = Instant::now();
     let request_id = ids.next();
@@ -63,13 +67,26 @@ pub async fn around<E: Endpoint>(
         path = %path,
     );
     async move {
-        let req = match limit_body(req).await {
-            Ok(req) => req,
-            Err(resp) => return Ok(resp),
+        // A refused body gets the same headers as every other answer (request id, no-store).
+        let checked = match limit_body(req, oauth).await {
+            Ok(req) => check_json_types(req, &routes, &path).await,
+            Err(refused) => Err(refused),
         };
-        let mut resp = match next.call(req).await {
-            Ok(resp) => resp.into_response(),
-            Err(err) => render_error(err, oauth),
+        let mut resp = match checked {
+            Err(refused) => refused,
+            Ok(req) => match next.call(req).await {
+                Ok(resp) => resp.into_response(),
+                Err(err) => {
+                    let mut resp = render_error(err, oauth);
+                    if resp.status() == StatusCode::METHOD_NOT_ALLOWED
+                        && let Some(allow) = routes.allow(&path)
+                        && let Ok(value) = HeaderValue::from_str(allow)
+                    {
+                        resp.headers_mut().insert(header::ALLOW, value);
+                    }
+                    resp
+                }
+            },
         };
         let status = resp.status();
         if status.is_server_error() {
@@ -120,17 +137,26 @@ pub fn strict_transport_security(max_age: Option<Duration>) -> SetHeader {
 /// passes the limit, the rest left unread. The headers alone do not tell whether there is a
 /// body: over HTTP/2 (h2c or h2 through TLS ALPN) a body may come with neither
 /// `Content-Length` nor `Transfer-Encoding`, so every body is read this way, whatever the
-/// protocol and route (an absent HTTP/1.1 body reads as empty at once).
-async fn limit_body(mut req: Request) -> Result<Request, Response> {
+/// protocol and route (an absent HTTP/1.1 body reads as empty at once). Refusals are in the
+/// RFC 6749 shape on the OAuth endpoints.
+async fn limit_body(mut req: Request, oauth: bool) -> Result<Request, Response> {
     use tokio::io::AsyncReadExt as _;
     let limit = super::MAX_BODY_BYTES;
+    let refuse = |status: StatusCode, code: &str, message: String| {
+        if oauth {
+            let body = OAuthErrorBody {
+                error: ErrorCode::InvalidRequest,
+                error_description: message,
+            };
+            return json(status, &body);
+        }
+        json(status, &Problem::new(code, message))
+    };
     let too_large = || {
-        json(
+        refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
-            &Problem::new(
-                "payload_too_large",
-                format!("the request body exceeds {limit} bytes"),
-            ),
+            "payload_too_large",
+            format!("the request body exceeds {limit} bytes"),
         )
     };
     let declared = req
@@ -147,9 +173,10 @@ async fn limit_body(mut req: Request) -> Result<Request, Response> {
     let mut buf = Vec::new();
     let mut reader = req.take_body().into_async_read().take(limit as u64 + 1);
     if reader.read_to_end(&mut buf).await.is_err() {
-        return Err(json(
+        return Err(refuse(
             StatusCode::BAD_REQUEST,
-            &Problem::new("malformed_request", "the request body could not be read"),
+            "malformed_request",
+            "the request body could not be read".into(),
         ));
     }
     if buf.len() > limit {
@@ -157,6 +184,50 @@ async fn limit_body(mut req: Request) -> Result<Request, Response> {
     }
     req.set_body(buf);
     Ok(req)
+}
+
+/// Refuses a JSON body whose values do not have the documented types (see [`Routes`]) with
+/// 400 `malformed_request` naming the field, before the operation parses it (as the
+/// operation's parser does for the types it refuses itself, e.g. an array for a string).
+async fn check_json_types(
+    mut req: Request,
+    routes: &Routes,
+    path: &str,
+) -> Result<Request, Response> {
+    let json_body = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(super::routes::is_json);
+    if !json_body || !routes.takes_json(req.method(), path) {
+        return Ok(req);
+    }
+    let Ok(body) = req.take_body().into_bytes().await else {
+        return Err(json(
+            StatusCode::BAD_REQUEST,
+            &Problem::new("malformed_request", "the request body could not be read"),
+        ));
+    };
+    let checked = routes.check_json_body(req.method(), path, &body);
+    req.set_body(body);
+    match checked {
+        Ok(()) => Ok(req),
+        Err(wrong) => {
+            let (message, field) = if wrong.field.is_empty() {
+                (format!("the request body {}", wrong.reason), None)
+            } else {
+                (wrong.reason, Some(wrong.field))
+            };
+            Err(json(
+                StatusCode::BAD_REQUEST,
+                &Problem {
+                    code: "malformed_request".into(),
+                    message,
+                    field,
+                },
+            ))
+        }
+    }
 }
 
 /// Turns any error that escaped a handler into a proper answer: RFC 6749 shape on `/oauth/`,

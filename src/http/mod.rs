@@ -6,6 +6,7 @@ pub mod health;
 pub mod middleware;
 pub mod problem;
 pub mod raw_json;
+pub mod routes;
 pub mod tls;
 
 use poem::middleware::CatchPanic;
@@ -78,11 +79,18 @@ pub fn openapi_json() -> String {
     api_service().spec()
 }
 
+/// The documented operations, from the same document `/openapi.json` serves.
+fn documented_routes(api: &OpenApiService<Apis, ()>) -> routes::Routes {
+    let doc = serde_json::from_str(&api.spec()).unwrap_or_default();
+    routes::Routes::from_document(&doc)
+}
+
 /// The whole HTTP application.
 pub fn app(state: AppState) -> impl Endpoint {
     let api = api_service();
     let metadata = Metadata(metadata_bytes(&state.settings.server.issuer));
     let ids = std::sync::Arc::new(middleware::RequestIds::new());
+    let routes = std::sync::Arc::new(documented_routes(&api));
     let hsts_max_age = state.settings.server.hsts_max_age;
     Route::new()
         .at("/openapi.json", api.spec_endpoint())
@@ -91,7 +99,7 @@ pub fn app(state: AppState) -> impl Endpoint {
         .with(CatchPanic::new())
         .data(state)
         .data(metadata)
-        .around(move |next, req| middleware::around(next, req, ids.clone()))
+        .around(move |next, req| middleware::around(next, req, ids.clone(), routes.clone()))
         .with(middleware::strict_transport_security(hsts_max_age))
 }
 

@@ -55,6 +55,13 @@ pub enum ApiError {
     /// The resource already exists (`conflict`).
     #[oai(status = 409)]
     Conflict(Json<Problem>),
+    /// The request body is larger than the server accepts (`payload_too_large`).
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<Problem>),
+    /// The operation takes a JSON body and the request's `Content-Type` is missing or is not
+    /// `application/json` (`unsupported_media_type`).
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<Problem>),
     /// Too many requests (`rate_limited`): retry after `Retry-After` seconds.
     #[oai(status = 429)]
     TooManyRequests(

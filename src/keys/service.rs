@@ -20,7 +20,7 @@ use entities::{fences, signing_keys};
 use sea_orm::sea_query::{Expr, ExprTrait as _, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    QueryFilter, QueryOrder, Set, TransactionTrait,
+    QueryFilter, QueryOrder, Set,
 };
 use serde::Serialize;
 
@@ -352,7 +352,7 @@ impl KeyService {
     ) -> Result<Option<Rotation>, KeyError> {
         let (fresh_kid, fresh) = self.generate(KeyState::Next).await?;
         let now = self.clock.now();
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         if let Some((_, fence)) = published_before
             && !write_fence(&txn, "duties", fence).await?
         {
@@ -416,7 +416,7 @@ impl KeyService {
     pub async fn revoke(&self, kid: &str) -> Result<Revocation, KeyError> {
         let (fresh_kid, fresh) = self.generate(KeyState::Next).await?;
         let now = self.clock.now();
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let row = signing_keys::Entity::find_by_id(kid.to_string())
             .one(&txn)
             .await?

@@ -42,6 +42,9 @@ pub enum OAuthError {
         Json<OAuthErrorBody>,
         #[oai(header = "WWW-Authenticate")] String,
     ),
+    /// The request body is larger than the server accepts (`invalid_request`).
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<OAuthErrorBody>),
     /// Too many requests: retry after `Retry-After` seconds.
     #[oai(status = 429)]
     TooManyRequests(
@@ -133,6 +136,7 @@ impl OAuthError {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::BadRequest(b)
+            | Self::PayloadTooLarge(b)
             | Self::Unauthorized(b, _)
             | Self::Unavailable(b, _)
             | Self::TooManyRequests(b, ..) => b.error,

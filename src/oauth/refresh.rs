@@ -40,7 +40,7 @@ use ring::hkdf;
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    EntityTrait, QueryFilter, Set, TransactionTrait,
+    EntityTrait, QueryFilter, Set,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -268,7 +268,7 @@ impl RefreshService {
         } else {
             None
         };
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let current = users::Entity::update_many()
             .col_expr(
                 users::Column::AccessVersion,
@@ -395,7 +395,7 @@ impl RefreshService {
             }
             "rotated" => {
                 let key = ReplayKey::derive(presented)?;
-                let txn = self.db.begin().await?;
+                let txn = crate::db::begin_write(&self.db).await?;
                 if !self.lock_open_family(&txn, &family.id, now).await? {
                     txn.rollback().await?;
                     return Err(RefreshError::Invalid);
@@ -431,7 +431,7 @@ impl RefreshService {
             scope,
             successor,
         } = *pending;
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         if !self.lock_open_family(&txn, &family.id, now).await? {
             txn.rollback().await?;
             return Err(RefreshError::Invalid);
@@ -578,7 +578,7 @@ impl RefreshService {
     /// it was still open.
     pub async fn revoke_family(&self, family_id: &str, reason: &str) -> Result<bool, RefreshError> {
         let now = self.clock.now();
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let closed = self.revoke_in(&txn, family_id, reason, now).await?;
         txn.commit().await?;
         Ok(closed)
@@ -594,7 +594,7 @@ impl RefreshService {
         reason: &str,
     ) -> Result<Vec<String>, RefreshError> {
         let now = self.clock.now();
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         users::Entity::update_many()
             .col_expr(
                 users::Column::AccessVersion,

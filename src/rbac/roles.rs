@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use entities::{permissions, role_permissions, roles};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
-    TransactionTrait,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +71,7 @@ impl RoleService {
         role: &str,
         wanted: &[String],
     ) -> Result<(Role, Vec<String>), RoleError> {
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         if roles::Entity::find_by_id(role.to_string())
             .one(&txn)
             .await?

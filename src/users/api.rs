@@ -46,6 +46,7 @@ pub struct ProfilePatch {
     #[oai(write_only)]
     pub current_password: Option<String>,
     /// Display name (at most 200 characters); `null` clears it.
+    #[oai(nullable)]
     pub name: MaybeUndefined<String>,
 }
 

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use entities::{role_permissions, roles, user_roles, users};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    Set, SqlErr, TransactionTrait,
+    Set, SqlErr,
 };
 use serde::Serialize;
 
@@ -100,7 +100,7 @@ impl UserService {
         } else {
             roles.to_vec()
         };
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         for role in &roles {
             if roles::Entity::find_by_id(role.clone())
                 .one(&txn)
@@ -280,7 +280,7 @@ impl UserService {
         user_id: &str,
         new_roles: &[String],
     ) -> Result<(User, Vec<String>), UserError> {
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         if users::Entity::find_by_id(user_id.to_string())
             .one(&txn)
             .await?

@@ -83,12 +83,21 @@ impl Refusal {
             "{case}: {}",
             self.body
         );
-        // The middleware's answer, the same on every route as for an oversize Content-Length.
-        assert_eq!(
-            self.body["code"], "payload_too_large",
-            "{case}: {}",
-            self.body
-        );
+        // The middleware's answer, the same on every route as for an oversize Content-Length:
+        // the RFC 6749 shape on the OAuth endpoints, the problem shape elsewhere.
+        if case.contains("/oauth/") {
+            assert_eq!(
+                self.body["error"], "invalid_request",
+                "{case}: {}",
+                self.body
+            );
+        } else {
+            assert_eq!(
+                self.body["code"], "payload_too_large",
+                "{case}: {}",
+                self.body
+            );
+        }
         assert!(
             self.pulled <= PULL_BOUND,
             "{case}: the server read on: {} MiB of the body were sent",
@@ -333,7 +342,10 @@ async fn refusing_concurrent_oversize_bodies_keeps_the_server_memory_small() {
                 .http2_prior_knowledge()
                 .build()
                 .unwrap();
-            post_oversize(&h2c, url, content_type, 100 * MIB, false).await
+            (
+                path,
+                post_oversize(&h2c, url, content_type, 100 * MIB, false).await,
+            )
         });
     }
     let refusals = requests.join_all().await;
@@ -348,9 +360,9 @@ async fn refusing_concurrent_oversize_bodies_keeps_the_server_memory_small() {
         "the server's peak resident memory reached {} MiB",
         peak / MIB
     );
-    for refusal in refusals {
+    for (path, refusal) in refusals {
         let refusal = refusal.unwrap();
         assert_eq!(refusal.version, Version::HTTP_2);
-        refusal.assert_refused_early("h2c, concurrent");
+        refusal.assert_refused_early(&format!("h2c, concurrent {path}"));
     }
 }
