@@ -4,24 +4,20 @@
 
 use std::io::Read as _;
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 
-use sea_orm::DatabaseConnection;
-use serde_json::json;
-
-use crate::audit::{Audit, Event, EventType, Origin, Outcome};
-use crate::clients::{ClientService, GrantType, NewClient};
-use crate::clock::{SharedClock, SystemClock};
+use crate::clients::{NewClient, parse_grant_types};
 use crate::config::Settings;
-use crate::domain::{ClientId, Email, Password, Scope, Username};
-use crate::keys::{KeyRing, KeyService};
-use crate::oauth::scope::all_scopes;
-use crate::state::{AppState, BuildOptions, load_master_key, open_database};
-use crate::users::{PasswordHasher, UserService};
+use crate::db::open_database;
+use crate::domain::{ClientId, Email, Password, Username};
+use crate::keys::Rotation;
+use crate::oauth::scope::known_scopes;
+use crate::ops::Caller;
+use crate::ops::keys::Revoked;
+use crate::state::{AppState, BuildOptions};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -151,7 +147,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let settings = Settings::load(cli.config.as_deref())?;
     crate::init_tracing(&settings.log);
-    let clock: SharedClock = Arc::new(SystemClock);
     match command {
         Command::Openapi => Ok(()),
         Command::Serve => serve(settings).await,
@@ -160,18 +155,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("migrations applied");
             Ok(())
         }
-        Command::Keys(cmd) => {
-            let db = open_database(&settings.database.url).await?;
-            let keys = key_service(&settings, db.clone(), clock.clone()).await?;
-            match cmd {
-                KeysCommand::Rotate => rotate_key(&settings, &keys, Audit::new(db, clock)).await?,
-                KeysCommand::Revoke { kid } => {
-                    revoke_key(&settings, &keys, Audit::new(db, clock), &kid).await?;
-                }
-                KeysCommand::List => {
-                    println!("{}", serde_json::to_string_pretty(&keys.list().await?)?);
-                }
-            }
+        command => {
+            // Every other command is a use case run by the operator, on the same database (and
+            // store) as the server. Their truth is the database: without Redis they go on with
+            // an in-process store, and running instances catch up at their next reload.
+            let options = BuildOptions {
+                fall_back_to_memory: true,
+                ..BuildOptions::for_settings(&settings)
+            };
+            let state = AppState::build(settings, options).await?;
+            operate(&state, command).await
+        }
+    }
+}
+
+/// Runs one operator command through its use case.
+async fn operate(state: &AppState, command: Command) -> anyhow::Result<()> {
+    let operator = Caller::operator();
+    match command {
+        Command::Keys(KeysCommand::List) => print(&state.key_admin.list().await?),
+        Command::Keys(KeysCommand::Rotate) => {
+            let rotation = state.key_admin.rotate(&operator).await?;
+            report_rotation(&state.settings, &rotation);
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Revoke { kid }) => {
+            let revoked = state.key_admin.revoke(&operator, &kid).await?;
+            report_revocation(state, &kid, &revoked);
             Ok(())
         }
         Command::Client(ClientCommand::Create {
@@ -186,97 +196,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             redirect_uris,
         }) => {
             let client_id = ClientId::parse(&client_id)?;
-            let grant_types = grant_types
-                .iter()
-                .map(|g| {
-                    GrantType::parse(g.trim()).with_context(|| {
-                        format!(
-                            "unknown grant type `{g}` (password, refresh_token, client_credentials)"
-                        )
-                    })
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let scopes = known_scopes(&scopes)?;
-            let default_scopes = default_scopes.as_deref().map(known_scopes).transpose()?;
-            let db = open_database(&settings.database.url).await?;
-            let created = ClientService::new(db.clone(), clock.clone())
-                .create(NewClient {
-                    name: name.unwrap_or_else(|| client_id.as_str().to_string()),
-                    client_id,
-                    secret: if public {
-                        None
-                    } else {
-                        Some(secret.map(SecretString::from))
-                    },
-                    grant_types,
-                    scopes,
-                    default_scopes,
-                    audiences,
-                    redirect_uris,
-                })
-                .await?;
-            Audit::new(db, clock)
-                .record(
-                    &Origin::default(),
-                    Event::new(EventType::ClientCreated, Outcome::Success)
-                        .client(&created.client_id)
-                        .details(json!({
-                            "client_type": created.client_type,
-                            "grant_types": created.grant_types,
-                            "scopes": created.scopes,
-                            "via": "cli",
-                        })),
-                )
-                .await;
-            println!("{}", serde_json::to_string_pretty(&created)?);
-            Ok(())
+            let new = NewClient {
+                name: name.unwrap_or_else(|| client_id.as_str().to_string()),
+                client_id,
+                secret: if public {
+                    None
+                } else {
+                    Some(secret.map(SecretString::from))
+                },
+                grant_types: parse_grant_types(&grant_types)?,
+                scopes: known_scopes("scopes", &scopes)?,
+                default_scopes: default_scopes
+                    .as_deref()
+                    .map(|d| known_scopes("default_scopes", d))
+                    .transpose()?,
+                audiences,
+                redirect_uris,
+            };
+            print(&state.client_admin.create(&operator, new).await?)
         }
         Command::User(UserCommand::SetRoles { username, roles }) => {
-            let state = AppState::build(settings, BuildOptions::default()).await?;
-            let user_id = state.users.id_of(&username).await?;
-            let (user, removed, ended) = crate::admin::change_roles(
-                &state,
-                &crate::rbac::Authority::operator(),
-                &user_id,
-                &roles,
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("{}", api_error_text(e)))?;
-            state
-                .audit
-                .record(
-                    &Origin::default(),
-                    Event::new(EventType::UserRolesChanged, Outcome::Success).details(json!({
-                        "user_id": user.id, "roles": user.roles, "removed": removed,
-                        "sign_ins_ended": ended, "via": "cli",
-                    })),
-                )
-                .await;
-            println!("{}", serde_json::to_string_pretty(&user)?);
-            Ok(())
-        }
-        Command::Role(cmd) => {
-            let (role, permission, grant) = match cmd {
-                RoleCommand::Grant { role, permission } => (role, permission, true),
-                RoleCommand::Revoke { role, permission } => (role, permission, false),
-            };
-            let db = open_database(&settings.database.url).await?;
-            let updated = crate::rbac::RoleService::new(db.clone())
-                .change(&role, &permission, grant)
+            let user_id = state.accounts.id_of(&username).await?;
+            let changed = state
+                .accounts
+                .set_roles(&operator, &user_id, &roles)
                 .await?;
-            Audit::new(db, clock)
-                .record(
-                    &Origin::default(),
-                    Event::new(EventType::RolePermissionsChanged, Outcome::Success).details(
-                        json!({
-                            "role": updated.name, "permissions": updated.permissions,
-                            if grant { "granted" } else { "revoked" }: permission, "via": "cli",
-                        }),
-                    ),
-                )
-                .await;
-            println!("{}", serde_json::to_string_pretty(&updated)?);
-            Ok(())
+            print(&changed.user)
         }
         Command::User(UserCommand::Create {
             username,
@@ -295,76 +240,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let username = Username::parse(&username)?;
             let email = Email::parse(&email)?;
             let password = Password::parse(raw, &username, &email)?;
-            let db = open_database(&settings.database.url).await?;
-            let hasher = PasswordHasher::new(settings.passwords.bcrypt_cost, 1, 0).await?;
-            let user = UserService::new(db.clone(), hasher, clock.clone())
-                .register(&username, &email, &password, &roles)
+            let user = state
+                .accounts
+                .create(&operator, &username, &email, &password, &roles)
                 .await?;
-            Audit::new(db, clock)
-                .record(
-                    &Origin::default(),
-                    Event::new(EventType::UserRegistered, Outcome::Success)
-                        .actor(&user.id)
-                        .details(
-                            json!({"username": user.username, "roles": user.roles, "via": "cli"}),
-                        ),
-                )
-                .await;
-            println!("{}", serde_json::to_string_pretty(&user)?);
-            Ok(())
+            print(&user)
         }
+        Command::Role(cmd) => {
+            let (role, permission, grant) = match cmd {
+                RoleCommand::Grant { role, permission } => (role, permission, true),
+                RoleCommand::Revoke { role, permission } => (role, permission, false),
+            };
+            let updated = state
+                .accounts
+                .change_role_permission(&operator, &role, &permission, grant)
+                .await?;
+            print(&updated)
+        }
+        Command::Serve | Command::Migrate | Command::Openapi => Ok(()),
     }
 }
 
-fn known_scopes(raw: &str) -> anyhow::Result<Scope> {
-    let scopes = Scope::parse(raw)?;
-    let unknown = scopes.minus(&all_scopes());
-    if !unknown.is_empty() {
-        bail!("unknown scopes: {unknown} (known: {})", all_scopes());
-    }
-    Ok(scopes)
+/// Prints a result as pretty JSON on standard output.
+fn print<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
 }
 
-/// The message of an API error, for the command line.
-fn api_error_text(e: crate::http::problem::ApiError) -> String {
-    use crate::http::problem::ApiError as E;
-    match e {
-        E::BadRequest(p)
-        | E::NotFound(p)
-        | E::Conflict(p)
-        | E::PayloadTooLarge(p)
-        | E::UnsupportedMediaType(p)
-        | E::Unavailable(p) => p.0.message,
-        E::TooManyRequests(p, ..) => p.0.message,
-        E::Unauthorized(p, _) | E::Forbidden(p, _) => p.0.message,
-    }
-}
-
-async fn key_service(
-    settings: &Settings,
-    db: DatabaseConnection,
-    clock: SharedClock,
-) -> anyhow::Result<KeyService> {
-    let master = Arc::new(load_master_key(settings)?);
-    let keys = KeyService::new(db, master, clock, KeyRing::default(), settings.keys.timing);
-    keys.bootstrap().await?;
-    Ok(keys)
-}
-
-/// `keys rotate`: promote at once, warn when resource servers may not hold the new key yet.
-async fn rotate_key(settings: &Settings, keys: &KeyService, audit: Audit) -> anyhow::Result<()> {
-    let rotation = keys.rotate_now().await?;
-    audit
-        .record(
-            &Origin::default(),
-            Event::new(EventType::KeyRotated, Outcome::Success).details(json!({
-                "current_kid": rotation.current,
-                "retired_kid": rotation.retired,
-                "next_kid": rotation.next,
-                "via": "cli",
-            })),
-        )
-        .await;
+/// `keys rotate`: says what signs now, and warns when resource servers may not hold the new
+/// key yet.
+fn report_rotation(settings: &Settings, rotation: &Rotation) {
     let lead = settings.keys.timing.publication_lead();
     if rotation.published_for < lead {
         eprintln!(
@@ -380,29 +285,12 @@ async fn rotate_key(settings: &Settings, keys: &KeyService, audit: Audit) -> any
         rotation.current,
         settings.keys.timing.reload_interval.as_secs()
     );
-    Ok(())
 }
 
-/// `keys revoke KID`: revoke in the database, refuse the key's tokens through the shared deny
-/// list at once, record the security event.
-async fn revoke_key(
-    settings: &Settings,
-    keys: &KeyService,
-    audit: Audit,
-    kid: &str,
-) -> anyhow::Result<()> {
-    // Revoke even when Redis is down: the database is what every instance reloads.
-    let (store, reached): (Arc<dyn crate::store::Store>, bool) =
-        match crate::state::open_store(settings, &settings.store.redis_prefix).await {
-            Ok(store) => (store, true),
-            Err(e) => {
-                eprintln!("warning: {e}");
-                (Arc::new(crate::store::MemoryStore::new()), false)
-            }
-        };
-    let crate::keys::Revoked { revocation, denied } =
-        crate::keys::revoke_key(keys, store.as_ref(), &audit, kid, "cli").await?;
-    let denied = denied && reached;
+/// `keys revoke KID`: says what happened and how soon every instance refuses the key.
+fn report_revocation(state: &AppState, kid: &str, revoked: &Revoked) {
+    let settings = &state.settings;
+    let revocation = &revoked.revocation;
     eprintln!("revoked: {kid} (was {})", revocation.was.as_str());
     if let Some(promoted) = &revocation.promoted {
         eprintln!("{promoted} signs now");
@@ -413,7 +301,7 @@ async fn revoke_key(
             "running instances stop publishing it and refuse its tokens within {reload} s \
              (their next key reload)"
         );
-    } else if denied {
+    } else if revoked.denied && state.store_is_shared {
         eprintln!(
             "its tokens are refused at once by every instance; they stop publishing it within {reload} s"
         );
@@ -427,7 +315,6 @@ async fn revoke_key(
         "resource servers drop it at their next JWKS refresh (at most {} s, the JWKS max-age)",
         settings.keys.timing.jwks_max_age.as_secs()
     );
-    Ok(())
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
@@ -439,10 +326,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .as_ref()
         .map(crate::http::tls::ServerTls::load)
         .transpose()?;
-    let options = BuildOptions {
-        store_prefix: settings.store.redis_prefix.clone(),
-        ..BuildOptions::default()
-    };
+    let options = BuildOptions::for_settings(&settings);
     let state = AppState::build(settings, options).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await

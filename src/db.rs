@@ -1,6 +1,155 @@
-//! Database helpers shared by the services: how a writing transaction begins.
+//! The database: opening it (the SQLite file and its folder created private, WAL and the busy
+//! timeout, the connection pool, pending migrations) and how a writing transaction begins.
+//! Also [`create_private_dir`], for every folder Portcullis creates for its files.
 
-use sea_orm::{DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait};
+use std::path::{Path, PathBuf};
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DbErr, SqliteTransactionMode, TransactionOptions,
+    TransactionTrait,
+};
+
+/// Why the database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot open the database (PORTCULLIS_DATABASE_URL): {0}")]
+    Open(#[source] DbErr),
+    #[error("database migration failed: {0}")]
+    Migration(#[source] DbErr),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Opens the database (creating the SQLite file and its folder when needed) and runs pending
+/// migrations. A folder it creates is 0700 and the SQLite file 0600 (owner only); SQLite gives
+/// the `-wal` and `-shm` files the mode of the database file. An existing database file that
+/// group or others may read is used as it is, with a warning.
+pub async fn open_database(url: &str) -> Result<DatabaseConnection, DbError> {
+    if let Some(file) = sqlite_file(url) {
+        if let Some(dir) = file.path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            create_private_dir(dir).map_err(|e| {
+                DbError::Io(format!(
+                    "cannot create database folder {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        }
+        if file.create {
+            create_private_file(&file.path).map_err(|e| {
+                DbError::Io(format!(
+                    "cannot create database file {}: {e}",
+                    file.path.display()
+                ))
+            })?;
+        }
+        warn_if_open_to_others(&file.path);
+    }
+    let mut options = ConnectOptions::new(url.to_string());
+    options
+        .max_connections(if url.starts_with("sqlite:") { 8 } else { 32 })
+        .min_connections(1)
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .sqlx_logging(false);
+    let db = Database::connect(options).await.map_err(DbError::Open)?;
+    if url.starts_with("sqlite:") {
+        // WAL lets readers proceed during a write; the busy timeout queues writers instead of
+        // failing them; foreign keys are off by default in SQLite.
+        use sea_orm::ConnectionTrait;
+        for pragma in [
+            "PRAGMA journal_mode=WAL",
+            "PRAGMA synchronous=NORMAL",
+            "PRAGMA foreign_keys=ON",
+            "PRAGMA busy_timeout=10000",
+        ] {
+            db.execute_unprepared(pragma).await.map_err(DbError::Open)?;
+        }
+    }
+    Migrator::up(&db, None).await.map_err(DbError::Migration)?;
+    Ok(db)
+}
+
+/// Where a SQLite URL puts the database file, read as sqlx reads it (the path
+/// percent-decoded), and whether the URL lets the file be created (`mode=rwc`).
+#[derive(Debug, PartialEq)]
+struct SqliteFile {
+    path: PathBuf,
+    create: bool,
+}
+
+fn sqlite_file(url: &str) -> Option<SqliteFile> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let params = || url::form_urlencoded::parse(query.as_bytes());
+    if path.is_empty() || path == ":memory:" || params().any(|(k, v)| k == "mode" && v == "memory")
+    {
+        return None;
+    }
+    let path = percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .ok()?;
+    Some(SqliteFile {
+        path: PathBuf::from(path.as_ref()),
+        create: params().any(|(k, v)| k == "mode" && v == "rwc"),
+    })
+}
+
+/// Creates `dir` and its missing parents with mode 0700 (owner only). Existing folders are
+/// left as they are: their mode is the operator's choice.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// Creates an empty file at `path` with mode 0600 unless something is there already (an empty
+/// file is an empty SQLite database).
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Warns about each of the database's files that group or others may read or write.
+fn warn_if_open_to_others(db: &Path) {
+    #[cfg(unix)]
+    for suffix in ["", "-wal", "-shm"] {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mut name = db.as_os_str().to_os_string();
+        name.push(suffix);
+        let path = Path::new(&name);
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o066 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = %format!("{mode:o}"),
+                    "the database file can be read or written by group or others; \
+                     make it private: chmod 600 {}",
+                    path.display()
+                );
+            }
+        }
+    }
+}
 
 /// Begins a transaction that will write. On SQLite it takes the write lock at once
 /// (`BEGIN IMMEDIATE`), so a writer waits for a concurrent one (busy timeout) instead of
@@ -13,4 +162,31 @@ pub async fn begin_write<C: TransactionTrait>(db: &C) -> Result<C::Transaction, 
         ..TransactionOptions::default()
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_paths() {
+        let file = |path: &str, create| {
+            Some(SqliteFile {
+                path: PathBuf::from(path),
+                create,
+            })
+        };
+        assert_eq!(
+            sqlite_file("sqlite://data/portcullis.db?mode=rwc"),
+            file("data/portcullis.db", true)
+        );
+        assert_eq!(
+            sqlite_file("sqlite:///var/lib/my%20db.sqlite?cache=private&mode=rw"),
+            file("/var/lib/my db.sqlite", false)
+        );
+        assert_eq!(sqlite_file("sqlite:db.sqlite"), file("db.sqlite", false));
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("sqlite://db?mode=memory"), None);
+        assert_eq!(sqlite_file("postgres://x/y"), None);
+    }
 }

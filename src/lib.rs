@@ -6,7 +6,6 @@
 //! `config`, `cli`.
 
 pub mod abuse;
-pub mod admin;
 pub mod articles;
 pub mod audit;
 pub mod cli;
@@ -20,6 +19,7 @@ pub mod duties;
 pub mod http;
 pub mod keys;
 pub mod oauth;
+pub mod ops;
 pub mod rbac;
 pub mod signins;
 pub mod state;

@@ -113,7 +113,7 @@ enum AuditEvents {
     Details,
 }
 
-/// Roles and permissions every installation starts with (DESIGN.md, "Roles and permissions").
+/// Roles and permissions every installation starts with (README, "Authorization model").
 const PERMISSIONS: &[(&str, &str)] = &[
     ("articles:read", "Read articles"),
     ("articles:write", "Create articles and edit one's own"),

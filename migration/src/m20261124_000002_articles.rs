@@ -1,5 +1,5 @@
-//! Articles: the demonstration resource of the authorization model (DESIGN.md, "Roles and
-//! permissions"). Each article has one owner, its author.
+//! Articles: the demonstration resource of the authorization model (README, "Authorization
+//! model"). Each article has one owner, its author.
 
 use sea_orm_migration::prelude::*;
 

@@ -17,7 +17,7 @@
 //!
 //! Everything is keyed on the account (its user id; `unknown:<lowercased name>` for names
 //! without an account), never on the name as typed, so a username and its e-mail address share
-//! one budget; addresses are counted by [`super::ip_bucket`]. An administrator's unlock forgets
+//! one budget; addresses are counted by [`super::address::ip_bucket`]. An administrator's unlock forgets
 //! the account's whole record: its lock, every address block, the counts and past locks.
 
 use std::sync::Arc;
@@ -96,7 +96,7 @@ impl Lockout {
     /// callers fail closed.
     pub async fn attempt(&self, subject: &str, ip: Option<&str>) -> Result<Attempt, StoreError> {
         let subject = short(subject);
-        let ip = super::ip_bucket_of(ip.unwrap_or("unknown"));
+        let ip = super::address::ip_bucket_of(ip.unwrap_or("unknown"));
         let counted = self
             .store
             .lockout_attempt(&subject, &ip, &self.policy())

@@ -1,10 +1,8 @@
-//! Articles: the demonstration resource of the authorization model (DESIGN.md, "Roles and
-//! permissions"). Anyone with `articles:read` reads, an `author` creates, only an article's own
+//! Articles: the demonstration resource of the authorization model (README, "Authorization
+//! model"). Anyone with `articles:read` reads, an `author` creates, only an article's own
 //! author (or an `admin`) edits or deletes it. This module holds the typed inputs ([`Title`],
 //! [`Body`], [`PageSize`], [`Cursor`]) and [`ArticleService`], which owns every query on the
 //! `articles` table; the HTTP operations are in [`api`].
-
-pub mod api;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -391,6 +391,22 @@ pub struct ClientChange {
     pub redirect_uris: Option<Vec<String>>,
 }
 
+/// Parses grant-type names (`password`, `refresh_token`, `client_credentials`), as the admin
+/// API and the command line take them.
+pub fn parse_grant_types(raw: &[String]) -> Result<Vec<GrantType>, Invalid> {
+    raw.iter()
+        .map(|g| {
+            GrantType::parse(g.trim()).ok_or_else(|| Invalid {
+                field: "grant_types",
+                reason: format!(
+                    "unknown grant type `{}` (password, refresh_token, client_credentials)",
+                    g.escape_debug()
+                ),
+            })
+        })
+        .collect()
+}
+
 fn grant_list(grants: &[GrantType]) -> String {
     grants
         .iter()

@@ -9,8 +9,7 @@ use poem_openapi::{OAuthScopes, SecurityScheme};
 
 use super::problem::ApiError;
 use crate::oauth::scope::{self, SCOPES, ScopeDef};
-use crate::oauth::tokens::{AccessClaims, TokenInvalid};
-use crate::state::AppState;
+use crate::oauth::tokens::{AccessClaims, TokenInvalid, TokenService};
 
 /// Scopes offered in Swagger UI's Authorize dialog, and named by each operation's security
 /// requirement: the registry of scopes (`oauth::scope::SCOPES`), nothing of its own.
@@ -59,26 +58,14 @@ impl OAuthScopes for ApiScopes {
 pub struct BearerAuth(pub AccessClaims);
 
 async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<AccessClaims> {
-    let state = req
-        .data::<AppState>()
-        .ok_or_else(|| poem::Error::from(ApiError::internal(&"application state missing")))?;
-    state
-        .tokens
+    let tokens = req
+        .data::<TokenService>()
+        .ok_or_else(|| poem::Error::from(ApiError::internal(&"token service missing")))?;
+    tokens
         .validate_for_api(&bearer.token)
         .await
         .map_err(|e| match e {
             TokenInvalid::Store(cause) => ApiError::internal(&cause).into(),
             other => ApiError::invalid_token(&other.to_string()).into(),
         })
-}
-
-impl BearerAuth {
-    /// The token's user id, or 403 when the token was issued to a client for itself.
-    pub fn user_id(&self) -> Result<&str, ApiError> {
-        if self.0.is_user_token() {
-            Ok(&self.0.sub)
-        } else {
-            Err(ApiError::user_token_required())
-        }
-    }
 }

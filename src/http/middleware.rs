@@ -13,9 +13,12 @@ use poem::middleware::SetHeader;
 use poem::{Endpoint, IntoResponse, Request, Response};
 use tracing::Instrument;
 
+use super::api::oauth_error::{ErrorCode, OAuthErrorBody};
 use super::problem::{Problem, bearer_challenge};
 use super::routes::Routes;
-use crate::oauth::error::{ErrorCode, OAuthErrorBody};
+
+/// Largest request body accepted (bigger ones get 413).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 /// The id of the current request, also returned as `x-request-id`.
 #[derive(Debug, Clone)]
@@ -131,7 +134,7 @@ pub fn strict_transport_security(max_age: Option<Duration>) -> SetHeader {
     }
 }
 
-/// Buffers the body up to [`super::MAX_BODY_BYTES`]; bigger bodies are refused with 413
+/// Buffers the body up to [`MAX_BODY_BYTES`]; bigger bodies are refused with 413
 /// before any handler reads them. A declared `Content-Length` over the limit is refused
 /// without reading; otherwise the body is read as it streams in and refused as soon as it
 /// passes the limit, the rest left unread. The headers alone do not tell whether there is a
@@ -141,7 +144,7 @@ pub fn strict_transport_security(max_age: Option<Duration>) -> SetHeader {
 /// RFC 6749 shape on the OAuth endpoints.
 async fn limit_body(mut req: Request, oauth: bool) -> Result<Request, Response> {
     use tokio::io::AsyncReadExt as _;
-    let limit = super::MAX_BODY_BYTES;
+    let limit = MAX_BODY_BYTES;
     let refuse = |status: StatusCode, code: &str, message: String| {
         if oauth {
             let body = OAuthErrorBody {

@@ -156,3 +156,48 @@ impl From<crate::domain::Invalid> for ApiError {
         Self::invalid_input(e.field, e.reason)
     }
 }
+
+impl From<crate::ops::OpError> for ApiError {
+    fn from(e: crate::ops::OpError) -> Self {
+        use crate::ops::OpError;
+        match e {
+            OpError::NotFound(message) => Self::not_found(message),
+            OpError::Invalid(invalid) => invalid.into(),
+            OpError::Conflict(message) => Self::conflict(message),
+            OpError::Escalation(e) => Self::forbidden("escalation", &e.to_string()),
+            OpError::WrongPassword => {
+                Self::forbidden("wrong_password", "the current password is incorrect")
+            }
+            OpError::Limited(limited) => limited.into(),
+            OpError::Busy => Self::Unavailable(Json(Problem::new(
+                "busy",
+                "the server is busy with other sign-ins; retry shortly",
+            ))),
+            OpError::Internal(cause) => Self::internal(&cause),
+        }
+    }
+}
+
+/// An operation that answers 200 with no body.
+#[derive(Debug, poem_openapi::ApiResponse)]
+pub enum Done {
+    /// Done.
+    #[oai(status = 200)]
+    Ok,
+}
+
+/// An operation that answers 204 No Content.
+#[derive(Debug, poem_openapi::ApiResponse)]
+pub enum NoContent {
+    /// Done; nothing to return.
+    #[oai(status = 204)]
+    NoContent,
+}
+
+/// An operation that creates something and answers 201 with it.
+#[derive(Debug, poem_openapi::ApiResponse)]
+pub enum Created<T: poem_openapi::types::ToJSON + Send + Sync> {
+    /// Created.
+    #[oai(status = 201)]
+    Created(Json<T>),
+}

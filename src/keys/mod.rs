@@ -2,11 +2,10 @@
 //! key), their lifecycle state (`next` → `current` → `retired`, or `revoked`), the in-memory
 //! [`KeyRing`] used to sign and verify, and the pre-serialized JWKS document.
 
-mod emergency;
+mod master;
 mod ring;
 mod service;
 
-pub use self::emergency::{Revoked, revoke_key};
-
+pub use self::master::{MasterKeyError, load_master_key};
 pub use self::ring::{KeyRing, KeySet, PublicJwk, SignError, SigningKey, sign_with};
 pub use self::service::{KeyError, KeyInfo, KeyService, KeyState, Revocation, Rotation};

@@ -1,13 +1,12 @@
-//! RFC 6749 §5.2 error responses (also used by RFC 7009 revocation and RFC 7662 introspection):
-//! `{"error": ..., "error_description": ...}`, `invalid_client` as 401 with `WWW-Authenticate`,
-//! and `Cache-Control: no-store` (set for every `/oauth/` response by the HTTP layer).
+//! Why an OAuth endpoint refuses a request: the RFC 6749 §5.2 error codes (also used by RFC
+//! 7009 revocation, RFC 7662 introspection and RFC 8707 resource indicators), a rate limit,
+//! or a busy sign-in queue. The HTTP layer renders them (`http::api::oauth_error`).
 
-use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, Enum, Object};
+use crate::abuse::Limited;
 
-/// The RFC 6749 §5.2 error codes (plus RFC 7009's `unsupported_token_type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename_all = "snake_case")]
+/// The RFC 6749 §5.2 error codes (plus RFC 7009's `unsupported_token_type` and RFC 8707's
+/// `invalid_target`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
     InvalidRequest,
     InvalidClient,
@@ -23,57 +22,25 @@ pub enum ErrorCode {
     ServerError,
 }
 
-/// Error body of the OAuth endpoints.
-#[derive(Debug, Clone, Object)]
-pub struct OAuthErrorBody {
-    pub error: ErrorCode,
-    pub error_description: String,
-}
-
-/// An OAuth endpoint's error answer.
-#[derive(Debug, ApiResponse)]
+/// An OAuth endpoint's refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OAuthError {
-    /// The request is malformed, or the grant, scope or client is refused (RFC 6749 §5.2).
-    #[oai(status = 400)]
-    BadRequest(Json<OAuthErrorBody>),
-    /// Client authentication failed (`invalid_client`).
-    #[oai(status = 401)]
-    Unauthorized(
-        Json<OAuthErrorBody>,
-        #[oai(header = "WWW-Authenticate")] String,
-    ),
-    /// The request body is larger than the server accepts (`invalid_request`).
-    #[oai(status = 413)]
-    PayloadTooLarge(Json<OAuthErrorBody>),
-    /// Too many requests: retry after `Retry-After` seconds.
-    #[oai(status = 429)]
-    TooManyRequests(
-        Json<OAuthErrorBody>,
-        #[oai(header = "Retry-After")] u64,
-        #[oai(header = "RateLimit-Limit")] u32,
-        #[oai(header = "RateLimit-Remaining")] u32,
-        #[oai(header = "RateLimit-Reset")] u64,
-    ),
-    /// The server could not answer right now (database or store unreachable, or every
-    /// password-hashing slot busy); `Retry-After` says when to try again.
-    #[oai(status = 503)]
-    Unavailable(Json<OAuthErrorBody>, #[oai(header = "Retry-After")] u64),
+    /// An RFC 6749 §5.2 error with its description (safe to show to the client).
+    Refused {
+        code: ErrorCode,
+        description: String,
+    },
+    /// Over a rate limit.
+    TooMany(Limited),
+    /// Every password-hashing slot and the queue are busy: retry shortly.
+    Busy,
 }
 
 impl OAuthError {
     pub fn new(code: ErrorCode, description: impl Into<String>) -> Self {
-        let body = Json(OAuthErrorBody {
-            error: code,
-            error_description: description.into(),
-        });
-        match code {
-            ErrorCode::InvalidClient => {
-                Self::Unauthorized(body, r#"Basic realm="portcullis", charset="UTF-8""#.into())
-            }
-            ErrorCode::TemporarilyUnavailable | ErrorCode::ServerError => {
-                Self::Unavailable(body, 1)
-            }
-            _ => Self::BadRequest(body),
+        Self::Refused {
+            code,
+            description: description.into(),
         }
     }
 
@@ -105,41 +72,20 @@ impl OAuthError {
         )
     }
 
-    /// Every password-hashing slot and the queue are busy: retry shortly.
     pub fn busy() -> Self {
-        Self::Unavailable(
-            Json(OAuthErrorBody {
-                error: ErrorCode::TemporarilyUnavailable,
-                error_description: "the server is busy with other sign-ins; retry shortly".into(),
-            }),
-            1,
-        )
+        Self::Busy
     }
 
-    /// Over a rate limit (the body keeps the RFC 6749 shape).
-    pub fn too_many(limited: crate::abuse::Limited) -> Self {
-        Self::TooManyRequests(
-            Json(OAuthErrorBody {
-                error: ErrorCode::TemporarilyUnavailable,
-                error_description: format!(
-                    "too many requests; retry in {} s",
-                    limited.retry_after_secs
-                ),
-            }),
-            limited.retry_after_secs,
-            limited.limit,
-            0,
-            limited.reset_secs,
-        )
+    /// Over a rate limit.
+    pub fn too_many(limited: Limited) -> Self {
+        Self::TooMany(limited)
     }
 
+    /// The RFC 6749 error code the answer carries.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::BadRequest(b)
-            | Self::PayloadTooLarge(b)
-            | Self::Unauthorized(b, _)
-            | Self::Unavailable(b, _)
-            | Self::TooManyRequests(b, ..) => b.error,
+            Self::Refused { code, .. } => *code,
+            Self::TooMany(_) | Self::Busy => ErrorCode::TemporarilyUnavailable,
         }
     }
 }

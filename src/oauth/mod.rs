@@ -2,9 +2,7 @@
 //! token minting and validation, refresh-token families, revocation, introspection, userinfo
 //! and discovery.
 
-pub mod api;
 pub mod client_auth;
-pub mod discovery;
 pub mod error;
 pub mod grants;
 pub mod refresh;

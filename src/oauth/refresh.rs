@@ -73,6 +73,56 @@ pub enum RefreshError {
     Crypto(#[from] CryptoError),
 }
 
+/// The state of a refresh token, stored as text through [`TokenState::as_str`] only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenState {
+    /// May be presented (until it expires).
+    Active,
+    /// Was presented and replaced by its successor.
+    Rotated,
+    /// Its family was revoked before it was used.
+    Revoked,
+}
+
+impl TokenState {
+    pub const ALL: [Self; 3] = [Self::Active, Self::Rotated, Self::Revoked];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Rotated => "rotated",
+            Self::Revoked => "revoked",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// The state of a stored token (`None` for text no version of Portcullis writes).
+    fn of(token: &refresh_tokens::Model) -> Option<Self> {
+        Self::parse(&token.state)
+    }
+}
+
+/// Whether a family (a sign-in) is still open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FamilyState {
+    Open,
+    /// Ended: revoked by the user, a client, an administrator, or reuse detection.
+    Revoked,
+}
+
+impl FamilyState {
+    pub fn of(family: &refresh_families::Model) -> Self {
+        if family.revoked_at.is_some() {
+            Self::Revoked
+        } else {
+            Self::Open
+        }
+    }
+}
+
 /// A refresh token that was just issued.
 #[derive(Debug)]
 pub struct Issued {
@@ -318,7 +368,7 @@ impl RefreshService {
             digest: Set(secret_digest(token)),
             family_id: Set(family_id.to_string()),
             scope: Set(scope.to_string()),
-            state: Set("active".into()),
+            state: Set(TokenState::Active.as_str().into()),
             issued_at: Set(now),
             expires_at: Set(now.saturating_add(self.ttl_secs)),
             rotated_at: Set(None),
@@ -377,11 +427,11 @@ impl RefreshService {
         };
         // A token is bound to the client it was issued to; another client learns nothing and
         // changes nothing.
-        if family.client_id != client_id || family.revoked_at.is_some() {
+        if family.client_id != client_id || FamilyState::of(&family) == FamilyState::Revoked {
             return Err(RefreshError::Invalid);
         }
-        match token.state.as_str() {
-            "active" if token.expires_at > now => {
+        match TokenState::of(&token) {
+            Some(TokenState::Active) if token.expires_at > now => {
                 if !requested.is_subset(&Scope::parse(&token.scope).unwrap_or_default()) {
                     return Err(RefreshError::ScopeExceeded);
                 }
@@ -393,7 +443,7 @@ impl RefreshService {
                     successor: SecretString::from(random_token()?),
                 })))
             }
-            "rotated" => {
+            Some(TokenState::Rotated) => {
                 let key = ReplayKey::derive(presented)?;
                 let txn = crate::db::begin_write(&self.db).await?;
                 if !self.lock_open_family(&txn, &family.id, now).await? {
@@ -437,10 +487,13 @@ impl RefreshService {
             return Err(RefreshError::Invalid);
         }
         let won = refresh_tokens::Entity::update_many()
-            .col_expr(refresh_tokens::Column::State, Expr::value("rotated"))
+            .col_expr(
+                refresh_tokens::Column::State,
+                Expr::value(TokenState::Rotated.as_str()),
+            )
             .col_expr(refresh_tokens::Column::RotatedAt, Expr::value(now))
             .filter(refresh_tokens::Column::Digest.eq(digest.as_str()))
-            .filter(refresh_tokens::Column::State.eq("active"))
+            .filter(refresh_tokens::Column::State.eq(TokenState::Active.as_str()))
             .filter(refresh_tokens::Column::ExpiresAt.gt(now))
             .exec(&txn)
             .await?;
@@ -493,7 +546,7 @@ impl RefreshService {
         let Some(token) = refresh_tokens::Entity::find_by_id(digest).one(txn).await? else {
             return Ok(Settled::Invalid);
         };
-        if token.state != "rotated" {
+        if TokenState::of(&token) != Some(TokenState::Rotated) {
             // Expired, purged or revoked meanwhile: nothing to replay, nothing reused.
             return Ok(Settled::Invalid);
         }
@@ -537,7 +590,7 @@ impl RefreshService {
         let successor_unused = refresh_tokens::Entity::find_by_id(replay.successor_digest.as_str())
             .one(txn)
             .await?
-            .is_some_and(|s| s.state == "active" && s.expires_at > now);
+            .is_some_and(|s| TokenState::of(&s) == Some(TokenState::Active) && s.expires_at > now);
         if !successor_unused {
             return Ok(None);
         }
@@ -562,9 +615,12 @@ impl RefreshService {
             .exec(txn)
             .await?;
         refresh_tokens::Entity::update_many()
-            .col_expr(refresh_tokens::Column::State, Expr::value("revoked"))
+            .col_expr(
+                refresh_tokens::Column::State,
+                Expr::value(TokenState::Revoked.as_str()),
+            )
             .filter(refresh_tokens::Column::FamilyId.eq(family_id))
-            .filter(refresh_tokens::Column::State.eq("active"))
+            .filter(refresh_tokens::Column::State.eq(TokenState::Active.as_str()))
             .exec(txn)
             .await?;
         refresh_replays::Entity::delete_many()
@@ -641,7 +697,7 @@ impl RefreshService {
         Ok(refresh_families::Entity::find_by_id(family_id.to_string())
             .one(&self.db)
             .await?
-            .filter(|f| f.revoked_at.is_none()))
+            .filter(|f| FamilyState::of(f) == FamilyState::Open))
     }
 
     /// Looks up a presented token for revocation or introspection. Returns its family's info
@@ -654,8 +710,9 @@ impl RefreshService {
         let Some((token, family)) = self.find(&self.db, presented).await? else {
             return Ok(None);
         };
-        let active =
-            token.state == "active" && token.expires_at > now && family.revoked_at.is_none();
+        let active = TokenState::of(&token) == Some(TokenState::Active)
+            && token.expires_at > now
+            && FamilyState::of(&family) == FamilyState::Open;
         Ok(Some((
             RefreshInfo {
                 family_id: family.id,
@@ -720,6 +777,14 @@ fn reused(family: &refresh_families::Model) -> RefreshError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_states_are_stored_through_one_mapping() {
+        for state in TokenState::ALL {
+            assert_eq!(TokenState::parse(state.as_str()), Some(state));
+        }
+        assert_eq!(TokenState::parse("Active"), None);
+    }
 
     #[test]
     fn replay_key_depends_on_the_token_and_seals_to_its_row() {

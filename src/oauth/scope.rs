@@ -116,6 +116,23 @@ pub fn permission_scopes() -> Scope {
     )
 }
 
+/// Parses a space-separated scope string of `field` whose every scope must be known.
+pub fn known_scopes(field: &'static str, raw: &str) -> Result<Scope, crate::domain::Invalid> {
+    let scopes = Scope::parse(raw).map_err(|e| crate::domain::Invalid {
+        field,
+        reason: e.reason,
+    })?;
+    let unknown = scopes.minus(&all_scopes());
+    if unknown.is_empty() {
+        Ok(scopes)
+    } else {
+        Err(crate::domain::Invalid {
+            field,
+            reason: format!("unknown scopes: {unknown} (known: {})", all_scopes()),
+        })
+    }
+}
+
 /// Whether `name` is an administrative scope.
 pub fn is_administrative(name: &str) -> bool {
     scope_def(name).is_some_and(|d| d.administrative)

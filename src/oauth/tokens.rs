@@ -49,6 +49,11 @@ impl AccessClaims {
         self.sid.is_some()
     }
 
+    /// The user the token was issued to; `None` for a client acting for itself.
+    pub fn user_id(&self) -> Option<&str> {
+        self.is_user_token().then_some(self.sub.as_str())
+    }
+
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scope.split(' ').any(|s| s == scope)
     }

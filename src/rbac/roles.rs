@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use entities::{permissions, role_permissions, roles};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
 };
@@ -72,11 +73,14 @@ impl RoleService {
         wanted: &[String],
     ) -> Result<(Role, Vec<String>), RoleError> {
         let txn = crate::db::begin_write(&self.db).await?;
-        if roles::Entity::find_by_id(role.to_string())
-            .one(&txn)
-            .await?
-            .is_none()
-        {
+        // The role row is written first: concurrent changes of one role queue on its lock
+        // (PostgreSQL) instead of each replacing rows the other cannot see yet.
+        let found = roles::Entity::update_many()
+            .col_expr(roles::Column::Name, Expr::col(roles::Column::Name))
+            .filter(roles::Column::Name.eq(role))
+            .exec(&txn)
+            .await?;
+        if found.rows_affected != 1 {
             return Err(RoleError::UnknownRole(role.to_string()));
         }
         for p in wanted {

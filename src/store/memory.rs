@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{Hold, LockoutAttempt, LockoutPolicy, Quota, RateDecision, Store, StoreError, gcra};
+use super::contract::{
+    Hold, LockoutAttempt, LockoutPolicy, Quota, RateDecision, Store, StoreError, gcra,
+};
 
 #[derive(Debug)]
 struct Lease {

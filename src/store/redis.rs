@@ -12,7 +12,9 @@ use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
-use super::{Hold, LockoutAttempt, LockoutPolicy, Quota, RateDecision, Store, StoreError};
+use super::contract::{
+    Hold, LockoutAttempt, LockoutPolicy, Quota, RateDecision, Store, StoreError,
+};
 
 /// GCRA on the server's clock (`TIME`), so instances with skewed clocks agree.
 /// KEYS[1] = counter; ARGV = period ms, limit. Returns {allowed, remaining, retry_ms, reset_ms}.

@@ -1,12 +1,12 @@
 //! User accounts: registration, password sign-in, profile, and the roles and permissions a
 //! user holds.
 
-pub mod api;
 mod password;
 
 use std::collections::BTreeSet;
 
 use entities::{role_permissions, roles, user_roles, users};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
     Set, SqlErr,
@@ -281,11 +281,14 @@ impl UserService {
         new_roles: &[String],
     ) -> Result<(User, Vec<String>), UserError> {
         let txn = crate::db::begin_write(&self.db).await?;
-        if users::Entity::find_by_id(user_id.to_string())
-            .one(&txn)
-            .await?
-            .is_none()
-        {
+        // The user row is written first: concurrent role changes of one user queue on its
+        // lock (PostgreSQL) instead of each replacing rows the other cannot see yet.
+        let user = users::Entity::update_many()
+            .col_expr(users::Column::UpdatedAt, Expr::value(self.clock.now()))
+            .filter(users::Column::Id.eq(user_id))
+            .exec(&txn)
+            .await?;
+        if user.rows_affected != 1 {
             return Err(UserError::NotFound);
         }
         for role in new_roles {

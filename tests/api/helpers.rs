@@ -126,6 +126,7 @@ async fn start(
         BuildOptions {
             clock: Arc::new(clock.clone()),
             store_prefix: store_prefix.clone(),
+            fall_back_to_memory: false,
         },
     )
     .await

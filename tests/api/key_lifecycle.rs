@@ -294,15 +294,12 @@ async fn a_revoked_key_stops_signing_and_validating_at_once() {
     assert_eq!(app.introspect(&rs, &token).await.body["active"], true);
     assert_eq!(peer.introspect(&rs, &token).await.body["active"], true);
 
-    let revoked = portcullis::keys::revoke_key(
-        &app.state.keys,
-        app.state.store.as_ref(),
-        &app.state.audit,
-        &compromised,
-        "test",
-    )
-    .await
-    .unwrap();
+    let revoked = app
+        .state
+        .key_admin
+        .revoke(&portcullis::ops::Caller::operator(), &compromised)
+        .await
+        .unwrap();
     assert_eq!(revoked.revocation.promoted.as_deref(), Some(next.as_str()));
     assert!(revoked.denied);
 
@@ -427,4 +424,112 @@ async fn racing_rotations_leave_exactly_one_current_key() {
         let token = client_token(instance, &client).await;
         assert_eq!(jwt_part(&token, 0)["kid"], current.as_str());
     }
+}
+
+#[tokio::test]
+async fn keys_are_administered_through_the_api_with_keys_admin() {
+    use sea_orm::EntityTrait as _;
+    let app = spawn_app().await;
+    let reg = app.register("keeper").await;
+    app.state
+        .users
+        .set_roles(&reg.str("id"), &["admin".to_string()])
+        .await
+        .unwrap();
+    let without = app
+        .password_grant("keeper", "users:read")
+        .await
+        .str("access_token");
+    let with = app
+        .password_grant("keeper", "keys:admin")
+        .await
+        .str("access_token");
+    let call = |method: reqwest::Method, path: &str, token: &str| {
+        let req = app.http.request(method, app.url(path)).bearer_auth(token);
+        async move { Answer::from(req.send().await.unwrap()).await }
+    };
+    let refused = call(reqwest::Method::GET, "/api/v1/admin/keys", &without).await;
+    assert_eq!(
+        refused.status,
+        reqwest::StatusCode::FORBIDDEN,
+        "{}",
+        refused.body
+    );
+    assert_eq!(refused.body["code"], "insufficient_scope");
+
+    let listed = call(reqwest::Method::GET, "/api/v1/admin/keys", &with).await;
+    assert_eq!(listed.status, reqwest::StatusCode::OK, "{}", listed.body);
+    let state_of = |body: &serde_json::Value, state: &str| -> String {
+        body.as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["state"] == state)
+            .unwrap()["kid"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let next = state_of(&listed.body, "next");
+    let current = state_of(&listed.body, "current");
+    assert!(!listed.body.to_string().contains("private"));
+
+    let rotated = call(reqwest::Method::POST, "/api/v1/admin/keys/rotate", &with).await;
+    assert_eq!(rotated.status, reqwest::StatusCode::OK, "{}", rotated.body);
+    assert_eq!(rotated.body["current_kid"], next);
+    assert_eq!(rotated.body["retired_kid"], current);
+
+    let revoked = call(
+        reqwest::Method::POST,
+        &format!("/api/v1/admin/keys/{current}/revoke"),
+        &with,
+    )
+    .await;
+    assert_eq!(revoked.status, reqwest::StatusCode::OK, "{}", revoked.body);
+    assert_eq!(revoked.body["was"], "retired");
+    assert_eq!(revoked.body["deny_listed"], true);
+    // The token above was signed by the key just revoked: it is refused now.
+    let stale = call(reqwest::Method::GET, "/api/v1/admin/keys", &with).await;
+    assert_eq!(
+        stale.status,
+        reqwest::StatusCode::UNAUTHORIZED,
+        "{}",
+        stale.body
+    );
+    let with = app
+        .password_grant("keeper", "keys:admin")
+        .await
+        .str("access_token");
+    let again = call(
+        reqwest::Method::POST,
+        &format!("/api/v1/admin/keys/{current}/revoke"),
+        &with,
+    )
+    .await;
+    assert_eq!(
+        again.status,
+        reqwest::StatusCode::CONFLICT,
+        "{}",
+        again.body
+    );
+    let unknown = call(
+        reqwest::Method::POST,
+        "/api/v1/admin/keys/nope/revoke",
+        &with,
+    )
+    .await;
+    assert_eq!(
+        unknown.status,
+        reqwest::StatusCode::NOT_FOUND,
+        "{}",
+        unknown.body
+    );
+    let events: Vec<String> = entities::audit_events::Entity::find()
+        .all(&app.state.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect();
+    assert!(events.contains(&"key.rotated".to_string()));
+    assert!(events.contains(&"key.revoked".to_string()));
 }

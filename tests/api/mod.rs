@@ -2,6 +2,7 @@ mod helpers;
 
 mod abuse;
 mod access_end;
+mod architecture;
 mod articles;
 mod audience;
 mod authorization;

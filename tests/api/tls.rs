@@ -224,6 +224,7 @@ async fn hsts_is_sent_only_when_clients_come_over_https() {
         BuildOptions {
             clock: Arc::new(ManualClock::new()),
             store_prefix: format!("test:{}:", uuid::Uuid::new_v4().simple()),
+            fall_back_to_memory: false,
         },
     )
     .await

@@ -31,7 +31,7 @@ pub async fn grant(
     let audience = audience_for(ctx, resource)?;
     let scope = granted.to_string();
     let access = ctx
-        .state
+        .grants
         .tokens
         .mint_access(
             &client.client_id,
@@ -49,7 +49,7 @@ pub async fn grant(
     Ok(TokenResponse {
         access_token: access.token,
         token_type: "Bearer".into(),
-        expires_in: ctx.state.tokens.access_ttl_secs(),
+        expires_in: ctx.grants.tokens.access_ttl_secs(),
         refresh_token: None,
         scope,
         id_token: None,

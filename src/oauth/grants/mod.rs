@@ -5,13 +5,16 @@ mod client_credentials;
 mod password;
 mod refresh_token;
 
-use poem_openapi::Object;
-
 use super::error::OAuthError;
+use crate::abuse::{Lockout, RateLimiter};
+use crate::audit::Audit;
 use crate::audit::Origin;
 use crate::clients::{Client, GrantType};
 use crate::domain::{Resource, Scope};
-use crate::state::AppState;
+use crate::oauth::refresh::RefreshService;
+use crate::oauth::tokens::TokenService;
+use crate::signins::SignIns;
+use crate::users::UserService;
 
 /// The token request, parsed: one variant per grant type (RFC 6749 §4.3, §6, §4.4), each with
 /// the RFC 8707 `resource` the access token is asked for (`None`: Portcullis's own API).
@@ -97,26 +100,36 @@ impl TokenRequest {
     }
 }
 
-/// A successful token response (RFC 6749 §5.1).
-#[derive(Debug, Object)]
+/// What a grant issues (RFC 6749 §5.1).
+#[derive(Debug)]
 pub struct TokenResponse {
     pub access_token: String,
     /// Always `Bearer`.
     pub token_type: String,
     /// Lifetime of the access token in seconds.
     pub expires_in: i64,
-    #[oai(skip_serializing_if_is_none)]
     pub refresh_token: Option<String>,
     /// The granted scope (may be narrower than requested, RFC 6749 §3.3).
     pub scope: String,
     /// OpenID Connect ID token, when `openid` was granted.
-    #[oai(skip_serializing_if_is_none)]
     pub id_token: Option<String>,
+}
+
+/// The services the grants use, and nothing else.
+#[derive(Clone)]
+pub struct Grants {
+    pub tokens: TokenService,
+    pub refresh: RefreshService,
+    pub users: UserService,
+    pub sign_ins: SignIns,
+    pub lockout: Lockout,
+    pub limits: RateLimiter,
+    pub audit: Audit,
 }
 
 /// What a grant needs besides its own parameters.
 pub struct GrantContext<'a> {
-    pub state: &'a AppState,
+    pub grants: &'a Grants,
     pub client: &'a Client,
     pub origin: &'a Origin,
 }
@@ -159,7 +172,7 @@ pub(super) fn audience_for(
 ) -> Result<Option<String>, OAuthError> {
     match resource {
         None => Ok(None),
-        Some(r) if r.as_str() == ctx.state.tokens.audience => Ok(None),
+        Some(r) if r.as_str() == ctx.grants.tokens.audience => Ok(None),
         Some(r) if ctx.client.allows_audience(r.as_str()) => Ok(Some(r.as_str().to_string())),
         Some(_) => Err(OAuthError::invalid_target(
             "this client may not ask for tokens for this resource",
@@ -173,7 +186,7 @@ pub(super) async fn permitted_scopes(
     user: &crate::users::User,
 ) -> Result<Scope, OAuthError> {
     Ok(ctx
-        .state
+        .grants
         .users
         .permissions(&user.roles)
         .await
@@ -191,7 +204,7 @@ pub(super) async fn user_tokens(
     audience: Option<&str>,
     refresh_token: Option<String>,
 ) -> Result<TokenResponse, OAuthError> {
-    let tokens = &ctx.state.tokens;
+    let tokens = &ctx.grants.tokens;
     let scope_text = scope.to_string();
     let access = tokens
         .mint_access(

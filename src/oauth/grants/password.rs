@@ -26,7 +26,7 @@ pub async fn grant(
     requested: &Scope,
     resource: Option<&Resource>,
 ) -> Result<TokenResponse, OAuthError> {
-    let state = ctx.state;
+    let state = ctx.grants;
     let client_id = ctx.client.client_id.as_str();
 
     let candidate = state
@@ -171,7 +171,7 @@ async fn record_lock(ctx: &GrantContext<'_>, user_id: &str, outcome: LockoutStat
         LockoutState::IpBlocked(p) => ("ip_blocked", p),
         LockoutState::AccountLocked(p) => ("account_locked", p),
     };
-    ctx.state
+    ctx.grants
         .audit
         .record(
             ctx.origin,

@@ -38,7 +38,7 @@ pub async fn grant(
     requested: &Scope,
     resource: Option<&Resource>,
 ) -> Result<TokenResponse, OAuthError> {
-    let state = ctx.state;
+    let state = ctx.grants;
     let client_id = ctx.client.client_id.as_str();
     let pending = match state
         .refresh
@@ -124,7 +124,7 @@ pub async fn grant(
 async fn replay(ctx: &GrantContext<'_>, replayed: Replayed) -> Result<TokenResponse, OAuthError> {
     let stored: StoredAnswer =
         serde_json::from_slice(&replayed.answer).map_err(|e| OAuthError::internal(&e))?;
-    ctx.state
+    ctx.grants
         .audit
         .record(
             ctx.origin,
@@ -139,7 +139,7 @@ async fn replay(ctx: &GrantContext<'_>, replayed: Replayed) -> Result<TokenRespo
         token_type: "Bearer".into(),
         expires_in: stored
             .access_expires_at
-            .saturating_sub(ctx.state.tokens.now())
+            .saturating_sub(ctx.grants.tokens.now())
             .max(0),
         refresh_token: Some(stored.refresh_token),
         scope: stored.scope,
@@ -153,10 +153,10 @@ async fn refused(ctx: &GrantContext<'_>, error: RefreshError) -> OAuthError {
     match error {
         RefreshError::Reused { family_id, user_id } => {
             // Access tokens of the family stop working too.
-            if let Err(e) = ctx.state.tokens.revoke_sign_in(&family_id).await {
+            if let Err(e) = ctx.grants.tokens.revoke_sign_in(&family_id).await {
                 tracing::error!(error = %e, "could not deny-list the sign-in of a reused refresh token");
             }
-            ctx.state
+            ctx.grants
                 .audit
                 .record(
                     ctx.origin,

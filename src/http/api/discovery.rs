@@ -9,10 +9,10 @@ use poem::web::Data;
 use poem_openapi::param::Header;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use super::scope::all_scopes;
-use crate::http::ApiTags;
 use crate::http::raw_json::RawJson;
-use crate::state::AppState;
+use crate::http::tags::ApiTags;
+use crate::keys::KeyRing;
+use crate::oauth::scope::all_scopes;
 
 /// Authorization server metadata. Only what works is advertised.
 #[derive(Debug, Object)]
@@ -138,6 +138,14 @@ pub enum JwksResponse {
 #[derive(Clone)]
 pub struct Metadata(pub Bytes);
 
+/// Where the JWKS comes from: the key ring (reloaded by every instance) and how long
+/// resource servers may cache it.
+#[derive(Clone)]
+pub struct Jwks {
+    pub ring: KeyRing,
+    pub max_age: std::time::Duration,
+}
+
 pub struct DiscoveryApi;
 
 #[OpenApi(tag = "ApiTags::Discovery")]
@@ -175,14 +183,11 @@ impl DiscoveryApi {
     #[oai(path = "/.well-known/jwks.json", method = "get", operation_id = "jwks")]
     async fn jwks(
         &self,
-        state: Data<&AppState>,
+        jwks: Data<&Jwks>,
         #[oai(name = "If-None-Match")] if_none_match: Header<Option<String>>,
     ) -> JwksResponse {
-        let set = state.keys.ring().snapshot();
-        let cache = format!(
-            "public, max-age={}",
-            state.settings.keys.timing.jwks_max_age.as_secs()
-        );
+        let set = jwks.ring.snapshot();
+        let cache = format!("public, max-age={}", jwks.max_age.as_secs());
         let matches = if_none_match.0.as_deref().is_some_and(|v| {
             v.split(',')
                 .map(|t| t.trim().trim_start_matches("W/"))

@@ -1,12 +1,10 @@
 //! Operations endpoints: liveness and readiness.
 
+use crate::http::tags::ApiTags;
+use crate::ops::Readiness;
 use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
-use sea_orm::ConnectionTrait;
-
-use super::ApiTags;
-use crate::state::AppState;
 
 #[derive(Debug, Object)]
 pub struct Health {
@@ -46,27 +44,16 @@ impl OpsApi {
 
     /// Readiness: the database and the store (Redis or in-process) answer.
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
-    async fn readyz(&self, state: Data<&AppState>) -> ReadyResponse {
-        let db = state.db.execute_unprepared("SELECT 1").await;
-        let store = state.store.ping().await;
+    async fn readyz(&self, readiness: Data<&Readiness>) -> ReadyResponse {
+        let ready = readiness.check().await;
+        let all = ready.database && ready.store;
         let word = |ok: bool| if ok { "ok" } else { "unreachable" }.to_string();
         let health = Health {
-            status: if db.is_ok() && store.is_ok() {
-                "ok"
-            } else {
-                "degraded"
-            }
-            .into(),
-            database: Some(word(db.is_ok())),
-            store: Some(word(store.is_ok())),
+            status: if all { "ok" } else { "degraded" }.into(),
+            database: Some(word(ready.database)),
+            store: Some(word(ready.store)),
         };
-        if let Err(e) = &db {
-            tracing::warn!(error = %e, "readiness: database unreachable");
-        }
-        if let Err(e) = &store {
-            tracing::warn!(error = %e, "readiness: store unreachable");
-        }
-        if db.is_ok() && store.is_ok() {
+        if all {
             ReadyResponse::Ready(Json(health))
         } else {
             ReadyResponse::NotReady(Json(health))

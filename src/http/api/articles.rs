@@ -10,13 +10,13 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::{Value, json};
 
-use super::{Article, ArticleError, Body, Cursor, PageSize, Title};
-use crate::audit::{Event, EventType, Outcome};
+use crate::articles::{Article, ArticleError, ArticleService, Body, Cursor, PageSize, Title};
+use crate::audit::{Audit, Event, EventType, Outcome};
 use crate::http::auth::ApiScopes;
-use crate::http::problem::ApiError;
-use crate::http::{ApiTags, origin};
-use crate::rbac::{ArticlesDelete, ArticlesRead, ArticlesWrite, Permission, Require};
-use crate::state::AppState;
+use crate::http::guard::{ArticlesDelete, ArticlesRead, ArticlesWrite, Permission, Require};
+use crate::http::origin::origin;
+use crate::http::problem::{ApiError, NoContent};
+use crate::http::tags::ApiTags;
 
 /// A new article.
 #[derive(Debug, Object)]
@@ -76,38 +76,10 @@ pub struct ArticlePage {
 }
 
 #[derive(ApiResponse)]
-pub enum ListResponse {
-    /// A page of articles.
-    #[oai(status = 200)]
-    Ok(Json<ArticlePage>),
-}
-
-#[derive(ApiResponse)]
-pub enum GetResponse {
-    /// The article.
-    #[oai(status = 200)]
-    Ok(Json<ArticleView>),
-}
-
-#[derive(ApiResponse)]
 pub enum CreateResponse {
     /// The article was created; the caller owns it.
     #[oai(status = 201)]
     Created(Json<ArticleView>, #[oai(header = "Location")] String),
-}
-
-#[derive(ApiResponse)]
-pub enum UpdateResponse {
-    /// The article as changed.
-    #[oai(status = 200)]
-    Ok(Json<ArticleView>),
-}
-
-#[derive(ApiResponse)]
-pub enum DeleteResponse {
-    /// The article was deleted.
-    #[oai(status = 204)]
-    NoContent,
 }
 
 fn article_error(e: ArticleError) -> ApiError {
@@ -140,37 +112,36 @@ impl ArticlesApi {
     #[oai(path = "/", method = "get", operation_id = "list_articles")]
     async fn list(
         &self,
-        state: Data<&AppState>,
+        articles: Data<&ArticleService>,
         #[oai(scope = "ApiScopes::ARTICLES_READ")] _auth: Require<ArticlesRead>,
         /// Articles per page, 1–100 (default 20).
         limit: Query<Option<i64>>,
         /// The `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
-    ) -> Result<ListResponse, ApiError> {
+    ) -> Result<Json<ArticlePage>, ApiError> {
         let size = PageSize::parse(limit.0)?;
         let cursor = cursor.0.as_deref().map(Cursor::parse).transpose()?;
-        let page = state
-            .articles
+        let page = articles
             .list(cursor.as_ref(), size)
             .await
             .map_err(article_error)?;
-        Ok(ListResponse::Ok(Json(ArticlePage {
+        Ok(Json(ArticlePage {
             items: page.items.into_iter().map(ArticleView::from).collect(),
             next_cursor: page.next_cursor.map(|c| c.encode()),
-        })))
+        }))
     }
 
     /// One article
     #[oai(path = "/:id", method = "get", operation_id = "get_article")]
     async fn get(
         &self,
-        state: Data<&AppState>,
+        articles: Data<&ArticleService>,
         #[oai(scope = "ApiScopes::ARTICLES_READ")] _auth: Require<ArticlesRead>,
         /// Article id.
         id: Path<String>,
-    ) -> Result<GetResponse, ApiError> {
-        let article = state.articles.get(&id.0).await.map_err(article_error)?;
-        Ok(GetResponse::Ok(Json(article.into())))
+    ) -> Result<Json<ArticleView>, ApiError> {
+        let article = articles.get(&id.0).await.map_err(article_error)?;
+        Ok(Json(article.into()))
     }
 
     /// Write an article
@@ -180,7 +151,8 @@ impl ArticlesApi {
     #[oai(path = "/", method = "post", operation_id = "create_article")]
     async fn create(
         &self,
-        state: Data<&AppState>,
+        articles: Data<&ArticleService>,
+        audit: Data<&Audit>,
         req: &Request,
         #[oai(scope = "ApiScopes::ARTICLES_WRITE")] auth: Require<ArticlesWrite>,
         body: Json<NewArticle>,
@@ -188,13 +160,11 @@ impl ArticlesApi {
         let author_id = auth.user_id()?;
         let title = Title::parse(&body.title)?;
         let text = Body::parse(&body.body)?;
-        let article = state
-            .articles
+        let article = articles
             .create(author_id, &title, &text)
             .await
             .map_err(article_error)?;
-        state
-            .audit
+        audit
             .record(
                 &origin(req),
                 event(
@@ -214,16 +184,17 @@ impl ArticlesApi {
     #[oai(path = "/:id", method = "patch", operation_id = "update_article")]
     async fn update(
         &self,
-        state: Data<&AppState>,
+        articles: Data<&ArticleService>,
+        audit: Data<&Audit>,
         req: &Request,
         #[oai(scope = "ApiScopes::ARTICLES_WRITE")] auth: Require<ArticlesWrite>,
         /// Article id.
         id: Path<String>,
         body: Json<ArticlePatch>,
-    ) -> Result<UpdateResponse, ApiError> {
+    ) -> Result<Json<ArticleView>, ApiError> {
         let title = body.title.as_deref().map(Title::parse).transpose()?;
         let text = body.body.as_deref().map(Body::parse).transpose()?;
-        let article = state.articles.get(&id.0).await.map_err(article_error)?;
+        let article = articles.get(&id.0).await.map_err(article_error)?;
         auth.owns_or_admin(&article.author_id)?;
         let changed: Vec<&str> = [
             title.as_ref().map(|_| "title"),
@@ -232,14 +203,12 @@ impl ArticlesApi {
         .into_iter()
         .flatten()
         .collect();
-        let article = state
-            .articles
+        let article = articles
             .update(&article.id, title.as_ref(), text.as_ref())
             .await
             .map_err(article_error)?;
         if !changed.is_empty() {
-            state
-                .audit
+            audit
                 .record(
                     &origin(req),
                     event(
@@ -254,7 +223,7 @@ impl ArticlesApi {
                 )
                 .await;
         }
-        Ok(UpdateResponse::Ok(Json(article.into())))
+        Ok(Json(article.into()))
     }
 
     /// Delete an article
@@ -263,21 +232,17 @@ impl ArticlesApi {
     #[oai(path = "/:id", method = "delete", operation_id = "delete_article")]
     async fn delete(
         &self,
-        state: Data<&AppState>,
+        articles: Data<&ArticleService>,
+        audit: Data<&Audit>,
         req: &Request,
         #[oai(scope = "ApiScopes::ARTICLES_DELETE")] auth: Require<ArticlesDelete>,
         /// Article id.
         id: Path<String>,
-    ) -> Result<DeleteResponse, ApiError> {
-        let article = state.articles.get(&id.0).await.map_err(article_error)?;
+    ) -> Result<NoContent, ApiError> {
+        let article = articles.get(&id.0).await.map_err(article_error)?;
         auth.owns_or_admin(&article.author_id)?;
-        state
-            .articles
-            .delete(&article.id)
-            .await
-            .map_err(article_error)?;
-        state
-            .audit
+        articles.delete(&article.id).await.map_err(article_error)?;
+        audit
             .record(
                 &origin(req),
                 event(
@@ -287,6 +252,6 @@ impl ArticlesApi {
                 ),
             )
             .await;
-        Ok(DeleteResponse::NoContent)
+        Ok(NoContent::NoContent)
     }
 }

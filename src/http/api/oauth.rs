@@ -1,26 +1,25 @@
 //! The OAuth 2.0 endpoints: token (RFC 6749), revocation (RFC 7009), introspection
-//! (RFC 7662) and userinfo (OIDC Core §5.3). Handlers are thin: parse, authenticate the
-//! client, dispatch to the grant modules or services.
+//! (RFC 7662) and userinfo (OIDC Core §5.3). Thin adapters over `ops::TokenOps`: read the
+//! form and the client credentials, call the use case, render.
 
 use poem::Request;
 use poem::web::Data;
 use poem_openapi::payload::{Form, Json};
-use poem_openapi::{ApiResponse, Object, OpenApi};
+use poem_openapi::{Object, OpenApi};
 use serde::Deserialize;
-use serde_json::json;
 
-use super::client_auth::{PresentedCredentials, authenticate};
-use super::error::OAuthError;
-use super::grants::{self, GrantContext, RawTokenForm, TokenRequest, TokenResponse};
-use super::tokens::{AccessClaims, TokenInvalid};
-use crate::abuse::LimitClass;
-use crate::audit::{Event, EventType, Outcome};
-use crate::clients::Client;
+use super::oauth_error::OAuthErrorResponse;
 use crate::http::auth::ApiScopes;
-use crate::http::problem::ApiError;
-use crate::http::{ApiTags, origin};
-use crate::rbac::{OpenId, Require};
-use crate::state::AppState;
+use crate::http::guard::{OpenId, Require, user_id};
+use crate::http::origin::origin;
+use crate::http::problem::{ApiError, Done};
+use crate::http::tags::ApiTags;
+use crate::oauth::client_auth::PresentedCredentials;
+use crate::oauth::error::OAuthError;
+use crate::oauth::grants::{self, RawTokenForm};
+use crate::oauth::tokens::AccessClaims;
+use crate::ops::tokens::Introspected;
+use crate::ops::{OpError, TokenOps};
 
 /// Token request (`application/x-www-form-urlencoded`). Which fields are required depends on
 /// `grant_type`: `password` needs `username` and `password`; `refresh_token` needs
@@ -125,32 +124,34 @@ pub struct UserInfo {
     pub email_verified: Option<bool>,
 }
 
-#[derive(ApiResponse)]
-pub enum TokenOk {
-    /// Tokens issued (RFC 6749 §5.1); `Cache-Control: no-store`.
-    #[oai(status = 200)]
-    Ok(Json<TokenResponse>),
+/// A successful token response (RFC 6749 §5.1); `Cache-Control: no-store`.
+#[derive(Debug, Object)]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Lifetime of the access token in seconds.
+    pub expires_in: i64,
+    #[oai(skip_serializing_if_is_none)]
+    pub refresh_token: Option<String>,
+    /// The granted scope (may be narrower than requested, RFC 6749 §3.3).
+    pub scope: String,
+    /// OpenID Connect ID token, when `openid` was granted.
+    #[oai(skip_serializing_if_is_none)]
+    pub id_token: Option<String>,
 }
 
-#[derive(ApiResponse)]
-pub enum IntrospectOk {
-    /// What the token is, or `{"active": false}` (RFC 7662 §2.2).
-    #[oai(status = 200)]
-    Ok(Json<IntrospectionResponse>),
-}
-
-#[derive(ApiResponse)]
-pub enum UserInfoOk {
-    /// Claims about the signed-in user.
-    #[oai(status = 200)]
-    Ok(Json<UserInfo>),
-}
-
-#[derive(ApiResponse)]
-pub enum RevokeResponse {
-    /// The token is revoked, or was unknown or already invalid (RFC 7009 §2.2).
-    #[oai(status = 200)]
-    Ok,
+impl From<grants::TokenResponse> for TokenResponse {
+    fn from(t: grants::TokenResponse) -> Self {
+        Self {
+            access_token: t.access_token,
+            token_type: t.token_type,
+            expires_in: t.expires_in,
+            refresh_token: t.refresh_token,
+            scope: t.scope,
+            id_token: t.id_token,
+        }
+    }
 }
 
 fn presented<'a>(
@@ -182,45 +183,26 @@ impl OAuthApi {
     #[oai(path = "/oauth/token", method = "post", operation_id = "token")]
     async fn token(
         &self,
-        state: Data<&AppState>,
+        ops: Data<&TokenOps>,
         req: &Request,
         form: Form<TokenForm>,
-    ) -> Result<TokenOk, OAuthError> {
+    ) -> Result<Json<TokenResponse>, OAuthErrorResponse> {
         let form = form.0;
-        let origin = origin(req);
-        if let Some(ip) = &origin.ip {
-            state
-                .limits
-                .check(LimitClass::TokenIp, ip)
-                .await
-                .map_err(OAuthError::too_many)?;
-        }
-        let request = TokenRequest::parse(&RawTokenForm {
+        let raw = RawTokenForm {
             grant_type: form.grant_type.as_deref(),
             username: form.username.as_deref(),
             password: form.password.as_deref(),
             refresh_token: form.refresh_token.as_deref(),
             scope: form.scope.as_deref(),
             resource: form.resource.as_deref(),
-        })?;
-        let client = authenticate(
-            &state.clients,
-            &presented(
-                req,
-                form.client_id.as_deref(),
-                form.client_secret.as_deref(),
-            ),
-        )
-        .await?;
-        limit_client(&state, &client).await?;
-        let ctx = GrantContext {
-            state: &state,
-            client: &client,
-            origin: &origin,
         };
-        grants::handle(ctx, request)
-            .await
-            .map(|t| TokenOk::Ok(Json(t)))
+        let credentials = presented(
+            req,
+            form.client_id.as_deref(),
+            form.client_secret.as_deref(),
+        );
+        let issued = ops.token(&origin(req), &credentials, &raw).await?;
+        Ok(Json(issued.into()))
     }
 
     /// Revocation endpoint (RFC 7009) for refresh and access tokens
@@ -231,65 +213,21 @@ impl OAuthApi {
     #[oai(path = "/oauth/revoke", method = "post", operation_id = "revoke")]
     async fn revoke(
         &self,
-        state: Data<&AppState>,
+        ops: Data<&TokenOps>,
         req: &Request,
         form: Form<TokenHintForm>,
-    ) -> Result<RevokeResponse, OAuthError> {
-        let (client, token) = form.0.authenticate(&state, req).await?;
-        let token = token.as_str();
-        let origin = origin(req);
-        let record = |kind: &'static str, actor: Option<String>, sid: Option<String>| {
-            let mut event = Event::new(EventType::TokenRevoked, Outcome::Success)
-                .client(&client.client_id)
-                .details(json!({"token_type": kind, "sid": sid}));
-            if let Some(actor) = actor {
-                event = event.actor(actor);
-            }
-            event
-        };
-
-        // Access tokens are JWTs; anything else is looked up as a refresh token.
-        if let Ok(claims) = state.tokens.decode_access(token) {
-            if claims.client_id == client.client_id {
-                state
-                    .tokens
-                    .revoke_access(&claims)
-                    .await
-                    .map_err(|e| OAuthError::internal(&e))?;
-                let actor = claims.is_user_token().then(|| claims.sub.clone());
-                state
-                    .audit
-                    .record(&origin, record("access_token", actor, claims.sid.clone()))
-                    .await;
-            }
-            return Ok(RevokeResponse::Ok);
-        }
-        let found = state
-            .refresh
-            .inspect(token)
-            .await
-            .map_err(|e| OAuthError::internal(&e))?;
-        if let Some((info, _)) = found
-            && info.client_id == client.client_id
-        {
-            state
-                .sign_ins
-                .end(&info.family_id, "revoked_by_client")
-                .await
-                .map_err(|e| OAuthError::internal(&e))?;
-            state
-                .audit
-                .record(
-                    &origin,
-                    record(
-                        "refresh_token",
-                        Some(info.user_id.clone()),
-                        Some(info.family_id.clone()),
-                    ),
-                )
-                .await;
-        }
-        Ok(RevokeResponse::Ok)
+    ) -> Result<Done, OAuthErrorResponse> {
+        let form = form.0;
+        let client = ops
+            .authenticate(&presented(
+                req,
+                form.client_id.as_deref(),
+                form.client_secret.as_deref(),
+            ))
+            .await?;
+        ops.revoke(&client, required_token(&form.token)?, &origin(req))
+            .await?;
+        Ok(Done::Ok)
     }
 
     /// Introspection endpoint (RFC 7662), for confidential clients (resource servers)
@@ -305,35 +243,25 @@ impl OAuthApi {
     )]
     async fn introspect(
         &self,
-        state: Data<&AppState>,
+        ops: Data<&TokenOps>,
         req: &Request,
         form: Form<TokenHintForm>,
-    ) -> Result<IntrospectOk, OAuthError> {
-        let (client, token) = form.0.authenticate(&state, req).await?;
-        require_confidential(&client)?;
-        let token = token.as_str();
-        match state.tokens.validate_access(token).await {
-            // A token asked for another resource (RFC 8707) is active only for a client that
-            // may itself ask tokens for that resource, i.e. that resource's server.
-            Ok(claims)
-                if claims.aud == state.tokens.audience || client.allows_audience(&claims.aud) =>
-            {
-                return Ok(IntrospectOk::Ok(Json(active_access(claims))));
-            }
-            Ok(_) => return Ok(IntrospectOk::Ok(Json(IntrospectionResponse::default()))),
-            Err(TokenInvalid::Store(e)) => return Err(OAuthError::internal(&e)),
-            Err(_) if looks_like_jwt(token) => {
-                return Ok(IntrospectOk::Ok(Json(IntrospectionResponse::default())));
-            }
-            Err(_) => {}
-        }
-        let found = state
-            .refresh
-            .inspect(token)
-            .await
-            .map_err(|e| OAuthError::internal(&e))?;
-        Ok(IntrospectOk::Ok(Json(match found {
-            Some((info, true)) => IntrospectionResponse {
+    ) -> Result<Json<IntrospectionResponse>, OAuthErrorResponse> {
+        let form = form.0;
+        let client = ops
+            .authenticate(&presented(
+                req,
+                form.client_id.as_deref(),
+                form.client_secret.as_deref(),
+            ))
+            .await?;
+        let found = ops
+            .introspect(&client, required_token(&form.token)?)
+            .await?;
+        Ok(Json(match found {
+            Introspected::Inactive => IntrospectionResponse::default(),
+            Introspected::Access(claims) => active_access(claims),
+            Introspected::Refresh(info) => IntrospectionResponse {
                 active: true,
                 scope: Some(info.scope),
                 client_id: Some(info.client_id),
@@ -341,11 +269,10 @@ impl OAuthApi {
                 exp: Some(info.expires_at),
                 iat: Some(info.issued_at),
                 sub: Some(info.user_id),
-                iss: Some(state.tokens.issuer.clone()),
+                iss: Some(ops.issuer().to_string()),
                 ..Default::default()
             },
-            _ => IntrospectionResponse::default(),
-        })))
+        }))
     }
 
     /// UserInfo endpoint (OpenID Connect Core §5.3)
@@ -355,82 +282,34 @@ impl OAuthApi {
     #[oai(path = "/oauth/userinfo", method = "get", operation_id = "userinfo")]
     async fn userinfo(
         &self,
-        state: Data<&AppState>,
+        ops: Data<&TokenOps>,
         #[oai(scope = "ApiScopes::OPENID")] auth: Require<OpenId>,
-    ) -> Result<UserInfoOk, ApiError> {
-        let user_id = auth.user_id()?;
-        let user = state.users.get(user_id).await.map_err(|e| match e {
-            crate::users::UserError::NotFound => {
-                ApiError::invalid_token("the user no longer exists")
-            }
-            other => ApiError::internal(&other),
+    ) -> Result<Json<UserInfo>, ApiError> {
+        user_id(&auth.claims)?;
+        let user = ops.userinfo(&auth.claims).await.map_err(|e| match e {
+            OpError::NotFound(message) => ApiError::invalid_token(&message),
+            other => other.into(),
         })?;
-        if user.disabled {
-            return Err(ApiError::invalid_token("the account is disabled"));
-        }
         let profile = auth.claims.has_scope("profile");
         let email = auth.claims.has_scope("email");
-        Ok(UserInfoOk::Ok(Json(UserInfo {
+        Ok(Json(UserInfo {
             sub: user.id,
             preferred_username: profile.then_some(user.username),
             name: if profile { user.name } else { None },
             email: email.then_some(user.email),
             email_verified: email.then_some(false),
-        })))
+        }))
     }
 }
 
-impl TokenHintForm {
-    /// Authenticates the client and takes the required `token` parameter.
-    async fn authenticate(
-        self,
-        state: &AppState,
-        req: &Request,
-    ) -> Result<(std::sync::Arc<Client>, String), OAuthError> {
-        let client = authenticate(
-            &state.clients,
-            &presented(
-                req,
-                self.client_id.as_deref(),
-                self.client_secret.as_deref(),
-            ),
-        )
-        .await?;
-        limit_client(state, &client).await?;
-        match self.token {
-            Some(t) if !t.is_empty() => Ok((client, t)),
-            _ => Err(OAuthError::invalid_request(
-                "missing required parameter `token`",
-            )),
-        }
+/// The required `token` parameter of revocation and introspection.
+fn required_token(token: &Option<String>) -> Result<&str, OAuthError> {
+    match token.as_deref() {
+        Some(t) if !t.is_empty() => Ok(t),
+        _ => Err(OAuthError::invalid_request(
+            "missing required parameter `token`",
+        )),
     }
-}
-
-/// Counts a request against an authenticated client's budget. Public clients are not counted:
-/// their id is no secret and one public client serves every user of an app, so anyone could
-/// spend its budget; their traffic is limited per IP and per account instead.
-async fn limit_client(state: &AppState, client: &Client) -> Result<(), OAuthError> {
-    if client.is_public() {
-        return Ok(());
-    }
-    state
-        .limits
-        .check(LimitClass::Client, &client.client_id)
-        .await
-        .map_err(OAuthError::too_many)
-}
-
-fn require_confidential(client: &Client) -> Result<(), OAuthError> {
-    if client.is_public() {
-        return Err(OAuthError::invalid_client(
-            "introspection is only for confidential clients",
-        ));
-    }
-    Ok(())
-}
-
-fn looks_like_jwt(token: &str) -> bool {
-    token.split('.').count() == 3
 }
 
 fn active_access(claims: AccessClaims) -> IntrospectionResponse {

@@ -9,19 +9,20 @@ use poem::Request;
 use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
-use poem_openapi::{ApiResponse, Object, OpenApi};
-use serde_json::json;
+use poem_openapi::{Object, OpenApi};
+use secrecy::SecretString;
 
-use super::{ProfileUpdate, User, UserError};
-use crate::abuse::LimitClass;
-use crate::audit::{Event, EventType, Outcome};
+use crate::abuse::{LimitClass, RateLimiter};
 use crate::domain::{Email, Password, Username, display_name};
 use crate::http::auth::ApiScopes;
-use crate::http::problem::ApiError;
-use crate::http::{ApiTags, origin};
+use crate::http::guard::{Profile, ProfileWrite, Require};
+use crate::http::origin::origin;
+use crate::http::problem::{ApiError, Created};
+use crate::http::tags::ApiTags;
 use crate::oauth::tokens::AccessClaims;
-use crate::rbac::{Profile, ProfileWrite, Require};
-use crate::state::AppState;
+use crate::ops::accounts::ProfileChange;
+use crate::ops::{Accounts, OpError};
+use crate::users::User;
 
 /// New account.
 #[derive(Debug, Object)]
@@ -82,36 +83,11 @@ impl From<User> for UserView {
     }
 }
 
-#[derive(ApiResponse)]
-pub enum ProfileResponse {
-    /// The user's profile.
-    #[oai(status = 200)]
-    Ok(Json<UserView>),
-}
-
-#[derive(ApiResponse)]
-pub enum RegisterResponse {
-    /// The account was created.
-    #[oai(status = 201)]
-    Created(Json<UserView>),
-}
-
-fn user_error(e: UserError) -> ApiError {
+/// The problem answered when the token's user no longer exists.
+fn gone(e: OpError) -> ApiError {
     match e {
-        UserError::Duplicate => {
-            ApiError::conflict("an account with this username or email already exists")
-        }
-        UserError::NotFound => ApiError::invalid_token("the user no longer exists"),
-        UserError::Hash(super::HashError::Busy) => {
-            ApiError::Unavailable(Json(crate::http::problem::Problem::new(
-                "busy",
-                "the server is busy with other sign-ins; retry shortly",
-            )))
-        }
-        UserError::UnknownRole(role) => {
-            ApiError::invalid_input("roles", format!("unknown role `{role}`"))
-        }
-        other => ApiError::internal(&other),
+        OpError::NotFound(_) => ApiError::invalid_token("the user no longer exists"),
+        other => other.into(),
     }
 }
 
@@ -135,32 +111,22 @@ impl UsersApi {
     #[oai(path = "/", method = "post", operation_id = "register")]
     async fn register(
         &self,
-        state: Data<&AppState>,
+        accounts: Data<&Accounts>,
+        limits: Data<&RateLimiter>,
         req: &Request,
         body: Json<Registration>,
-    ) -> Result<RegisterResponse, ApiError> {
+    ) -> Result<Created<UserView>, ApiError> {
         let origin = origin(req);
         if let Some(ip) = &origin.ip {
-            state.limits.check(LimitClass::RegisterIp, ip).await?;
+            limits.check(LimitClass::RegisterIp, ip).await?;
         }
         let username = Username::parse(&body.username)?;
         let email = Email::parse(&body.email)?;
         let password = Password::parse(&body.password, &username, &email)?;
-        let user = state
-            .users
-            .register(&username, &email, &password, &[])
-            .await
-            .map_err(user_error)?;
-        state
-            .audit
-            .record(
-                &origin,
-                Event::new(EventType::UserRegistered, Outcome::Success)
-                    .actor(&user.id)
-                    .details(json!({"username": user.username})),
-            )
-            .await;
-        Ok(RegisterResponse::Created(Json(user.into())))
+        let user = accounts
+            .register(&origin, &username, &email, &password)
+            .await?;
+        Ok(Created::Created(Json(user.into())))
     }
 
     /// The signed-in user's profile
@@ -169,11 +135,11 @@ impl UsersApi {
     #[oai(path = "/me", method = "get", operation_id = "get_me")]
     async fn me(
         &self,
-        state: Data<&AppState>,
+        accounts: Data<&Accounts>,
         #[oai(scope = "ApiScopes::PROFILE")] auth: Require<Profile>,
-    ) -> Result<ProfileResponse, ApiError> {
-        let user = state.users.get(auth.user_id()?).await.map_err(user_error)?;
-        Ok(ProfileResponse::Ok(Json(profile_view(user, &auth.claims))))
+    ) -> Result<Json<UserView>, ApiError> {
+        let user = accounts.get(auth.user_id()?).await.map_err(gone)?;
+        Ok(Json(profile_view(user, &auth.claims)))
     }
 
     /// Update the signed-in user's email or display name
@@ -183,63 +149,26 @@ impl UsersApi {
     #[oai(path = "/me", method = "patch", operation_id = "update_me")]
     async fn update_me(
         &self,
-        state: Data<&AppState>,
+        accounts: Data<&Accounts>,
         req: &Request,
         #[oai(scope = "ApiScopes::PROFILE_WRITE")] auth: Require<ProfileWrite>,
         body: Json<ProfilePatch>,
-    ) -> Result<ProfileResponse, ApiError> {
-        let user_id = auth.user_id()?;
+    ) -> Result<Json<UserView>, ApiError> {
+        auth.user_id()?;
         let body = body.0;
-        if body.email.is_some() {
-            let Some(current) = body.current_password.as_deref().filter(|p| !p.is_empty()) else {
-                return Err(ApiError::invalid_input(
-                    "current_password",
-                    "the current password is required to change the email address",
-                ));
-            };
-            state.limits.check(LimitClass::Login, user_id).await?;
-            if !state
-                .users
-                .verify_current_password(user_id, current)
-                .await
-                .map_err(user_error)?
-            {
-                return Err(ApiError::forbidden(
-                    "wrong_password",
-                    "the current password is incorrect",
-                ));
-            }
-        }
-        let update = ProfileUpdate {
+        let change = ProfileChange {
             email: body.email.as_deref().map(Email::parse).transpose()?,
+            current_password: body.current_password.map(SecretString::from),
             name: match body.name {
                 MaybeUndefined::Undefined => None,
                 MaybeUndefined::Null => Some(None),
                 MaybeUndefined::Value(v) => Some(Some(display_name(&v)?.to_string())),
             },
         };
-        let changed: Vec<&str> = [
-            update.email.as_ref().map(|_| "email"),
-            update.name.as_ref().map(|_| "name"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        let user = state
-            .users
-            .update_profile(user_id, update)
+        let user = accounts
+            .update_profile(&auth.caller(req), change)
             .await
-            .map_err(user_error)?;
-        state
-            .audit
-            .record(
-                &origin(req),
-                Event::new(EventType::UserUpdated, Outcome::Success)
-                    .actor(&user.id)
-                    .client(&auth.claims.client_id)
-                    .details(json!({"fields": changed})),
-            )
-            .await;
-        Ok(ProfileResponse::Ok(Json(profile_view(user, &auth.claims))))
+            .map_err(gone)?;
+        Ok(Json(profile_view(user, &auth.claims)))
     }
 }

@@ -1,8 +1,10 @@
-//! Request and response bodies of the admin API, mapped from the services' types.
+//! Request and response bodies of the admin API, mapped from the use cases' types.
 
 use poem_openapi::Object;
 
 use crate::clients::{Client, CreatedClient};
+use crate::keys::{KeyInfo, Rotation};
+use crate::ops::keys::Revoked;
 use crate::rbac::Role;
 use crate::users::User;
 
@@ -249,4 +251,88 @@ pub struct AuditPage {
     /// Pass as `cursor` to get the next (older) page; absent on the last page.
     #[oai(skip_serializing_if_is_none)]
     pub next_cursor: Option<String>,
+}
+
+/// A signing key (public facts only).
+#[derive(Debug, Object)]
+pub struct KeyView {
+    pub kid: String,
+    /// `next`, `current`, `retired` or `revoked`.
+    pub state: String,
+    pub alg: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    #[oai(skip_serializing_if_is_none)]
+    pub activated_at: Option<i64>,
+    #[oai(skip_serializing_if_is_none)]
+    pub retired_at: Option<i64>,
+    #[oai(skip_serializing_if_is_none)]
+    pub revoked_at: Option<i64>,
+}
+
+impl From<KeyInfo> for KeyView {
+    fn from(k: KeyInfo) -> Self {
+        Self {
+            kid: k.kid,
+            state: k.state,
+            alg: k.alg,
+            created_at: k.created_at,
+            activated_at: k.activated_at,
+            retired_at: k.retired_at,
+            revoked_at: k.revoked_at,
+        }
+    }
+}
+
+/// What a rotation did.
+#[derive(Debug, Object)]
+pub struct RotationView {
+    /// The key that signs from now on (the former `next`).
+    pub current_kid: String,
+    /// The former `current`, now retired.
+    #[oai(skip_serializing_if_is_none)]
+    pub retired_kid: Option<String>,
+    /// The freshly published `next`.
+    pub next_kid: String,
+    /// How long the promoted key had been published before it started signing.
+    pub published_for_secs: u64,
+}
+
+impl From<Rotation> for RotationView {
+    fn from(r: Rotation) -> Self {
+        Self {
+            current_kid: r.current,
+            retired_kid: r.retired,
+            next_kid: r.next,
+            published_for_secs: r.published_for.as_secs(),
+        }
+    }
+}
+
+/// What a revocation did.
+#[derive(Debug, Object)]
+pub struct RevocationView {
+    pub kid: String,
+    /// The state the key was in.
+    pub was: String,
+    /// The key promoted in its place, when the revoked key was signing.
+    #[oai(skip_serializing_if_is_none)]
+    pub promoted_kid: Option<String>,
+    /// The fresh `next`, when one was generated.
+    #[oai(skip_serializing_if_is_none)]
+    pub next_kid: Option<String>,
+    /// Whether the kid reached the shared deny list (false: the store was unreachable).
+    pub deny_listed: bool,
+}
+
+impl From<Revoked> for RevocationView {
+    fn from(r: Revoked) -> Self {
+        Self {
+            kid: r.revocation.kid,
+            was: r.revocation.was.as_str().into(),
+            promoted_kid: r.revocation.promoted,
+            next_kid: r.revocation.next,
+            deny_listed: r.denied,
+        }
+    }
 }

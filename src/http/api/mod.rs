@@ -1,0 +1,10 @@
+//! The operations of the API, one module per area (combined in `http::app`).
+
+pub mod admin;
+pub mod admin_views;
+pub mod articles;
+pub mod discovery;
+pub mod health;
+pub mod oauth;
+pub mod oauth_error;
+pub mod users;

@@ -1,0 +1,95 @@
+//! App assembly: the OpenAPI service (every endpoint is a poem-openapi operation, grouped by
+//! area), Swagger UI at `/docs`, the spec at `/openapi.json`, the middleware stack, and what
+//! each operation receives.
+
+use poem::middleware::CatchPanic;
+use poem::{Endpoint, EndpointExt, Route};
+use poem_openapi::OpenApiService;
+
+use super::api::admin::AdminApi;
+use super::api::articles::ArticlesApi;
+use super::api::discovery::{DiscoveryApi, Jwks, Metadata, metadata_bytes};
+use super::api::health::OpsApi;
+use super::api::oauth::OAuthApi;
+use super::api::users::UsersApi;
+use super::middleware;
+use super::origin::Proxies;
+use super::routes;
+use crate::state::AppState;
+
+type Apis = (
+    OAuthApi,
+    DiscoveryApi,
+    UsersApi,
+    ArticlesApi,
+    AdminApi,
+    OpsApi,
+);
+
+/// The OpenAPI service. Its document does not depend on configuration, so the committed
+/// openapi/openapi.json is the same for every deployment.
+pub fn api_service() -> OpenApiService<Apis, ()> {
+    OpenApiService::new(
+        (
+            OAuthApi,
+            DiscoveryApi,
+            UsersApi,
+            ArticlesApi,
+            AdminApi,
+            OpsApi,
+        ),
+        "Portcullis",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "OAuth 2.0 / OpenID Connect authorization server. To try protected operations here: \
+         Authorize → OAuth2 password flow, with a registered user's credentials and the \
+         client_id `portcullis-spa` (public client, leave the secret empty).",
+    )
+}
+
+/// The OpenAPI document, pretty-printed (what `portcullis openapi` prints).
+pub fn openapi_json() -> String {
+    api_service().spec()
+}
+
+/// The documented operations, from the same document `/openapi.json` serves.
+fn documented_routes(api: &OpenApiService<Apis, ()>) -> routes::Routes {
+    let doc = serde_json::from_str(&api.spec()).unwrap_or_default();
+    routes::Routes::from_document(&doc)
+}
+
+/// The whole HTTP application over the services and use cases of `state`. Each operation
+/// receives only what it uses (poem `Data`), never the whole state.
+pub fn app(state: AppState) -> impl Endpoint {
+    let api = api_service();
+    let metadata = Metadata(metadata_bytes(&state.settings.server.issuer));
+    let jwks = Jwks {
+        ring: state.keys.ring().clone(),
+        max_age: state.settings.keys.timing.jwks_max_age,
+    };
+    let proxies = Proxies::new(&state.settings.abuse);
+    let ids = std::sync::Arc::new(middleware::RequestIds::new());
+    let routes = std::sync::Arc::new(documented_routes(&api));
+    let hsts_max_age = state.settings.server.hsts_max_age;
+    Route::new()
+        .at("/openapi.json", api.spec_endpoint())
+        .nest("/docs", api.swagger_ui())
+        .nest("/", api)
+        .with(CatchPanic::new())
+        .data(state.tokens.clone())
+        .data(state.authorities.clone())
+        .data(state.token_ops.clone())
+        .data(state.accounts.clone())
+        .data(state.client_admin.clone())
+        .data(state.key_admin.clone())
+        .data(state.readiness.clone())
+        .data(state.limits.clone())
+        .data(state.articles.clone())
+        .data(state.audit.clone())
+        .data(proxies)
+        .data(metadata)
+        .data(jwks)
+        .around(move |next, req| middleware::around(next, req, ids.clone(), routes.clone()))
+        .with(middleware::strict_transport_security(hsts_max_age))
+}

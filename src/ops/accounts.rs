@@ -1,0 +1,356 @@
+//! Accounts: registration, one's own profile, and the administration of users, their roles and
+//! the roles' permissions. Every change is audited here; removing a role or disabling a user
+//! ends all the user's sign-ins (`signins::SignIns::end_all`), and nothing is granted beyond
+//! what the caller holds (`rbac::Authority`).
+
+use serde_json::json;
+
+use super::caller::Caller;
+use super::error::OpError;
+use crate::abuse::{LimitClass, Lockout, RateLimiter};
+use crate::audit::{Audit, Event, EventType, Origin, Outcome};
+use crate::domain::{Email, Password, Scope, Username};
+use crate::oauth::scope::permission_scopes;
+use crate::rbac::{Role, RoleService};
+use crate::signins::SignIns;
+use crate::users::{ProfileUpdate, User, UserService};
+
+/// What changing a user's roles did.
+#[derive(Debug)]
+pub struct RolesChanged {
+    pub user: User,
+    pub removed: Vec<String>,
+    /// How many sign-ins ended (a role was removed).
+    pub sign_ins_ended: usize,
+}
+
+/// A change to one's own profile; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct ProfileChange {
+    pub email: Option<Email>,
+    /// Required to change the email address.
+    pub current_password: Option<secrecy::SecretString>,
+    /// `Some(None)` clears the display name.
+    pub name: Option<Option<String>>,
+}
+
+#[derive(Clone)]
+pub struct Accounts {
+    users: UserService,
+    roles: RoleService,
+    sign_ins: SignIns,
+    lockout: Lockout,
+    limits: RateLimiter,
+    audit: Audit,
+}
+
+impl Accounts {
+    pub fn new(
+        users: UserService,
+        roles: RoleService,
+        sign_ins: SignIns,
+        lockout: Lockout,
+        limits: RateLimiter,
+        audit: Audit,
+    ) -> Self {
+        Self {
+            users,
+            roles,
+            sign_ins,
+            lockout,
+            limits,
+            audit,
+        }
+    }
+
+    /// Self-registration: the new account gets the default role.
+    pub async fn register(
+        &self,
+        origin: &Origin,
+        username: &Username,
+        email: &Email,
+        password: &Password,
+    ) -> Result<User, OpError> {
+        let user = self.users.register(username, email, password, &[]).await?;
+        self.audit
+            .record(
+                origin,
+                Event::new(EventType::UserRegistered, Outcome::Success)
+                    .actor(&user.id)
+                    .details(json!({"username": user.username})),
+            )
+            .await;
+        Ok(user)
+    }
+
+    /// An account created by an administrator (or the operator) with `roles` (the default
+    /// role when empty), which must carry only permissions the caller holds.
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        username: &Username,
+        email: &Email,
+        password: &Password,
+        roles: &[String],
+    ) -> Result<User, OpError> {
+        caller
+            .authority
+            .ensure_holds(&self.permissions_of(roles).await?)?;
+        let user = self
+            .users
+            .register(username, email, password, roles)
+            .await?;
+        caller
+            .record(
+                &self.audit,
+                EventType::UserRegistered,
+                json!({"user_id": user.id, "username": user.username, "roles": user.roles}),
+            )
+            .await;
+        Ok(user)
+    }
+
+    pub async fn get(&self, user_id: &str) -> Result<User, OpError> {
+        Ok(self.users.get(user_id).await?)
+    }
+
+    /// The id of the account named `username`.
+    pub async fn id_of(&self, username: &str) -> Result<String, OpError> {
+        Ok(self.users.id_of(username).await?)
+    }
+
+    /// Users whose username or email contains `query`, one page after `after`.
+    pub async fn search(
+        &self,
+        query: Option<&str>,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<(Vec<User>, bool), OpError> {
+        Ok(self.users.search(query, after, limit).await?)
+    }
+
+    /// Changes the caller's own profile. A new email address needs the current password,
+    /// whose checks count against the account's sign-in rate limit.
+    pub async fn update_profile(
+        &self,
+        caller: &Caller,
+        change: ProfileChange,
+    ) -> Result<User, OpError> {
+        use secrecy::ExposeSecret as _;
+        let user_id = caller
+            .actor()
+            .user_id()
+            .ok_or_else(|| OpError::NotFound("no such user".into()))?
+            .to_string();
+        if change.email.is_some() {
+            let Some(current) = change
+                .current_password
+                .as_ref()
+                .filter(|p| !p.expose_secret().is_empty())
+            else {
+                return Err(crate::domain::Invalid {
+                    field: "current_password",
+                    reason: "the current password is required to change the email address".into(),
+                }
+                .into());
+            };
+            self.limits
+                .check(LimitClass::Login, &user_id)
+                .await
+                .map_err(OpError::Limited)?;
+            if !self
+                .users
+                .verify_current_password(&user_id, current.expose_secret())
+                .await?
+            {
+                return Err(OpError::WrongPassword);
+            }
+        }
+        let fields: Vec<&str> = [
+            change.email.as_ref().map(|_| "email"),
+            change.name.as_ref().map(|_| "name"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let user = self
+            .users
+            .update_profile(
+                &user_id,
+                ProfileUpdate {
+                    email: change.email,
+                    name: change.name,
+                },
+            )
+            .await?;
+        caller
+            .record(
+                &self.audit,
+                EventType::UserUpdated,
+                json!({"fields": fields}),
+            )
+            .await;
+        Ok(user)
+    }
+
+    /// Replaces a user's roles. The roles added must carry only permissions the caller
+    /// holds; removing a role ends all the user's sign-ins.
+    pub async fn set_roles(
+        &self,
+        caller: &Caller,
+        user_id: &str,
+        roles: &[String],
+    ) -> Result<RolesChanged, OpError> {
+        let before = self.users.get(user_id).await?;
+        let added: Vec<String> = roles
+            .iter()
+            .filter(|r| !before.roles.contains(r))
+            .cloned()
+            .collect();
+        caller
+            .authority
+            .ensure_holds(&self.permissions_of(&added).await?)?;
+        let (user, removed) = self.users.set_roles(user_id, roles).await?;
+        let sign_ins_ended = if removed.is_empty() {
+            0
+        } else {
+            self.sign_ins
+                .end_all(&user.id, "roles_removed")
+                .await?
+                .len()
+        };
+        caller
+            .record(
+                &self.audit,
+                EventType::UserRolesChanged,
+                json!({
+                    "user_id": user.id, "roles": user.roles, "removed": removed,
+                    "sign_ins_ended": sign_ins_ended,
+                }),
+            )
+            .await;
+        Ok(RolesChanged {
+            user,
+            removed,
+            sign_ins_ended,
+        })
+    }
+
+    /// Disables a user and ends all their sign-ins.
+    pub async fn disable(&self, caller: &Caller, user_id: &str) -> Result<User, OpError> {
+        let user = self.users.set_disabled(user_id, true).await?;
+        let ended = self
+            .sign_ins
+            .end_all(&user.id, "user_disabled")
+            .await?
+            .len();
+        caller
+            .record(
+                &self.audit,
+                EventType::UserDisabled,
+                json!({"user_id": user.id, "sign_ins_ended": ended}),
+            )
+            .await;
+        Ok(user)
+    }
+
+    /// Enables a user: gives their roles' power back, so only to a caller who holds it.
+    pub async fn enable(&self, caller: &Caller, user_id: &str) -> Result<User, OpError> {
+        let target = self.users.get(user_id).await?;
+        caller
+            .authority
+            .ensure_holds(&self.permissions_of(&target.roles).await?)?;
+        let user = self.users.set_disabled(user_id, false).await?;
+        caller
+            .record(
+                &self.audit,
+                EventType::UserEnabled,
+                json!({"user_id": user.id}),
+            )
+            .await;
+        Ok(user)
+    }
+
+    /// Lifts every lock and address block on the account and forgets past locks.
+    pub async fn unlock(&self, caller: &Caller, user_id: &str) -> Result<User, OpError> {
+        let user = self.users.get(user_id).await?;
+        self.lockout.unlock(&user.id).await?;
+        caller
+            .record(
+                &self.audit,
+                EventType::AccountUnlocked,
+                json!({"user_id": user.id}),
+            )
+            .await;
+        Ok(user)
+    }
+
+    /// Every role with its permissions.
+    pub async fn roles(&self) -> Result<Vec<Role>, OpError> {
+        Ok(self.roles.list().await?)
+    }
+
+    /// Replaces a role's permissions; the permissions added must be held by the caller.
+    /// Holders lose removed permissions at their next sign-in or refresh.
+    pub async fn set_role_permissions(
+        &self,
+        caller: &Caller,
+        role: &str,
+        permissions: &[String],
+    ) -> Result<Role, OpError> {
+        let before = self.roles.get(role).await?;
+        let known = permission_scopes();
+        if let Some(unknown) = permissions.iter().find(|p| !known.contains(p)) {
+            return Err(crate::rbac::RoleError::UnknownPermission(unknown.clone()).into());
+        }
+        let added = Scope::from_tokens(permissions.iter().map(String::as_str))
+            .minus(&Scope::from_tokens(before.permissions));
+        caller.authority.ensure_holds(&added)?;
+        let (updated, removed) = self.roles.set_permissions(role, permissions).await?;
+        caller
+            .record(
+                &self.audit,
+                EventType::RolePermissionsChanged,
+                json!({
+                    "role": updated.name, "permissions": updated.permissions, "removed": removed,
+                }),
+            )
+            .await;
+        Ok(updated)
+    }
+
+    /// Adds (`grant`) or removes one permission of a role.
+    pub async fn change_role_permission(
+        &self,
+        caller: &Caller,
+        role: &str,
+        permission: &str,
+        grant: bool,
+    ) -> Result<Role, OpError> {
+        let mut wanted = self.roles.get(role).await?.permissions;
+        if grant {
+            wanted.push(permission.to_string());
+        } else {
+            wanted.retain(|p| p != permission);
+        }
+        self.set_role_permissions(caller, role, &wanted).await
+    }
+
+    /// The permissions the roles `roles` grant together (unknown roles are invalid input).
+    async fn permissions_of(&self, roles: &[String]) -> Result<Scope, OpError> {
+        let mut all = Scope::default();
+        for role in roles {
+            let found = self.roles.get(role).await.map_err(|e| match e {
+                crate::rbac::RoleError::UnknownRole(r) => {
+                    OpError::Invalid(crate::domain::Invalid {
+                        field: "roles",
+                        reason: format!("unknown role `{}`", r.escape_debug()),
+                    })
+                }
+                other => other.into(),
+            })?;
+            all = all.union(&Scope::from_tokens(found.permissions));
+        }
+        Ok(all)
+    }
+}

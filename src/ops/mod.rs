@@ -1,0 +1,24 @@
+//! The application layer: one type per area of use cases, shared by every front end (the HTTP
+//! API and the command line are thin adapters that parse, call one use case and render).
+//!
+//! A use case holds the rule (including the escalation rule, `rbac::Authority`), the audit
+//! record and the side effects (ending sign-ins, deny-listing a key), is keyed by who acts
+//! ([`Caller`]: an administrator or user through the API, a client for itself, or the operator
+//! at the command line), and returns a domain error ([`OpError`]). Each area holds only the
+//! services it needs. Imports go down only: front ends → `ops` → services → stores.
+
+pub mod accounts;
+mod caller;
+pub mod clients;
+mod error;
+pub mod keys;
+pub mod readiness;
+pub mod tokens;
+
+pub use self::accounts::Accounts;
+pub use self::caller::Caller;
+pub use self::clients::ClientAdmin;
+pub use self::error::OpError;
+pub use self::keys::KeyAdmin;
+pub use self::readiness::Readiness;
+pub use self::tokens::TokenOps;
