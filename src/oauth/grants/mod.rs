@@ -4,6 +4,8 @@
 mod client_credentials;
 mod password;
 mod refresh_token;
+#[cfg(test)]
+mod tests;
 
 use poem_openapi::Object;
 
