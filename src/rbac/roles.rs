@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use entities::{permissions, role_permissions, roles};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +73,10 @@ impl RoleService {
         wanted: &[String],
     ) -> Result<(Role, Vec<String>), RoleError> {
         let txn = crate::db::begin_write(&self.db).await?;
+        // Delete-then-insert: lock the role's row (PostgreSQL) so concurrent replacements take
+        // turns instead of colliding on role_permissions' key.
         if roles::Entity::find_by_id(role.to_string())
+            .lock_exclusive()
             .one(&txn)
             .await?
             .is_none()

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use entities::{role_permissions, roles, user_roles, users};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    Set, SqlErr,
+    QuerySelect, Set, SqlErr,
 };
 use serde::Serialize;
 
@@ -261,7 +261,11 @@ impl UserService {
         new_roles: &[String],
     ) -> Result<(User, Vec<String>), UserError> {
         let txn = crate::db::begin_write(&self.db).await?;
+        // Replacing the set is delete-then-insert: lock the user's row (PostgreSQL; SQLite's
+        // write transaction is exclusive already) so concurrent replacements take turns
+        // instead of colliding on user_roles' key.
         if users::Entity::find_by_id(user_id.to_string())
+            .lock_exclusive()
             .one(&txn)
             .await?
             .is_none()
