@@ -401,4 +401,187 @@ mod tests {
         assert!(ClientId::parse("a b").is_err());
         assert!(ClientId::parse("a:b").is_err());
     }
+
+    mod properties {
+        //! Property tests: the parsers never panic on any input, and what they accept obeys
+        //! the documented rules.
+
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        /// RFC 6749 §3.3 NQCHAR: %x21 / %x23-5B / %x5D-7E.
+        fn nqchar(b: u8) -> bool {
+            b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b)
+        }
+
+        /// Any text, weighted towards the characters the parsers care about.
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                "[ -~]{0,40}",
+                "[a-zA-Z0-9_.@~:+ \\t\\n\"-]{0,40}",
+                "[\\PC\\s\\x00-\\x1f\\u{7f}-\\u{9f}\\u{2028}\\u{200b}]{0,20}",
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn scope_parse_is_stable_and_tokens_are_nqchar(raw in prop_oneof![
+                text(),
+                "([!#-\\[\\]-~]{1,12}( {1,3})?){0,8}",
+            ]) {
+                let Ok(scope) = Scope::parse(&raw) else {
+                    // Refused: too long, or some space-separated token is not NQCHAR.
+                    prop_assert!(
+                        raw.len() > 4096
+                            || raw.split(' ').any(|t| !t.bytes().all(nqchar))
+                    );
+                    return Ok(());
+                };
+                for token in scope.iter() {
+                    prop_assert!(!token.is_empty());
+                    prop_assert!(token.bytes().all(nqchar), "{token:?}");
+                }
+                let printed = scope.to_string();
+                prop_assert_eq!(Scope::parse(&printed), Ok(scope.clone()));
+                prop_assert_eq!(
+                    scope.iter().collect::<Vec<_>>(),
+                    {
+                        let mut tokens: Vec<&str> =
+                            raw.split(' ').filter(|t| !t.is_empty()).collect();
+                        tokens.sort_unstable();
+                        tokens.dedup();
+                        tokens
+                    }
+                );
+            }
+
+            #[test]
+            fn usernames_obey_the_documented_rules(raw in prop_oneof![
+                text(),
+                "[a-zA-Z0-9_.-]{0,34}",
+            ]) {
+                let rule = (3..=32).contains(&raw.chars().count())
+                    && raw.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+                match Username::parse(&raw) {
+                    Ok(u) => {
+                        prop_assert!(rule, "{raw:?}");
+                        prop_assert_eq!(u.as_str(), raw.to_ascii_lowercase());
+                        prop_assert_eq!(Username::parse(u.as_str()), Ok(u.clone()));
+                    }
+                    Err(e) => {
+                        prop_assert!(!rule, "{raw:?}");
+                        prop_assert_eq!(e.field, "username");
+                    }
+                }
+            }
+
+            #[test]
+            fn emails_obey_the_documented_rules(raw in prop_oneof![
+                text(),
+                "[a-zA-Z0-9._%+-]{1,20}@([a-zA-Z0-9-]{1,10}\\.){1,3}[a-zA-Z]{2,6}",
+                "[ -~]{0,10}@[ -~]{0,12}",
+            ]) {
+                match Email::parse(&raw) {
+                    Ok(email) => {
+                        prop_assert!(raw.len() <= 254);
+                        prop_assert!(!raw.chars().any(|c| c.is_whitespace() || c.is_control()));
+                        let (local, domain) = email.as_str().rsplit_once('@').unwrap();
+                        prop_assert!(!local.is_empty() && local.len() <= 64 && !local.contains('@'));
+                        prop_assert!(!local.starts_with('.') && !local.ends_with('.'));
+                        prop_assert!(!local.contains(".."));
+                        let labels: Vec<&str> = domain.split('.').collect();
+                        prop_assert!(labels.len() >= 2);
+                        for label in labels {
+                            prop_assert!(!label.is_empty() && label.len() <= 63);
+                            prop_assert!(!label.starts_with('-') && !label.ends_with('-'));
+                            prop_assert!(label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+                        }
+                        prop_assert_eq!(email.as_str(), raw.to_ascii_lowercase());
+                        prop_assert_eq!(Email::parse(email.as_str()), Ok(email.clone()));
+                    }
+                    Err(e) => prop_assert_eq!(e.field, "email"),
+                }
+            }
+
+            #[test]
+            fn well_formed_emails_are_accepted(
+                local in "[a-z0-9_%+-]{1,20}(\\.[a-z0-9_%+-]{1,10}){0,2}",
+                labels in proptest::collection::vec("[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", 2..4),
+            ) {
+                let raw = format!("{local}@{}", labels.join("."));
+                prop_assert!(Email::parse(&raw).is_ok(), "{raw}");
+            }
+
+            #[test]
+            fn client_ids_obey_the_documented_rules(raw in prop_oneof![
+                text(),
+                "[A-Za-z0-9._~-]{0,130}",
+            ]) {
+                let rule = (1..=128).contains(&raw.chars().count())
+                    && raw.chars().all(|c| c.is_ascii_alphanumeric() || "._~-".contains(c));
+                match ClientId::parse(&raw) {
+                    Ok(id) => {
+                        prop_assert!(rule, "{raw:?}");
+                        prop_assert_eq!(id.as_str(), raw.as_str());
+                        prop_assert_eq!(id.to_string(), raw);
+                    }
+                    Err(e) => {
+                        prop_assert!(!rule, "{raw:?}");
+                        prop_assert_eq!(e.field, "client_id");
+                    }
+                }
+            }
+
+            #[test]
+            fn display_names_obey_the_documented_rules(raw in prop_oneof![
+                text(),
+                "\\s{0,3}[\\PC]{0,205}\\s{0,3}",
+            ]) {
+                let trimmed = raw.trim();
+                let rule = !trimmed.is_empty()
+                    && trimmed.chars().count() <= 200
+                    && !raw.chars().any(char::is_control);
+                match display_name(&raw) {
+                    Ok(name) => {
+                        prop_assert!(rule, "{raw:?}");
+                        prop_assert_eq!(name, trimmed);
+                        prop_assert_eq!(display_name(name), Ok(name));
+                    }
+                    Err(e) => {
+                        prop_assert!(!rule, "{raw:?}");
+                        prop_assert_eq!(e.field, "name");
+                    }
+                }
+            }
+
+            #[test]
+            fn passwords_obey_the_documented_rules(raw in text()) {
+                let user = Username::parse("alice").unwrap();
+                let email = Email::parse("alice@example.com").unwrap();
+                let len = raw.chars().count();
+                match Password::parse(&raw, &user, &email) {
+                    Ok(p) => {
+                        prop_assert!((12..=128).contains(&len));
+                        prop_assert_eq!(p.expose(), raw.as_str());
+                        let printed = format!("{p:?}");
+                        prop_assert!(!printed.contains(&raw));
+                    }
+                    Err(e) => prop_assert_eq!(e.field, "password"),
+                }
+            }
+
+            #[test]
+            fn page_sizes_are_one_to_a_hundred(raw in proptest::option::of(any::<i64>())) {
+                match PageSize::parse(raw) {
+                    Ok(size) => prop_assert!(
+                        (1..=MAX_PAGE_SIZE).contains(&size.get())
+                            && raw.is_none_or(|n| u64::try_from(n) == Ok(size.get()))
+                    ),
+                    Err(e) => prop_assert_eq!(e.field, "limit"),
+                }
+            }
+        }
+    }
 }

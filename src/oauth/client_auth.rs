@@ -139,4 +139,75 @@ mod tests {
         };
         assert!(claimed(&presented).is_err());
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// RFC 6749 §2.3.1: each part is `application/x-www-form-urlencoded` before base64.
+        fn form_encode(raw: &str) -> String {
+            url::form_urlencoded::byte_serialize(raw.as_bytes()).collect()
+        }
+
+        fn header_text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                "([bB][aA][sS][iI][cC]|Bearer|Digest)?( {0,3})[A-Za-z0-9+/=:% -]{0,40}",
+                "[ -~]{0,60}",
+                any::<Vec<u8>>().prop_map(|b| format!("Basic {}", STANDARD.encode(b))),
+                "[ -~]{0,30}".prop_map(|t| format!("Basic {}", STANDARD.encode(t))),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn any_authorization_header_is_parsed_or_refused(header in header_text()) {
+                if let Err(e) = parse_basic(&header) {
+                    prop_assert!(matches!(e.code(), crate::oauth::error::ErrorCode::InvalidClient));
+                }
+            }
+
+            #[test]
+            fn encoded_credentials_decode_to_the_same_pair(
+                id in any::<String>(),
+                secret in any::<String>(),
+                scheme in "[bB][aA][sS][iI][cC]",
+                gap in " {1,3}",
+            ) {
+                let pair = format!("{}:{}", form_encode(&id), form_encode(&secret));
+                let header = format!("{scheme}{gap}{}", STANDARD.encode(pair));
+                let claimed = parse_basic(&header).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+                prop_assert_eq!(claimed.client_id, id);
+                prop_assert_eq!(claimed.secret, (!secret.is_empty()).then_some(secret));
+            }
+
+            #[test]
+            fn any_combination_of_presented_credentials_is_decided(
+                authorization in proptest::option::of(header_text()),
+                form_client_id in proptest::option::of(any::<String>()),
+                form_client_secret in proptest::option::of(any::<String>()),
+            ) {
+                let presented = PresentedCredentials {
+                    authorization: authorization.as_deref(),
+                    form_client_id: form_client_id.as_deref(),
+                    form_client_secret: form_client_secret.as_deref(),
+                };
+                match claimed(&presented) {
+                    Ok(c) => {
+                        // A secret, when claimed, is never empty; the id came from somewhere.
+                        prop_assert!(c.secret.as_deref() != Some(""));
+                        if authorization.is_none() {
+                            prop_assert_eq!(Some(c.client_id.as_str()), form_client_id.as_deref());
+                        }
+                    }
+                    Err(e) => prop_assert!(matches!(
+                        e.code(),
+                        crate::oauth::error::ErrorCode::InvalidClient
+                            | crate::oauth::error::ErrorCode::InvalidRequest
+                    )),
+                }
+            }
+        }
+    }
 }

@@ -288,3 +288,323 @@ impl TokenService {
         self.store.deny(&deny_key_for_sid(sid), ttl).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Property tests of access-token validation: no string, however built, panics it, and only
+    //! tokens this service signed, typed `at+jwt` and within their lifetime are accepted.
+
+    use std::sync::OnceLock;
+
+    use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+    use aws_lc_rs::rsa::KeySize;
+    use aws_lc_rs::signature::{KeyPair as _, RsaKeyPair};
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    use super::*;
+    use crate::clock::{Clock as _, ManualClock};
+    use crate::keys::{KeySet, PublicJwk, SigningKey, sign_with};
+    use crate::store::MemoryStore;
+
+    const KID: &str = "kid-1";
+    const ISSUER: &str = "https://issuer.example";
+    const AUDIENCE: &str = "https://issuer.example/api";
+
+    /// PKCS#8 keys, generated once per test run: the published key, and a stranger's.
+    fn keys() -> &'static (Vec<u8>, Vec<u8>) {
+        static KEYS: OnceLock<(Vec<u8>, Vec<u8>)> = OnceLock::new();
+        KEYS.get_or_init(|| {
+            let der = || {
+                let pair = RsaKeyPair::generate(KeySize::Rsa2048).unwrap();
+                AsDer::<Pkcs8V1Der>::as_der(&pair)
+                    .unwrap()
+                    .as_ref()
+                    .to_vec()
+            };
+            (der(), der())
+        })
+    }
+
+    fn signing_key(der: &[u8], kid: &str) -> SigningKey {
+        SigningKey {
+            kid: kid.into(),
+            pair: RsaKeyPair::from_pkcs8(der).unwrap(),
+        }
+    }
+
+    fn jwk(key: &SigningKey) -> PublicJwk {
+        let public = key.pair.public_key();
+        PublicJwk {
+            kty: "RSA".into(),
+            use_: "sig".into(),
+            alg: "RS256".into(),
+            kid: key.kid.clone(),
+            n: URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero()),
+            e: URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero()),
+        }
+    }
+
+    /// A service that publishes and signs with [`KID`], on a clock that stays put.
+    fn service() -> (TokenService, ManualClock) {
+        let key = signing_key(&keys().0, KID);
+        let published = vec![jwk(&key)];
+        let ring = KeyRing::default();
+        ring.replace(KeySet::new(Some(Arc::new(key)), published));
+        let clock = ManualClock::new();
+        let service = TokenService::new(
+            ISSUER.into(),
+            AUDIENCE.into(),
+            Duration::from_secs(900),
+            ring,
+            Arc::new(MemoryStore::new()),
+            Arc::new(clock.clone()),
+        );
+        (service, clock)
+    }
+
+    fn claims(now: i64) -> AccessClaims {
+        AccessClaims {
+            iss: ISSUER.into(),
+            sub: "user-1".into(),
+            aud: AUDIENCE.into(),
+            exp: now + 900,
+            iat: now,
+            nbf: now,
+            jti: "jti-1".into(),
+            client_id: "client-1".into(),
+            scope: "openid".into(),
+            roles: vec!["reader".into()],
+            sid: Some("sid-1".into()),
+            auth_time: Some(now),
+        }
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// JSON values of every kind, small.
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            any::<String>().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map(any::<String>(), inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// A field value that is one of `names`, some other text, another JSON type, or absent.
+    fn field(names: &'static [&'static str]) -> impl Strategy<Value = Option<Value>> {
+        proptest::option::of(prop_oneof![
+            4 => prop::sample::select(names).prop_map(|s| Value::String(s.to_string())),
+            1 => any::<String>().prop_map(Value::String),
+            1 => json_value(),
+        ])
+    }
+
+    /// JOSE headers with odd `alg`, `typ` and `kid` values and extra members.
+    fn header() -> impl Strategy<Value = Value> {
+        (
+            field(&[
+                "RS256", "rs256", "HS256", "none", "None", "ES256", "PS256", "RS512", "EdDSA", "",
+            ]),
+            field(&["at+jwt", "AT+JWT", "application/at+jwt", "JWT", "jwt", ""]),
+            field(&[KID, "", "kid-2", "../../etc/passwd"]),
+            proptest::collection::btree_map(
+                prop::sample::select(vec!["jku", "x5u", "jwk", "crit", "b64", "cty", "zip"]),
+                json_value(),
+                0..3,
+            ),
+        )
+            .prop_map(|(alg, typ, kid, extra)| {
+                let mut header = serde_json::Map::new();
+                for (name, value) in [("alg", alg), ("typ", typ), ("kid", kid)] {
+                    if let Some(value) = value {
+                        header.insert(name.into(), value);
+                    }
+                }
+                for (name, value) in extra {
+                    header.insert(name.into(), value);
+                }
+                Value::Object(header)
+            })
+    }
+
+    /// Payloads: the valid claims (so only the header and signature can be at fault), the
+    /// valid claims with one member changed, or any JSON.
+    fn payload(now: i64) -> impl Strategy<Value = Value> {
+        let valid = serde_json::to_value(claims(now)).unwrap();
+        prop_oneof![
+            Just(valid.clone()),
+            (
+                prop::sample::select(vec![
+                    "iss", "aud", "exp", "nbf", "sub", "scope", "roles", "sid"
+                ]),
+                json_value(),
+            )
+                .prop_map(move |(name, value)| {
+                    let mut changed = valid.clone();
+                    changed[name] = value;
+                    changed
+                }),
+            json_value(),
+        ]
+    }
+
+    /// Signatures: random bytes, none, an HMAC keyed with the public key (the RS256 → HS256
+    /// confusion), or a real RS256 signature by a key that is not published.
+    #[derive(Debug, Clone)]
+    enum Signature {
+        Bytes(Vec<u8>),
+        Empty,
+        HmacWithPublicKey,
+        Stranger,
+    }
+
+    fn signature() -> impl Strategy<Value = Signature> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..300).prop_map(Signature::Bytes),
+            Just(Signature::Empty),
+            Just(Signature::HmacWithPublicKey),
+            Just(Signature::Stranger),
+        ]
+    }
+
+    fn sign(header: &Value, payload: &Value, signature: &Signature) -> String {
+        let message = format!(
+            "{}.{}",
+            b64(&serde_json::to_vec(header).unwrap()),
+            b64(&serde_json::to_vec(payload).unwrap())
+        );
+        let sig = match signature {
+            Signature::Bytes(bytes) => bytes.clone(),
+            Signature::Empty => Vec::new(),
+            Signature::HmacWithPublicKey => {
+                let public = jwk(&signing_key(&keys().0, KID));
+                let secret = serde_json::to_vec(&public).unwrap();
+                let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret);
+                ring::hmac::sign(&key, message.as_bytes()).as_ref().to_vec()
+            }
+            Signature::Stranger => {
+                let stranger = signing_key(&keys().1, KID);
+                let mut out = vec![0u8; stranger.pair.public_modulus_len()];
+                stranger
+                    .pair
+                    .sign(
+                        &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                        &aws_lc_rs::rand::SystemRandom::new(),
+                        message.as_bytes(),
+                        &mut out,
+                    )
+                    .unwrap();
+                out
+            }
+        };
+        format!("{message}.{}", b64(&sig))
+    }
+
+    fn is_access_type(typ: &str) -> bool {
+        typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn arbitrary_strings_are_refused(token in prop_oneof![
+            any::<String>(),
+            "[A-Za-z0-9_.=-]{0,200}",
+            "([A-Za-z0-9_-]{0,40}\\.){2}[A-Za-z0-9_-]{0,40}",
+        ]) {
+            let (service, _) = service();
+            prop_assert!(service.decode_access(&token).is_err());
+        }
+
+        #[test]
+        fn crafted_tokens_are_refused(
+            header in header(),
+            payload in payload(ManualClock::new().now()),
+            signature in signature(),
+        ) {
+            let (service, _) = service();
+            let token = sign(&header, &payload, &signature);
+            prop_assert!(service.decode_access(&token).is_err(), "{header} {payload} {signature:?}");
+        }
+
+        #[test]
+        fn signed_tokens_are_accepted_only_as_access_tokens(
+            typ in prop_oneof![
+                prop::sample::select(vec!["at+jwt", "AT+JWT", "application/at+jwt", "Application/AT+JWT", "JWT", "at+jwt ", "atjwt", ""]).prop_map(str::to_string),
+                any::<String>(),
+            ],
+        ) {
+            let (service, clock) = service();
+            let expected = claims(clock.now());
+            let token = sign_with(&signing_key(&keys().0, KID), &typ, &expected).unwrap();
+            match service.decode_access(&token) {
+                Ok(decoded) => {
+                    prop_assert!(is_access_type(&typ), "accepted typ {typ:?}");
+                    prop_assert_eq!(decoded, expected);
+                }
+                Err(e) => {
+                    prop_assert!(!is_access_type(&typ), "refused typ {typ:?}: {e}");
+                    prop_assert!(matches!(e, TokenInvalid::Type));
+                }
+            }
+        }
+
+        #[test]
+        fn any_change_to_a_minted_token_is_refused(
+            at in any::<prop::sample::Index>(),
+            replacement in "[A-Za-z0-9_-]",
+        ) {
+            let (service, _) = service();
+            let minted = service
+                .mint_access("user-1", "client-1", None, "openid", vec![], Some("sid-1"), Some(0))
+                .unwrap();
+            prop_assert_eq!(service.decode_access(&minted.token).ok(), Some(minted.claims.clone()));
+            // Change one character of the payload or signature (not the last of a segment,
+            // whose low bits base64 may ignore).
+            let bytes = minted.token.as_bytes();
+            let positions: Vec<usize> = (0..bytes.len())
+                .filter(|&i| {
+                    bytes[i] != b'.'
+                        && bytes.get(i + 1).is_some_and(|&next| next != b'.')
+                        && minted.token[..i].contains('.')
+                })
+                .collect();
+            let i = positions[at.index(positions.len())];
+            prop_assume!(bytes[i] != replacement.as_bytes()[0]);
+            let mut changed = minted.token.clone();
+            changed.replace_range(i..=i, &replacement);
+            prop_assert!(service.decode_access(&changed).is_err(), "{changed}");
+        }
+
+        #[test]
+        fn lifetimes_are_checked_on_the_service_clock(shift in -3_000i64..3_000) {
+            let (service, clock) = service();
+            let minted = service
+                .mint_access("user-1", "client-1", None, "openid", vec![], Some("sid-1"), Some(0))
+                .unwrap();
+            clock.advance(shift);
+            let valid = (-LEEWAY..900 + LEEWAY).contains(&shift);
+            match service.decode_access(&minted.token) {
+                Ok(_) => prop_assert!(valid, "accepted at {shift}"),
+                Err(TokenInvalid::Expired) => prop_assert!(shift >= 900 + LEEWAY),
+                Err(TokenInvalid::NotYetValid) => prop_assert!(shift < -LEEWAY),
+                Err(e) => return Err(TestCaseError::fail(format!("{e}"))),
+            }
+        }
+    }
+}

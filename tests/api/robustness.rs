@@ -268,6 +268,9 @@ async fn concurrent_writes_never_answer_503() {
         ids.push(app.register(&format!("target{n}")).await.str("id"));
     }
     let mut burst = tokio::task::JoinSet::new();
+    let mut send = |what: String, request: reqwest::RequestBuilder| {
+        burst.spawn(async move { (what, request.send().await) });
+    };
     for round in 0..8 {
         for (n, target) in ids.iter().enumerate() {
             let roles = if (round + n) % 2 == 0 {
@@ -275,37 +278,38 @@ async fn concurrent_writes_never_answer_503() {
             } else {
                 serde_json::json!({"roles": ["reader", "author"]})
             };
-            burst.spawn(
+            send(
+                format!("roles of target{n}: {roles}"),
                 app.http
                     .put(app.url(&format!("/api/v1/admin/users/{target}/roles")))
                     .bearer_auth(&at)
-                    .json(&roles)
-                    .send(),
+                    .json(&roles),
             );
         }
-        burst.spawn(
+        send(
+            "author permissions".into(),
             app.http
                 .put(app.url("/api/v1/admin/roles/author/permissions"))
                 .bearer_auth(&at)
-                .json(&serde_json::json!({"permissions": ["articles:read", "articles:write"]}))
-                .send(),
+                .json(&serde_json::json!({"permissions": ["articles:read", "articles:write"]})),
         );
-        burst.spawn(
+        send(
+            format!("registration burst{round}"),
             app.http
                 .post(app.url("/api/v1/users"))
                 .json(&serde_json::json!({
                     "username": format!("burst{round}"),
                     "email": format!("burst{round}@example.com"),
                     "password": PASSWORD,
-                }))
-                .send(),
+                })),
         );
     }
     for answer in burst.join_all().await {
-        let resp = answer.unwrap();
+        let (what, resp) = answer;
+        let resp = resp.unwrap();
         let status = resp.status();
         let body = resp.text().await.unwrap();
-        assert!(status.is_success(), "{status} {body}");
+        assert!(status.is_success(), "{what}: {status} {body}");
     }
 }
 

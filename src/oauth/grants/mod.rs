@@ -4,6 +4,8 @@
 mod client_credentials;
 mod password;
 mod refresh_token;
+#[cfg(test)]
+mod tests;
 
 use super::error::OAuthError;
 use crate::abuse::{Lockout, RateLimiter};
