@@ -145,7 +145,7 @@ export PORTCULLIS_ISSUER="$BASE_URL"
 export PORTCULLIS_LOG="${SCHEMATHESIS_LOG:-info,portcullis::http::middleware=debug}"
 export NO_COLOR=1
 
-ALL_SCOPES="openid profile email articles:read articles:write articles:delete users:read users:admin clients:admin audit:read keys:admin"
+ALL_SCOPES="openid profile email profile:write articles:read articles:write articles:delete users:read users:admin clients:admin audit:read keys:admin"
 ADMIN_USER="st-admin"
 ADMIN_PASSWORD="$(random_secret)"
 CLIENT_ID="st-confidential"
@@ -207,7 +207,7 @@ register "$ADMIN_USER" "$ADMIN_PASSWORD" >/dev/null
 log "make $ADMIN_USER an admin (portcullis user set-roles)"
 "$BIN" user set-roles --username "$ADMIN_USER" --role admin >/dev/null
 log "create confidential client $CLIENT_ID (portcullis client create)"
-"$BIN" client create --client-id "$CLIENT_ID" --secret "$CLIENT_SECRET" \
+"$BIN" client create --client-id "$CLIENT_ID" --secret="$CLIENT_SECRET" \
     --grant-types password,refresh_token,client_credentials --scopes "$ALL_SCOPES" >/dev/null
 log "sign $ADMIN_USER in (password grant, client portcullis-spa, every scope)"
 TOKEN="$(sign_in "$ADMIN_USER" "$ADMIN_PASSWORD" "$ALL_SCOPES")"
@@ -299,7 +299,12 @@ EOF
 # later request would be a 401. The two operations that end a user's sign-ins therefore act
 # on a second user, st-victim, created for the purpose; their bodies are still generated
 # (hostile role lists included), and hostile ids still reach the same path handling through
-# the other /api/v1/admin/users/{id} operations.
+# the other /api/v1/admin/users/{id} operations. Likewise a key id seen in GET /admin/keys
+# would let it revoke the key that signed the admin's token: the emergency revocation is
+# sent an id no key has (404), and its behaviour is tested in the Rust suite. And changing the
+# permissions of the admin's own role would take its power away (administrative permissions
+# are re-checked against the database on every request): role permissions are changed on
+# `author`, which no user of this run holds.
 ADMIN_AUTH='
 [auth.openapi.oauth2]
 bearer = "${ST_BEARER}"
@@ -307,6 +312,14 @@ bearer = "${ST_BEARER}"
 [[operations]]
 include-operation-id = ["admin_disable_user", "admin_set_user_roles"]
 parameters = { "path.id" = "${ST_VICTIM_ID}" }
+
+[[operations]]
+include-operation-id = ["admin_revoke_key"]
+parameters = { "path.kid" = "st-no-such-key" }
+
+[[operations]]
+include-operation-id = ["admin_set_role_permissions"]
+parameters = { "path.role" = "author" }
 
 [[operations]]
 include-path = ["/oauth/token", "/oauth/revoke", "/oauth/introspect"]
