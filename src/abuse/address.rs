@@ -411,4 +411,88 @@ mod tests {
         assert_eq!(ip_bucket_of("2001:db8:1:2::9"), "2001:db8:1:2::/64");
         assert_eq!(ip_bucket_of("unknown"), "unknown");
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Header text: anything, and text made of plausible hops.
+        fn line() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                proptest::collection::vec(
+                    prop_oneof![
+                        "[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}(:[0-9]{1,5})?",
+                        "for=\"?\\[?[0-9a-f:.]{2,39}\\]?(:[0-9]{1,5})?\"?(;proto=https)?",
+                        "[ ,;=\"\\[\\]a-z0-9:.]{0,20}",
+                    ],
+                    0..6,
+                )
+                .prop_map(|hops| hops.join(", ")),
+            ]
+        }
+
+        fn header() -> impl Strategy<Value = ForwardedHeader> {
+            prop_oneof![
+                Just(ForwardedHeader::XForwardedFor),
+                Just(ForwardedHeader::Forwarded),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn an_untrusted_peer_is_the_client_whatever_it_sends(
+                lines in proptest::collection::vec(line(), 0..4),
+                header in header(),
+                peer in any::<std::net::Ipv4Addr>(),
+            ) {
+                let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+                prop_assume!(!trusted[0].contains(&IpAddr::V4(peer)));
+                let lines: Vec<Option<&str>> = lines.iter().map(|l| Some(l.as_str())).collect();
+                prop_assert_eq!(
+                    client_ip(Some(IpAddr::V4(peer)), &lines, &trusted, header),
+                    Some(IpAddr::V4(peer))
+                );
+            }
+
+            #[test]
+            fn what_the_client_prepends_never_picks_its_address(
+                prefix in line(),
+                client in any::<std::net::Ipv4Addr>(),
+                header in header(),
+            ) {
+                // The proxy (trusted, the peer) appended the address it saw as the last hop.
+                let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+                prop_assume!(!trusted[0].contains(&IpAddr::V4(client)));
+                let appended = match header {
+                    ForwardedHeader::XForwardedFor => format!("{prefix}, {client}"),
+                    ForwardedHeader::Forwarded => format!("{prefix}, for={client}"),
+                };
+                let peer: IpAddr = "10.0.0.2".parse().unwrap();
+                prop_assert_eq!(
+                    client_ip(Some(peer), &[Some(appended.as_str())], &trusted, header),
+                    Some(IpAddr::V4(client))
+                );
+            }
+
+            #[test]
+            fn any_header_gives_an_address_the_chain_or_the_peer_holds(
+                lines in proptest::collection::vec(line(), 0..4),
+                header in header(),
+            ) {
+                let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+                let peer: IpAddr = "10.0.0.2".parse().unwrap();
+                let lines: Vec<Option<&str>> = lines.iter().map(|l| Some(l.as_str())).collect();
+                let found = client_ip(Some(peer), &lines, &trusted, header);
+                prop_assert!(found.is_some());
+                let found = found.unwrap_or(peer);
+                let text: String = lines.iter().flatten().copied().collect::<Vec<_>>().join(",");
+                prop_assert!(
+                    found == peer || text.contains(&found.to_string()) || matches!(found, IpAddr::V6(_)),
+                    "{found} came from neither the peer nor the header {text:?}"
+                );
+            }
+        }
+    }
 }
