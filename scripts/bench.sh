@@ -161,7 +161,7 @@ BASIC_AUTH="Basic $(printf '%s:%s' "$CLIENT_ID" "$CLIENT_SECRET" | base64 -w0)"
 log "migrate ($VARIANT)"
 "$BIN" migrate >/dev/null
 log "create client $CLIENT_ID and users"
-"$BIN" client create --client-id "$CLIENT_ID" --secret "$CLIENT_SECRET" \
+"$BIN" client create --client-id "$CLIENT_ID" --secret="$CLIENT_SECRET" \
     --grant-types client_credentials,refresh_token,password --scopes "$SCOPE" >/dev/null
 # The benchmarked user's hash is made at BENCH_BCRYPT_COST: the password benchmark measures
 # the real sign-in cost.
