@@ -2,18 +2,20 @@
 //! area), Swagger UI at `/docs`, the spec at `/openapi.json`, the middleware stack, and what
 //! each operation receives.
 
+use std::sync::Arc;
+
 use poem::middleware::CatchPanic;
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::OpenApiService;
 
 use super::api::admin::AdminApi;
 use super::api::articles::ArticlesApi;
-use super::api::discovery::{DiscoveryApi, Jwks, Metadata, metadata_bytes};
+use super::api::discovery::{DiscoveryApi, metadata_bytes};
 use super::api::health::OpsApi;
 use super::api::oauth::OAuthApi;
 use super::api::users::UsersApi;
+use super::deps::{Deps, Jwks, Metadata, Proxies};
 use super::middleware;
-use super::origin::Proxies;
 use super::routes;
 use crate::state::AppState;
 
@@ -60,7 +62,8 @@ fn documented_routes(api: &OpenApiService<Apis, ()>) -> routes::Routes {
 }
 
 /// The whole HTTP application over the services and use cases of `state`. Each operation
-/// receives only what it uses (poem `Data`), never the whole state.
+/// receives only what it uses (see `deps`), never the whole state; the dependencies go into
+/// each request once, behind an `Arc`.
 pub fn app(state: AppState) -> impl Endpoint {
     let api = api_service();
     let metadata = Metadata(metadata_bytes(&state.settings.server.issuer));
@@ -72,24 +75,27 @@ pub fn app(state: AppState) -> impl Endpoint {
     let ids = std::sync::Arc::new(middleware::RequestIds::new());
     let routes = std::sync::Arc::new(documented_routes(&api));
     let hsts_max_age = state.settings.server.hsts_max_age;
+    let deps = Deps {
+        token_ops: state.token_ops.clone(),
+        accounts: state.accounts.clone(),
+        client_admin: state.client_admin.clone(),
+        key_admin: state.key_admin.clone(),
+        readiness: state.readiness.clone(),
+        limits: state.limits.clone(),
+        articles: state.articles.clone(),
+        audit: state.audit.clone(),
+        tokens: state.tokens.clone(),
+        authorities: state.authorities.clone(),
+        proxies,
+        metadata,
+        jwks,
+    };
     Route::new()
         .at("/openapi.json", api.spec_endpoint())
         .nest("/docs", api.swagger_ui())
         .nest("/", api)
         .with(CatchPanic::new())
-        .data(state.tokens.clone())
-        .data(state.authorities.clone())
-        .data(state.token_ops.clone())
-        .data(state.accounts.clone())
-        .data(state.client_admin.clone())
-        .data(state.key_admin.clone())
-        .data(state.readiness.clone())
-        .data(state.limits.clone())
-        .data(state.articles.clone())
-        .data(state.audit.clone())
-        .data(proxies)
-        .data(metadata)
-        .data(jwks)
+        .data(Arc::new(deps))
         .around(move |next, req| middleware::around(next, req, ids.clone(), routes.clone()))
         .with(middleware::strict_transport_security(hsts_max_age))
 }

@@ -9,7 +9,7 @@ use poem_openapi::{OAuthScopes, SecurityScheme};
 
 use super::problem::ApiError;
 use crate::oauth::scope::{self, SCOPES, ScopeDef};
-use crate::oauth::tokens::{AccessClaims, TokenInvalid, TokenService};
+use crate::oauth::tokens::{AccessClaims, TokenInvalid};
 
 /// Scopes offered in Swagger UI's Authorize dialog, and named by each operation's security
 /// requirement: the registry of scopes (`oauth::scope::SCOPES`), nothing of its own.
@@ -58,10 +58,8 @@ impl OAuthScopes for ApiScopes {
 pub struct BearerAuth(pub AccessClaims);
 
 async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<AccessClaims> {
-    let tokens = req
-        .data::<TokenService>()
-        .ok_or_else(|| poem::Error::from(ApiError::internal(&"token service missing")))?;
-    tokens
+    super::deps::deps(req)?
+        .tokens
         .validate_for_api(&bearer.token)
         .await
         .map_err(|e| match e {

@@ -22,7 +22,7 @@ use crate::domain::Scope;
 use crate::oauth::scope::{self, is_administrative};
 use crate::oauth::tokens::AccessClaims;
 use crate::ops::Caller;
-use crate::rbac::{ADMIN_ROLE, Authority, AuthorityError, AuthorityService};
+use crate::rbac::{ADMIN_ROLE, Authority, AuthorityError};
 
 /// A permission, named as the scope that carries it.
 pub trait Permission: Send + Sync + 'static {
@@ -155,9 +155,7 @@ impl<'a, P: Permission> ApiExtractor<'a> for Require<P> {
             return Err(ApiError::insufficient_scope(P::NAME).into());
         }
         let authority = if is_administrative(P::NAME) {
-            let authorities = request
-                .data::<AuthorityService>()
-                .ok_or_else(|| ApiError::internal(&"authority service missing"))?;
+            let authorities = &super::deps::deps(request)?.authorities;
             let authority = authorities.current(&auth.0).await.map_err(|e| match e {
                 AuthorityError::Gone => {
                     ApiError::invalid_token("the account or client is disabled or gone")

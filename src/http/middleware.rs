@@ -170,7 +170,12 @@ async fn limit_body(mut req: Request, oauth: bool) -> Result<Request, Response> 
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    if declared == Some(0) {
+    // HTTP/1.x frames the body by those headers alone: neither means no body (RFC 9112 §6.3),
+    // so there is nothing to read. HTTP/2 streams carry bodies without them.
+    let http1 = req.version() < poem::http::Version::HTTP_2;
+    if declared == Some(0)
+        || (http1 && declared.is_none() && !req.headers().contains_key(header::TRANSFER_ENCODING))
+    {
         return Ok(req);
     }
     let mut buf = Vec::new();

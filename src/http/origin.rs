@@ -2,32 +2,18 @@
 //! socket peer, or what a trusted proxy forwarded in the configured header; see
 //! `abuse::client_ip`) and the request id.
 
+use std::sync::Arc;
+
 use poem::Request;
 
+use super::deps::{Deps, Proxies};
 use super::middleware::RequestId;
 use crate::audit::Origin;
-use crate::config::{AbuseSettings, ForwardedHeader};
-
-/// The proxies whose forwarded header is believed (`PORTCULLIS_TRUSTED_PROXIES`), and which
-/// header they write (`PORTCULLIS_FORWARDED_HEADER`).
-#[derive(Debug, Clone, Default)]
-pub struct Proxies {
-    trusted: Vec<ipnet::IpNet>,
-    header: ForwardedHeader,
-}
-
-impl Proxies {
-    pub fn new(settings: &AbuseSettings) -> Self {
-        Self {
-            trusted: settings.trusted_proxies.clone(),
-            header: settings.forwarded_header,
-        }
-    }
-}
 
 /// Where `req` came from.
 pub fn origin(req: &Request) -> Origin {
-    let proxies = req.data::<Proxies>().cloned().unwrap_or_default();
+    let none = Proxies::default();
+    let proxies = req.data::<Arc<Deps>>().map_or(&none, |d| &d.proxies);
     let lines: Vec<Option<&str>> = req
         .headers()
         .get_all(proxies.header.name())

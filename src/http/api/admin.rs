@@ -7,7 +7,6 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use poem::Request;
-use poem::web::Data;
 use poem_openapi::OpenApi;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -41,7 +40,7 @@ impl AdminApi {
     #[oai(path = "/users", method = "get", operation_id = "admin_list_users")]
     async fn list_users(
         &self,
-        accounts: Data<&Accounts>,
+        accounts: &Accounts,
         #[oai(scope = "ApiScopes::USERS_READ")] _auth: Require<UsersRead>,
         q: Query<Option<String>>,
         cursor: Query<Option<String>>,
@@ -86,7 +85,7 @@ impl AdminApi {
     #[oai(path = "/users/:id", method = "get", operation_id = "admin_get_user")]
     async fn get_user(
         &self,
-        accounts: Data<&Accounts>,
+        accounts: &Accounts,
         #[oai(scope = "ApiScopes::USERS_READ")] _auth: Require<UsersRead>,
         id: Path<String>,
     ) -> Result<Json<AdminUser>, ApiError> {
@@ -104,7 +103,7 @@ impl AdminApi {
     )]
     async fn set_roles(
         &self,
-        accounts: Data<&Accounts>,
+        accounts: &Accounts,
         req: &Request,
         #[oai(scope = "ApiScopes::USERS_ADMIN")] auth: Require<UsersAdmin>,
         id: Path<String>,
@@ -127,7 +126,7 @@ impl AdminApi {
     )]
     async fn disable(
         &self,
-        accounts: Data<&Accounts>,
+        accounts: &Accounts,
         req: &Request,
         #[oai(scope = "ApiScopes::USERS_ADMIN")] auth: Require<UsersAdmin>,
         id: Path<String>,
@@ -148,7 +147,7 @@ impl AdminApi {
     )]
     async fn enable(
         &self,
-        accounts: Data<&Accounts>,
+        accounts: &Accounts,
         req: &Request,
         #[oai(scope = "ApiScopes::USERS_ADMIN")] auth: Require<UsersAdmin>,
         id: Path<String>,
@@ -169,7 +168,7 @@ impl AdminApi {
     )]
     async fn unlock(
         &self,
-        accounts: Data<&Accounts>,
+        accounts: &Accounts,
         req: &Request,
         #[oai(scope = "ApiScopes::USERS_ADMIN")] auth: Require<UsersAdmin>,
         id: Path<String>,
@@ -185,7 +184,7 @@ impl AdminApi {
     #[oai(path = "/clients", method = "get", operation_id = "admin_list_clients")]
     async fn list_clients(
         &self,
-        clients: Data<&ClientAdmin>,
+        clients: &ClientAdmin,
         #[oai(scope = "ApiScopes::CLIENTS_ADMIN")] _auth: Require<ClientsAdmin>,
     ) -> Result<Json<Vec<ClientView>>, ApiError> {
         let clients = clients.list().await?;
@@ -208,7 +207,7 @@ impl AdminApi {
     )]
     async fn create_client(
         &self,
-        clients: Data<&ClientAdmin>,
+        clients: &ClientAdmin,
         req: &Request,
         #[oai(scope = "ApiScopes::CLIENTS_ADMIN")] auth: Require<ClientsAdmin>,
         body: Json<NewClientBody>,
@@ -244,7 +243,7 @@ impl AdminApi {
     )]
     async fn get_client(
         &self,
-        clients: Data<&ClientAdmin>,
+        clients: &ClientAdmin,
         #[oai(scope = "ApiScopes::CLIENTS_ADMIN")] _auth: Require<ClientsAdmin>,
         client_id: Path<String>,
     ) -> Result<Json<ClientView>, ApiError> {
@@ -262,7 +261,7 @@ impl AdminApi {
     )]
     async fn update_client(
         &self,
-        clients: Data<&ClientAdmin>,
+        clients: &ClientAdmin,
         req: &Request,
         #[oai(scope = "ApiScopes::CLIENTS_ADMIN")] auth: Require<ClientsAdmin>,
         client_id: Path<String>,
@@ -306,7 +305,7 @@ impl AdminApi {
     )]
     async fn delete_client(
         &self,
-        clients: Data<&ClientAdmin>,
+        clients: &ClientAdmin,
         req: &Request,
         #[oai(scope = "ApiScopes::CLIENTS_ADMIN")] auth: Require<ClientsAdmin>,
         client_id: Path<String>,
@@ -326,7 +325,7 @@ impl AdminApi {
     )]
     async fn rotate_secret(
         &self,
-        clients: Data<&ClientAdmin>,
+        clients: &ClientAdmin,
         req: &Request,
         #[oai(scope = "ApiScopes::CLIENTS_ADMIN")] auth: Require<ClientsAdmin>,
         client_id: Path<String>,
@@ -346,7 +345,7 @@ impl AdminApi {
     #[oai(path = "/roles", method = "get", operation_id = "admin_list_roles")]
     async fn list_roles(
         &self,
-        accounts: Data<&Accounts>,
+        accounts: &Accounts,
         #[oai(scope = "ApiScopes::USERS_READ")] _auth: Require<UsersRead>,
     ) -> Result<Json<Vec<RoleView>>, ApiError> {
         let roles = accounts.roles().await?;
@@ -364,7 +363,7 @@ impl AdminApi {
     )]
     async fn set_role_permissions(
         &self,
-        accounts: Data<&Accounts>,
+        accounts: &Accounts,
         req: &Request,
         #[oai(scope = "ApiScopes::USERS_ADMIN")] auth: Require<UsersAdmin>,
         role: Path<String>,
@@ -383,7 +382,7 @@ impl AdminApi {
     #[oai(path = "/keys", method = "get", operation_id = "admin_list_keys")]
     async fn list_keys(
         &self,
-        keys: Data<&KeyAdmin>,
+        keys: &KeyAdmin,
         #[oai(scope = "ApiScopes::KEYS_ADMIN")] _auth: Require<KeysAdmin>,
     ) -> Result<Json<Vec<KeyView>>, ApiError> {
         Ok(Json(
@@ -403,7 +402,7 @@ impl AdminApi {
     )]
     async fn rotate_keys(
         &self,
-        keys: Data<&KeyAdmin>,
+        keys: &KeyAdmin,
         req: &Request,
         #[oai(scope = "ApiScopes::KEYS_ADMIN")] auth: Require<KeysAdmin>,
     ) -> Result<Json<RotationView>, ApiError> {
@@ -422,7 +421,7 @@ impl AdminApi {
     )]
     async fn revoke_key(
         &self,
-        keys: Data<&KeyAdmin>,
+        keys: &KeyAdmin,
         req: &Request,
         #[oai(scope = "ApiScopes::KEYS_ADMIN")] auth: Require<KeysAdmin>,
         kid: Path<String>,
@@ -444,7 +443,7 @@ impl AdminApi {
     #[allow(clippy::too_many_arguments)]
     async fn audit_events(
         &self,
-        audit: Data<&Audit>,
+        audit: &Audit,
         #[oai(scope = "ApiScopes::AUDIT_READ")] _auth: Require<AuditRead>,
         #[oai(name = "type")] event_type: Query<Option<String>>,
         user_id: Query<Option<String>>,

@@ -4,7 +4,6 @@
 //! so that a caller learns nothing beyond what `articles:read` already tells them.
 
 use poem::Request;
-use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -112,7 +111,7 @@ impl ArticlesApi {
     #[oai(path = "/", method = "get", operation_id = "list_articles")]
     async fn list(
         &self,
-        articles: Data<&ArticleService>,
+        articles: &ArticleService,
         #[oai(scope = "ApiScopes::ARTICLES_READ")] _auth: Require<ArticlesRead>,
         /// Articles per page, 1–100 (default 20).
         limit: Query<Option<i64>>,
@@ -135,7 +134,7 @@ impl ArticlesApi {
     #[oai(path = "/:id", method = "get", operation_id = "get_article")]
     async fn get(
         &self,
-        articles: Data<&ArticleService>,
+        articles: &ArticleService,
         #[oai(scope = "ApiScopes::ARTICLES_READ")] _auth: Require<ArticlesRead>,
         /// Article id.
         id: Path<String>,
@@ -151,8 +150,8 @@ impl ArticlesApi {
     #[oai(path = "/", method = "post", operation_id = "create_article")]
     async fn create(
         &self,
-        articles: Data<&ArticleService>,
-        audit: Data<&Audit>,
+        articles: &ArticleService,
+        audit: &Audit,
         req: &Request,
         #[oai(scope = "ApiScopes::ARTICLES_WRITE")] auth: Require<ArticlesWrite>,
         body: Json<NewArticle>,
@@ -184,8 +183,8 @@ impl ArticlesApi {
     #[oai(path = "/:id", method = "patch", operation_id = "update_article")]
     async fn update(
         &self,
-        articles: Data<&ArticleService>,
-        audit: Data<&Audit>,
+        articles: &ArticleService,
+        audit: &Audit,
         req: &Request,
         #[oai(scope = "ApiScopes::ARTICLES_WRITE")] auth: Require<ArticlesWrite>,
         /// Article id.
@@ -232,8 +231,8 @@ impl ArticlesApi {
     #[oai(path = "/:id", method = "delete", operation_id = "delete_article")]
     async fn delete(
         &self,
-        articles: Data<&ArticleService>,
-        audit: Data<&Audit>,
+        articles: &ArticleService,
+        audit: &Audit,
         req: &Request,
         #[oai(scope = "ApiScopes::ARTICLES_DELETE")] auth: Require<ArticlesDelete>,
         /// Article id.

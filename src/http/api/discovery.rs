@@ -5,13 +5,12 @@
 //! ETag (`If-None-Match` → 304) and `Cache-Control: public, max-age`.
 
 use bytes::Bytes;
-use poem::web::Data;
 use poem_openapi::param::Header;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
+use crate::http::deps::{Jwks, Metadata};
 use crate::http::raw_json::RawJson;
 use crate::http::tags::ApiTags;
-use crate::keys::KeyRing;
 use crate::oauth::scope::all_scopes;
 
 /// Authorization server metadata. Only what works is advertised.
@@ -134,18 +133,6 @@ pub enum JwksResponse {
     ),
 }
 
-/// Serialized metadata, prepared once at start.
-#[derive(Clone)]
-pub struct Metadata(pub Bytes);
-
-/// Where the JWKS comes from: the key ring (reloaded by every instance) and how long
-/// resource servers may cache it.
-#[derive(Clone)]
-pub struct Jwks {
-    pub ring: KeyRing,
-    pub max_age: std::time::Duration,
-}
-
 pub struct DiscoveryApi;
 
 #[OpenApi(tag = "ApiTags::Discovery")]
@@ -156,9 +143,9 @@ impl DiscoveryApi {
         method = "get",
         operation_id = "openid_configuration"
     )]
-    async fn openid_configuration(&self, metadata: Data<&Metadata>) -> MetadataResponse {
+    async fn openid_configuration(&self, metadata: &Metadata) -> MetadataResponse {
         MetadataResponse::Ok(
-            RawJson::new(metadata.0.0.clone()),
+            RawJson::new(metadata.0.clone()),
             "public, max-age=3600".into(),
         )
     }
@@ -169,9 +156,9 @@ impl DiscoveryApi {
         method = "get",
         operation_id = "oauth_authorization_server"
     )]
-    async fn oauth_authorization_server(&self, metadata: Data<&Metadata>) -> MetadataResponse {
+    async fn oauth_authorization_server(&self, metadata: &Metadata) -> MetadataResponse {
         MetadataResponse::Ok(
-            RawJson::new(metadata.0.0.clone()),
+            RawJson::new(metadata.0.clone()),
             "public, max-age=3600".into(),
         )
     }
@@ -183,7 +170,7 @@ impl DiscoveryApi {
     #[oai(path = "/.well-known/jwks.json", method = "get", operation_id = "jwks")]
     async fn jwks(
         &self,
-        jwks: Data<&Jwks>,
+        jwks: &Jwks,
         #[oai(name = "If-None-Match")] if_none_match: Header<Option<String>>,
     ) -> JwksResponse {
         let set = jwks.ring.snapshot();

@@ -2,7 +2,6 @@
 
 use crate::http::tags::ApiTags;
 use crate::ops::Readiness;
-use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
@@ -44,7 +43,7 @@ impl OpsApi {
 
     /// Readiness: the database and the store (Redis or in-process) answer.
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
-    async fn readyz(&self, readiness: Data<&Readiness>) -> ReadyResponse {
+    async fn readyz(&self, readiness: &Readiness) -> ReadyResponse {
         let ready = readiness.check().await;
         let all = ready.database && ready.store;
         let word = |ok: bool| if ok { "ok" } else { "unreachable" }.to_string();

@@ -3,7 +3,6 @@
 //! form and the client credentials, call the use case, render.
 
 use poem::Request;
-use poem::web::Data;
 use poem_openapi::payload::{Form, Json};
 use poem_openapi::{Object, OpenApi};
 use serde::Deserialize;
@@ -183,7 +182,7 @@ impl OAuthApi {
     #[oai(path = "/oauth/token", method = "post", operation_id = "token")]
     async fn token(
         &self,
-        ops: Data<&TokenOps>,
+        ops: &TokenOps,
         req: &Request,
         form: Form<TokenForm>,
     ) -> Result<Json<TokenResponse>, OAuthErrorResponse> {
@@ -213,7 +212,7 @@ impl OAuthApi {
     #[oai(path = "/oauth/revoke", method = "post", operation_id = "revoke")]
     async fn revoke(
         &self,
-        ops: Data<&TokenOps>,
+        ops: &TokenOps,
         req: &Request,
         form: Form<TokenHintForm>,
     ) -> Result<Done, OAuthErrorResponse> {
@@ -243,7 +242,7 @@ impl OAuthApi {
     )]
     async fn introspect(
         &self,
-        ops: Data<&TokenOps>,
+        ops: &TokenOps,
         req: &Request,
         form: Form<TokenHintForm>,
     ) -> Result<Json<IntrospectionResponse>, OAuthErrorResponse> {
@@ -282,7 +281,7 @@ impl OAuthApi {
     #[oai(path = "/oauth/userinfo", method = "get", operation_id = "userinfo")]
     async fn userinfo(
         &self,
-        ops: Data<&TokenOps>,
+        ops: &TokenOps,
         #[oai(scope = "ApiScopes::OPENID")] auth: Require<OpenId>,
     ) -> Result<Json<UserInfo>, ApiError> {
         user_id(&auth.claims)?;

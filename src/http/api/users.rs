@@ -6,7 +6,6 @@
 //! move the account to another address.
 
 use poem::Request;
-use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{Object, OpenApi};
@@ -111,8 +110,8 @@ impl UsersApi {
     #[oai(path = "/", method = "post", operation_id = "register")]
     async fn register(
         &self,
-        accounts: Data<&Accounts>,
-        limits: Data<&RateLimiter>,
+        accounts: &Accounts,
+        limits: &RateLimiter,
         req: &Request,
         body: Json<Registration>,
     ) -> Result<Created<UserView>, ApiError> {
@@ -135,7 +134,7 @@ impl UsersApi {
     #[oai(path = "/me", method = "get", operation_id = "get_me")]
     async fn me(
         &self,
-        accounts: Data<&Accounts>,
+        accounts: &Accounts,
         #[oai(scope = "ApiScopes::PROFILE")] auth: Require<Profile>,
     ) -> Result<Json<UserView>, ApiError> {
         let user = accounts.get(auth.user_id()?).await.map_err(gone)?;
@@ -149,7 +148,7 @@ impl UsersApi {
     #[oai(path = "/me", method = "patch", operation_id = "update_me")]
     async fn update_me(
         &self,
-        accounts: Data<&Accounts>,
+        accounts: &Accounts,
         req: &Request,
         #[oai(scope = "ApiScopes::PROFILE_WRITE")] auth: Require<ProfileWrite>,
         body: Json<ProfilePatch>,
