@@ -52,21 +52,19 @@ pub async fn open_database(url: &str) -> Result<DatabaseConnection, DbError> {
         .max_connections(if url.starts_with("sqlite:") { 8 } else { 32 })
         .min_connections(1)
         .connect_timeout(std::time::Duration::from_secs(10))
-        .sqlx_logging(false);
+        .sqlx_logging(false)
+        // On every pooled connection, not one: WAL lets readers proceed during a write; the
+        // busy timeout queues writers instead of failing them; foreign keys (and with them
+        // the cascades of the schema) are off by default in SQLite.
+        .map_sqlx_sqlite_opts(|sqlite| {
+            use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+            sqlite
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(std::time::Duration::from_secs(10))
+        });
     let db = Database::connect(options).await.map_err(DbError::Open)?;
-    if url.starts_with("sqlite:") {
-        // WAL lets readers proceed during a write; the busy timeout queues writers instead of
-        // failing them; foreign keys are off by default in SQLite.
-        use sea_orm::ConnectionTrait;
-        for pragma in [
-            "PRAGMA journal_mode=WAL",
-            "PRAGMA synchronous=NORMAL",
-            "PRAGMA foreign_keys=ON",
-            "PRAGMA busy_timeout=10000",
-        ] {
-            db.execute_unprepared(pragma).await.map_err(DbError::Open)?;
-        }
-    }
     Migrator::up(&db, None).await.map_err(DbError::Migration)?;
     Ok(db)
 }
@@ -188,5 +186,33 @@ mod tests {
         assert_eq!(sqlite_file("sqlite::memory:"), None);
         assert_eq!(sqlite_file("sqlite://db?mode=memory"), None);
         assert_eq!(sqlite_file("postgres://x/y"), None);
+    }
+
+    #[tokio::test]
+    async fn every_pooled_sqlite_connection_has_the_pragmas() {
+        use sea_orm::ConnectionTrait;
+        let dir = std::env::temp_dir().join(format!("portcullis-db-{}", uuid::Uuid::new_v4()));
+        let url = format!("sqlite://{}?mode=rwc", dir.join("p.db").display());
+        let db = open_database(&url).await.unwrap();
+        // Hold several connections at once, so more than the first is asked.
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            let txn = db.begin().await.unwrap();
+            for (pragma, expected) in [("foreign_keys", 1), ("busy_timeout", 10_000)] {
+                let row = txn
+                    .query_one_raw(sea_orm::Statement::from_string(
+                        db.get_database_backend(),
+                        format!("PRAGMA {pragma}"),
+                    ))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                let value: i64 = row.try_get_by_index(0).unwrap();
+                assert_eq!(value, expected, "{pragma}");
+            }
+            held.push(txn);
+        }
+        drop(held);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }
