@@ -49,8 +49,8 @@ impl Username {
     }
 }
 
-/// A syntactically valid address (`local@domain`, no spaces or control characters, a dotted
-/// domain of valid labels, at most 254 characters). Stored lowercase.
+/// A syntactically valid address (`local@domain`: a local part of RFC 5322 dot-atom ASCII
+/// characters, a dotted domain of valid labels, at most 254 characters). Stored lowercase.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
 
@@ -65,6 +65,13 @@ impl Email {
             return Err(bad());
         }
         if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+            return Err(bad());
+        }
+        // RFC 5322 dot-atom text, ASCII only: no quoted local parts, no `,` `;` `<` `>` `"`
+        // or brackets that a mail header would read as another recipient or a comment, and
+        // no non-ASCII letters, whose case the stored (lowercased) address would not fold.
+        let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-.".contains(c);
+        if !local.chars().all(atext) {
             return Err(bad());
         }
         let labels: Vec<&str> = domain.split('.').collect();
@@ -349,6 +356,15 @@ mod tests {
             ".a@example.com",
             "a..b@example.com",
             "a@example.com\n",
+            // Would be two recipients, a comment or a quoted string in a mail header.
+            "a,b@example.com",
+            "a;b@example.com",
+            "a<b>@example.com",
+            "\"a b\"@example.com",
+            "a(comment)@example.com",
+            "a\\b@example.com",
+            // Case that lowercasing would not fold: two spellings, one account.
+            "\u{c9}@example.com",
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?}");
         }
@@ -491,6 +507,8 @@ mod tests {
                         prop_assert!(!local.is_empty() && local.len() <= 64 && !local.contains('@'));
                         prop_assert!(!local.starts_with('.') && !local.ends_with('.'));
                         prop_assert!(!local.contains(".."));
+                        let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-.".contains(c);
+                        prop_assert!(local.chars().all(atext), "local part {}", local);
                         let labels: Vec<&str> = domain.split('.').collect();
                         prop_assert!(labels.len() >= 2);
                         for label in labels {
