@@ -95,7 +95,7 @@ impl Accounts {
     ) -> Result<User, OpError> {
         caller
             .authority
-            .ensure_holds(&self.permissions_of(roles).await?)?;
+            .ensure_holds(&self.users.permissions(roles).await?)?;
         let user = self
             .users
             .register(username, email, password, roles)
@@ -209,7 +209,7 @@ impl Accounts {
             .collect();
         caller
             .authority
-            .ensure_holds(&self.permissions_of(&added).await?)?;
+            .ensure_holds(&self.users.permissions(&added).await?)?;
         let (user, removed) = self.users.set_roles(user_id, roles).await?;
         let sign_ins_ended = if removed.is_empty() {
             0
@@ -259,7 +259,7 @@ impl Accounts {
         let target = self.users.get(user_id).await?;
         caller
             .authority
-            .ensure_holds(&self.permissions_of(&target.roles).await?)?;
+            .ensure_holds(&self.users.permissions(&target.roles).await?)?;
         let user = self.users.set_disabled(user_id, false).await?;
         caller
             .record(
@@ -334,23 +334,5 @@ impl Accounts {
             wanted.retain(|p| p != permission);
         }
         self.set_role_permissions(caller, role, &wanted).await
-    }
-
-    /// The permissions the roles `roles` grant together (unknown roles are invalid input).
-    async fn permissions_of(&self, roles: &[String]) -> Result<Scope, OpError> {
-        let mut all = Scope::default();
-        for role in roles {
-            let found = self.roles.get(role).await.map_err(|e| match e {
-                crate::rbac::RoleError::UnknownRole(r) => {
-                    OpError::Invalid(crate::domain::Invalid {
-                        field: "roles",
-                        reason: format!("unknown role `{}`", r.escape_debug()),
-                    })
-                }
-                other => other.into(),
-            })?;
-            all = all.union(&Scope::from_tokens(found.permissions));
-        }
-        Ok(all)
     }
 }

@@ -118,20 +118,4 @@ impl RoleService {
         let removed = before.into_iter().filter(|p| !wanted.contains(p)).collect();
         Ok((self.get(role).await?, removed))
     }
-
-    /// Adds (`grant = true`) or removes one permission of a role.
-    pub async fn change(
-        &self,
-        role: &str,
-        permission: &str,
-        grant: bool,
-    ) -> Result<Role, RoleError> {
-        let mut current = self.get(role).await?.permissions;
-        if grant {
-            current.push(permission.to_string());
-        } else {
-            current.retain(|p| p != permission);
-        }
-        Ok(self.set_permissions(role, &current).await?.0)
-    }
 }

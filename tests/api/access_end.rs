@@ -16,16 +16,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 
 const ADMIN_SCOPES: &str = "openid profile email articles:read articles:write articles:delete users:read users:admin clients:admin audit:read keys:admin";
 
-/// Registers `username` with `roles`; returns the user id.
-async fn user_with_roles(app: &TestApp, username: &str, roles: &[&str]) -> String {
-    let reg = app.register(username).await;
-    assert_eq!(reg.status, StatusCode::CREATED, "{}", reg.body);
-    let id = reg.str("id");
-    let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
-    app.state.users.set_roles(&id, &roles).await.unwrap();
-    id
-}
-
 /// A password grant through a confidential client that has no refresh grant: the answer
 /// carries no refresh token, and the access token must still belong to a recorded sign-in.
 async fn no_refresh_sign_in(app: &TestApp, client: &Confidential, username: &str) -> String {
@@ -160,43 +150,35 @@ async fn a_sign_in_that_read_the_account_before_its_access_ended_is_refused() {
     // user's access in between must win, or a concurrent sign-in would outlive it.
     let app = spawn_app().await;
     let id = user_with_roles(&app, "dave", &["admin"]).await;
+    let record_late = |access_version: i64, with_refresh_token: bool| {
+        let (app, id) = (&app, id.clone());
+        async move {
+            let sid = SignIns::new_id();
+            let late = app
+                .state
+                .sign_ins
+                .record(&NewSignIn {
+                    id: &sid,
+                    user_id: &id,
+                    access_version,
+                    client_id: SPA,
+                    scope: "openid",
+                    audience: None,
+                    with_refresh_token,
+                })
+                .await;
+            assert!(matches!(late, Err(SignInError::UserChanged)), "{late:?}");
+            assert!(app.state.refresh.open_family(&sid).await.unwrap().is_none());
+        }
+    };
     let read = app.state.users.get(&id).await.unwrap();
     app.state.sign_ins.end_all(&id, "test").await.unwrap();
-    let sid = SignIns::new_id();
-    let late = app
-        .state
-        .sign_ins
-        .record(&NewSignIn {
-            id: &sid,
-            user_id: &id,
-            access_version: read.access_version,
-            client_id: SPA,
-            scope: "openid",
-            audience: None,
-            with_refresh_token: true,
-        })
-        .await;
-    assert!(matches!(late, Err(SignInError::UserChanged)), "{late:?}");
-    assert!(app.state.refresh.open_family(&sid).await.unwrap().is_none());
+    record_late(read.access_version, true).await;
 
     // Likewise a disable in between.
     let read = app.state.users.get(&id).await.unwrap();
     app.state.users.set_disabled(&id, true).await.unwrap();
-    let sid = SignIns::new_id();
-    let late = app
-        .state
-        .sign_ins
-        .record(&NewSignIn {
-            id: &sid,
-            user_id: &id,
-            access_version: read.access_version,
-            client_id: SPA,
-            scope: "openid",
-            audience: None,
-            with_refresh_token: false,
-        })
-        .await;
-    assert!(matches!(late, Err(SignInError::UserChanged)), "{late:?}");
+    record_late(read.access_version, false).await;
 }
 
 #[tokio::test]
@@ -361,4 +343,66 @@ async fn sign_ins_ended_by_the_command_line_reach_the_running_server() {
     assert_refused_everywhere(&app, &rs, &with_refresh_at).await;
     let refreshed = app.refresh(&with_refresh.str("refresh_token")).await;
     refreshed.assert_oauth_error(400, "invalid_grant");
+}
+
+#[tokio::test]
+async fn an_instance_refuses_sign_ins_ended_before_it_started() {
+    // The sign-in is ended while another instance runs; a new instance (its own in-process
+    // store on the embedded default) must refuse the tokens from its first request, before
+    // any reload pass.
+    let app = spawn_app().await;
+    let rs = app.resource_server().await;
+    let id = user_with_roles(&app, "gina", &["reader"]).await;
+    let token = app
+        .password_grant("gina", "openid profile")
+        .await
+        .str("access_token");
+    app.state.sign_ins.end_all(&id, "test").await.unwrap();
+    let peer = app.spawn_peer().await;
+    let a = peer.get_bearer("/api/v1/users/me", &token).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+    assert_eq!(
+        peer.introspect(&rs, &token).await.body,
+        json!({"active": false})
+    );
+}
+
+#[tokio::test]
+async fn a_sign_in_without_refresh_tokens_is_kept_as_long_as_its_access_tokens_live() {
+    // The purge removes sign-ins left without refresh tokens, but not while an access token
+    // of theirs may still be used: ending the user's access must still find them.
+    let app = spawn_app_with(|raw| {
+        raw.access_token_ttl = portcullis::config::DurationSetting::Seconds(2 * 3_600);
+    })
+    .await;
+    let pw_only = app
+        .confidential_client("pw-only", &[GrantType::Password], "openid profile")
+        .await;
+    let id = user_with_roles(&app, "hank", &["reader"]).await;
+    let t = app
+        .post_form_basic(
+            "/oauth/token",
+            &pw_only,
+            &[
+                ("grant_type", "password"),
+                ("username", "hank"),
+                ("password", PASSWORD),
+                ("scope", "openid profile"),
+            ],
+        )
+        .await;
+    let token = t.str("access_token");
+    app.clock.advance(90 * 60);
+    app.state.refresh.purge_expired().await.unwrap();
+    assert_eq!(
+        app.get_bearer("/api/v1/users/me", &token).await.status,
+        StatusCode::OK,
+        "the token still lives"
+    );
+    let ended = app.state.sign_ins.end_all(&id, "test").await.unwrap();
+    assert_eq!(ended.len(), 1, "the purge kept the sign-in");
+    assert_eq!(
+        app.get_bearer("/api/v1/users/me", &token).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }

@@ -20,27 +20,14 @@ async fn holder_of(app: &TestApp, username: &str, permissions: &[&str]) -> (Stri
         .set_permissions("author", &perms)
         .await
         .unwrap();
-    let reg = app.register(username).await;
-    assert_eq!(reg.status, StatusCode::CREATED, "{}", reg.body);
-    let id = reg.str("id");
-    app.state
-        .users
-        .set_roles(&id, &["author".to_string()])
-        .await
-        .unwrap();
+    let id = user_with_roles(app, username, &["author"]).await;
     let t = app.password_grant(username, EVERY).await;
     assert_eq!(t.status, StatusCode::OK, "{}", t.body);
     (id, t.str("access_token"))
 }
 
 async fn admin(app: &TestApp, username: &str, scope: &str) -> (String, String) {
-    let reg = app.register(username).await;
-    let id = reg.str("id");
-    app.state
-        .users
-        .set_roles(&id, &["admin".to_string()])
-        .await
-        .unwrap();
+    let id = user_with_roles(app, username, &["admin"]).await;
     let t = app.password_grant(username, scope).await;
     assert_eq!(t.status, StatusCode::OK, "{}", t.body);
     (id, t.str("access_token"))

@@ -357,6 +357,16 @@ impl TestApp {
     }
 }
 
+/// Registers `username` with `roles`; returns the user id.
+pub async fn user_with_roles(app: &TestApp, username: &str, roles: &[&str]) -> String {
+    let reg = app.register(username).await;
+    assert_eq!(reg.status, StatusCode::CREATED, "{}", reg.body);
+    let id = reg.str("id");
+    let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+    app.state.users.set_roles(&id, &roles).await.unwrap();
+    id
+}
+
 /// Shortens access tokens to make expiry tests readable.
 pub fn short_tokens(raw: &mut RawSettings) {
     raw.access_token_ttl = DurationSetting::Seconds(60);

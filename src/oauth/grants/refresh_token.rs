@@ -152,9 +152,10 @@ async fn replay(ctx: &GrantContext<'_>, replayed: Replayed) -> Result<TokenRespo
 async fn refused(ctx: &GrantContext<'_>, error: RefreshError) -> OAuthError {
     match error {
         RefreshError::Reused { family_id, user_id } => {
-            // Access tokens of the family stop working too.
-            if let Err(e) = ctx.grants.tokens.revoke_sign_in(&family_id).await {
-                tracing::error!(error = %e, "could not deny-list the sign-in of a reused refresh token");
+            // The rotation revoked the family in the database; ending the sign-in through the
+            // one place that ends sign-ins makes its access tokens stop working too.
+            if let Err(e) = ctx.grants.sign_ins.end(&family_id, "reuse_detected").await {
+                tracing::error!(error = %e, "could not end the sign-in of a reused refresh token");
             }
             ctx.grants
                 .audit
