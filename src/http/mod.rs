@@ -15,6 +15,7 @@ pub mod raw_json;
 pub mod routes;
 pub mod tags;
 pub mod tls;
+pub mod ui;
 
 pub use self::app::{api_service, app, openapi_json};
 pub use self::auth::BearerAuth;
