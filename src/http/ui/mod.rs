@@ -5,6 +5,8 @@
 //! style, so the Content-Security-Policy allows nothing but the stylesheet and images from
 //! Portcullis itself.
 
+pub mod pages;
+pub mod texts;
 
 use poem::http::{StatusCode, header};
 use poem::{Response, handler};
