@@ -332,6 +332,8 @@ impl TestApp {
                 )),
                 audiences: vec![],
                 redirect_uris: vec![],
+                post_logout_redirect_uris: Vec::new(),
+                first_party: false,
             })
             .await
             .expect("create client");
