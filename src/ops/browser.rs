@@ -144,6 +144,23 @@ impl BrowserSignIn {
         }
     }
 
+    /// Ends a browser session (a new sign-in in the same browser replaces it).
+    pub async fn end_session(&self, id: &str, origin: &Origin) {
+        match self.sessions.end(id, "replaced").await {
+            Ok(true) => {
+                self.audit
+                    .record(
+                        origin,
+                        Event::new(EventType::SessionEnded, Outcome::Success)
+                            .details(json!({"reason": "replaced", "sids": [id]})),
+                    )
+                    .await;
+            }
+            Ok(false) => {}
+            Err(e) => tracing::error!(error = %e, "could not end a replaced browser session"),
+        }
+    }
+
     /// The display name of a client, if it exists (for the sign-in page).
     pub async fn client_name(&self, client_id: &str) -> Option<String> {
         self.clients
