@@ -84,11 +84,13 @@ impl Sessions {
         self.lifetime_secs
     }
 
-    /// Records a session for `user`, who just authenticated by `amr`. Refused with
-    /// [`SignInError::UserChanged`] when the account changed since it was read.
+    /// Records a session for `user`, who just authenticated by `amr` on the way to
+    /// `client_id` (the client the sign-in started for; the session is not bound to it).
+    /// Refused with [`SignInError::UserChanged`] when the account changed since it was read.
     pub async fn start(
         &self,
         user: &User,
+        client_id: &str,
         amr: &[&str],
         origin: &Origin,
     ) -> Result<Started, SessionError> {
@@ -104,7 +106,7 @@ impl Sessions {
                 kind: SignInKind::Browser,
                 user_id: &user.id,
                 access_version: user.access_version,
-                client_id: "",
+                client_id,
                 scope: "",
                 audience: None,
                 with_refresh_token: false,

@@ -177,6 +177,7 @@ impl SignIns {
         let open: Vec<String> = refresh_families::Entity::find()
             .filter(refresh_families::Column::UserId.eq(user_id))
             .filter(refresh_families::Column::ClientId.eq(client_id))
+            .filter(refresh_families::Column::Kind.ne(SignInKind::Browser.as_str()))
             .filter(refresh_families::Column::RevokedAt.is_null())
             .all(&self.db)
             .await?

@@ -17,9 +17,9 @@ use super::api::sessions::SessionsApi;
 use super::api::users::UsersApi;
 use super::browser::{self, BrowserFront};
 use super::deps::{Deps, Jwks, Metadata, Proxies};
-use super::ui;
 use super::middleware;
 use super::routes;
+use super::ui;
 use crate::state::AppState;
 
 type Apis = (

@@ -165,7 +165,10 @@ async fn form(req: &Request, body: Body) -> Result<Vec<(String, String)>, Respon
     let is_form = req
         .header(header::CONTENT_TYPE)
         .and_then(|ct| ct.split(';').next())
-        .is_some_and(|ct| ct.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+        .is_some_and(|ct| {
+            ct.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
     if !is_form {
         return Err(error_page(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -186,7 +189,10 @@ async fn form(req: &Request, body: Body) -> Result<Vec<(String, String)>, Respon
 }
 
 fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    let mut values = form.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let mut values = form
+        .iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str());
     match (values.next(), values.next()) {
         (Some(v), None) => Some(v),
         _ => None,
@@ -195,7 +201,11 @@ fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
 
 /// A form post must come from Portcullis's own pages: the CSRF token of this browser, and no
 /// foreign `Origin`.
-fn check_post(front: &BrowserFront, req: &Request, form: &[(String, String)]) -> Result<(), Response> {
+fn check_post(
+    front: &BrowserFront,
+    req: &Request,
+    form: &[(String, String)],
+) -> Result<(), Box<Response>> {
     let origin_ok = match req.header(header::ORIGIN) {
         None => true,
         Some(o) => o == front.issuer_origin,
@@ -204,11 +214,11 @@ fn check_post(front: &BrowserFront, req: &Request, form: &[(String, String)]) ->
     if origin_ok && front.csrf_valid(browser, field(form, "csrf_token")) {
         Ok(())
     } else {
-        Err(error_page(
+        Err(Box::new(error_page(
             StatusCode::FORBIDDEN,
             pages::ErrorKind::CsrfRejected,
             None,
-        ))
+        )))
     }
 }
 
@@ -230,7 +240,10 @@ fn without_login_prompt(query: &str) -> String {
     let mut out = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
         if k == "prompt" {
-            let rest: Vec<&str> = v.split(' ').filter(|p| *p != "login" && !p.is_empty()).collect();
+            let rest: Vec<&str> = v
+                .split(' ')
+                .filter(|p| *p != "login" && !p.is_empty())
+                .collect();
             if !rest.is_empty() {
                 out.append_pair("prompt", &rest.join(" "));
             }
@@ -295,7 +308,10 @@ fn render_step(front: &BrowserFront, req: &Request, step: AuthorizeStep, query: 
                 username: &username,
                 scopes: &scopes,
             });
-            with_cookies(ui::html(StatusCode::OK, page), &set.into_iter().collect::<Vec<_>>())
+            with_cookies(
+                ui::html(StatusCode::OK, page),
+                &set.into_iter().collect::<Vec<_>>(),
+            )
         }
         AuthorizeStep::Redirect(location) => see_other(&location),
         AuthorizeStep::Page { problem, detail } => error_page(
@@ -329,7 +345,15 @@ pub async fn login_page(req: &Request) -> Response {
         None => None,
     };
     let hint = query_param(query, "login_hint").unwrap_or_default();
-    login_form(front, req, StatusCode::OK, &return_to, &hint, client_name.as_deref(), None)
+    login_form(
+        front,
+        req,
+        StatusCode::OK,
+        &return_to,
+        &hint,
+        client_name.as_deref(),
+        None,
+    )
 }
 
 fn login_form(
@@ -364,7 +388,7 @@ pub async fn login_submit(req: &Request, body: Body) -> Response {
         Err(resp) => return resp,
     };
     if let Err(refused) = check_post(front, req, &form) {
-        return refused;
+        return *refused;
     }
     let return_to = field(&form, "return_to").unwrap_or_default().to_string();
     let Some(query) = authorize_query(&return_to) else {
@@ -374,12 +398,13 @@ pub async fn login_submit(req: &Request, body: Body) -> Response {
             Some("this page is reached from an authorization request"),
         );
     };
-    let username = field(&form, "username").unwrap_or_default().trim().to_string();
+    let username = field(&form, "username")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     let password = SecretString::from(field(&form, "password").unwrap_or_default().to_string());
-    let client_name = match query_param(query, "client_id") {
-        Some(id) => front.browser.client_name(&id).await,
-        None => None,
-    };
+    let client_id = query_param(query, "client_id").unwrap_or_default();
+    let client_name = front.browser.client_name(&client_id).await;
     let failed = |status, error| {
         login_form(
             front,
@@ -392,10 +417,17 @@ pub async fn login_submit(req: &Request, body: Body) -> Response {
         )
     };
     if username.is_empty() || password.expose_secret().is_empty() || username.len() > 320 {
-        return failed(StatusCode::BAD_REQUEST, pages::LoginError::InvalidCredentials);
+        return failed(
+            StatusCode::BAD_REQUEST,
+            pages::LoginError::InvalidCredentials,
+        );
     }
     let origin = origin(req);
-    match front.browser.sign_in(&username, &password, &origin).await {
+    match front
+        .browser
+        .sign_in(&username, &password, &client_id, &origin)
+        .await
+    {
         Ok(started) => {
             // A session the browser had before is ended: one browser, one session.
             if let Some(previous) = front
@@ -413,13 +445,22 @@ pub async fn login_submit(req: &Request, body: Body) -> Response {
             let next = format!("{AUTHORIZE_PREFIX}{}", without_login_prompt(query));
             with_cookies(see_other(&next), &[cookie])
         }
-        Err(SignInFailure::Invalid) => {
-            failed(StatusCode::BAD_REQUEST, pages::LoginError::InvalidCredentials)
+        Err(SignInFailure::Invalid) => failed(
+            StatusCode::BAD_REQUEST,
+            pages::LoginError::InvalidCredentials,
+        ),
+        Err(SignInFailure::TooMany) => failed(
+            StatusCode::TOO_MANY_REQUESTS,
+            pages::LoginError::TooManyAttempts,
+        ),
+        Err(SignInFailure::Busy) => {
+            failed(StatusCode::SERVICE_UNAVAILABLE, pages::LoginError::Busy)
         }
-        Err(SignInFailure::TooMany) => {
-            failed(StatusCode::TOO_MANY_REQUESTS, pages::LoginError::TooManyAttempts)
-        }
-        Err(SignInFailure::Busy) => failed(StatusCode::SERVICE_UNAVAILABLE, pages::LoginError::Busy),
+        Err(SignInFailure::UnknownClient) => error_page(
+            StatusCode::BAD_REQUEST,
+            pages::ErrorKind::UnknownClient,
+            None,
+        ),
         Err(SignInFailure::Internal) => internal(),
     }
 }
@@ -435,7 +476,7 @@ pub async fn consent_submit(req: &Request, body: Body) -> Response {
         Err(resp) => return resp,
     };
     if let Err(refused) = check_post(front, req, &form) {
-        return refused;
+        return *refused;
     }
     let return_to = field(&form, "return_to").unwrap_or_default();
     let Some(query) = authorize_query(return_to) else {
@@ -481,7 +522,7 @@ pub async fn end_session(req: &Request, body: Body) -> Response {
         // Our confirmation form carries a CSRF token; a relying party's post does not.
         let confirmed = if field(&form, "csrf_token").is_some() {
             if let Err(refused) = check_post(front, req, &form) {
-                return refused;
+                return *refused;
             }
             true
         } else {
@@ -502,7 +543,11 @@ pub async fn end_session(req: &Request, body: Body) -> Response {
             .collect();
         (pairs, false)
     };
-    let get = |name: &str| field(&params, name).filter(|v| !v.is_empty()).map(str::to_string);
+    let get = |name: &str| {
+        field(&params, name)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
     let request = LogoutRequest {
         id_token_hint: get("id_token_hint"),
         post_logout_redirect_uri: get("post_logout_redirect_uri"),
@@ -529,7 +574,10 @@ pub async fn end_session(req: &Request, body: Body) -> Response {
                 state: request.state.as_deref(),
                 client_id: request.client_id.as_deref(),
             });
-            with_cookies(ui::html(StatusCode::OK, page), &set.into_iter().collect::<Vec<_>>())
+            with_cookies(
+                ui::html(StatusCode::OK, page),
+                &set.into_iter().collect::<Vec<_>>(),
+            )
         }
         LogoutStep::Redirect(location) => with_cookies(see_other(&location), &[clear]),
         LogoutStep::SignedOut => {
@@ -559,7 +607,10 @@ mod tests {
     #[test]
     fn only_authorization_requests_are_resumed() {
         assert_eq!(authorize_query("/oauth/authorize?a=1"), Some("a=1"));
-        assert_eq!(authorize_query("https://evil.example/oauth/authorize?a=1"), None);
+        assert_eq!(
+            authorize_query("https://evil.example/oauth/authorize?a=1"),
+            None
+        );
         assert_eq!(authorize_query("//evil.example/oauth/authorize?a=1"), None);
         assert_eq!(authorize_query("/oauth/authorize"), None);
     }

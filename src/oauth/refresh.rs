@@ -162,7 +162,7 @@ pub struct NewSignIn<'a> {
     pub user_id: &'a str,
     /// The account's `access_version` as read when the sign-in checked it.
     pub access_version: i64,
-    /// The client (empty for a browser session, which is not any client's).
+    /// The client (for a browser session, the one its sign-in started for).
     pub client_id: &'a str,
     pub scope: &'a str,
     /// The resource the access tokens are for (`None`: Portcullis's own API).

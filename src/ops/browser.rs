@@ -55,6 +55,8 @@ pub enum AuthorizeStep {
 pub enum SignInFailure {
     /// Unknown user, wrong password, disabled or locked account: one answer for all.
     Invalid,
+    /// The authorization request names no known client.
+    UnknownClient,
     TooMany,
     Busy,
     Internal,
@@ -400,26 +402,47 @@ impl BrowserSignIn {
         &self,
         username: &str,
         password: &secrecy::SecretString,
+        client_id: &str,
         origin: &Origin,
     ) -> Result<Started, SignInFailure> {
+        match self.clients.get(client_id).await {
+            Ok(Some(_)) => {}
+            Ok(None) | Err(crate::clients::ClientError::Invalid(_)) => {
+                return Err(SignInFailure::UnknownClient);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not read a client");
+                return Err(SignInFailure::Internal);
+            }
+        }
         if let Some(ip) = origin.ip.as_deref()
             && self.limits.check(LimitClass::TokenIp, ip).await.is_err()
         {
             return Err(SignInFailure::TooMany);
         }
-        let user = check_credentials(&self.grants, origin, None, "browser", username, password)
+        let user = check_credentials(
+            &self.grants,
+            origin,
+            Some(client_id),
+            "browser",
+            username,
+            password,
+        )
+        .await
+        .map_err(|e| match e {
+            OAuthError::TooMany(_) => SignInFailure::TooMany,
+            OAuthError::Busy => SignInFailure::Busy,
+            OAuthError::Refused {
+                code: crate::oauth::error::ErrorCode::InvalidGrant,
+                ..
+            } => SignInFailure::Invalid,
+            OAuthError::Refused { .. } => SignInFailure::Internal,
+        })?;
+        let started = match self
+            .sessions
+            .start(&user, client_id, &["pwd"], origin)
             .await
-            .map_err(|e| match e {
-                OAuthError::TooMany(_) => SignInFailure::TooMany,
-                OAuthError::Busy => SignInFailure::Busy,
-                OAuthError::Refused { code, .. }
-                    if code == crate::oauth::error::ErrorCode::InvalidGrant =>
-                {
-                    SignInFailure::Invalid
-                }
-                OAuthError::Refused { .. } => SignInFailure::Internal,
-            })?;
-        let started = match self.sessions.start(&user, &["pwd"], origin).await {
+        {
             Ok(s) => s,
             Err(crate::sessions::SessionError::SignIn(SignInError::UserChanged)) => {
                 return Err(SignInFailure::Invalid);
@@ -457,14 +480,11 @@ impl BrowserSignIn {
             problem: PageProblem::InvalidRequest,
             detail: detail.to_string(),
         };
-        let hint = match request.id_token_hint.as_deref() {
-            Some(h) => match self.tokens.decode_id_token_hint(h) {
-                Ok(claims) => Some(claims),
-                // An unusable hint is no hint: the user confirms.
-                Err(_) => None,
-            },
-            None => None,
-        };
+        // An unusable hint is no hint: the user confirms.
+        let hint = request
+            .id_token_hint
+            .as_deref()
+            .and_then(|h| self.tokens.decode_id_token_hint(h).ok());
         let client_id = match (
             hint.as_ref().map(|h| h.aud.as_str()),
             request.client_id.as_deref(),

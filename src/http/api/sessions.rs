@@ -7,10 +7,10 @@
 //! `current` marks the one the presenting token belongs to.
 
 use poem::Request;
+use poem_openapi::Object;
 use poem_openapi::OpenApi;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
-use poem_openapi::Object;
 
 use crate::http::auth::ApiScopes;
 use crate::http::guard::{Profile, Require, UsersAdmin, UsersRead};
@@ -70,7 +70,8 @@ pub struct ConsentList {
 }
 
 fn view(record: SignInRecord, current_sid: Option<&str>) -> SessionView {
-    let current = current_sid.is_some_and(|sid| sid == record.id || record.members.iter().any(|m| m == sid));
+    let current =
+        current_sid.is_some_and(|sid| sid == record.id || record.members.iter().any(|m| m == sid));
     SessionView {
         method: match record.kind {
             SignInKind::Browser => "browser",
@@ -106,7 +107,11 @@ impl SessionsApi {
     ///
     /// Needs `profile`. Every open sign-in: browser sessions on Portcullis's pages (with the
     /// clients that signed in through them) and password-grant sign-ins.
-    #[oai(path = "/users/me/sessions", method = "get", operation_id = "list_my_sessions")]
+    #[oai(
+        path = "/users/me/sessions",
+        method = "get",
+        operation_id = "list_my_sessions"
+    )]
     async fn my_sessions(
         &self,
         ops: &SessionOps,
@@ -114,7 +119,12 @@ impl SessionsApi {
     ) -> Result<Json<SessionList>, ApiError> {
         let user = auth.user_id()?;
         let sid = auth.claims.sid.as_deref();
-        let items = ops.list(user).await?.into_iter().map(|r| view(r, sid)).collect();
+        let items = ops
+            .list(user)
+            .await?
+            .into_iter()
+            .map(|r| view(r, sid))
+            .collect();
         Ok(Json(SessionList { items }))
     }
 
@@ -122,7 +132,11 @@ impl SessionsApi {
     ///
     /// Needs `profile`. Ends every session of the signed-in user, this one included, and
     /// every token of them.
-    #[oai(path = "/users/me/sessions", method = "delete", operation_id = "end_my_sessions")]
+    #[oai(
+        path = "/users/me/sessions",
+        method = "delete",
+        operation_id = "end_my_sessions"
+    )]
     async fn end_my_sessions(
         &self,
         ops: &SessionOps,
@@ -138,7 +152,11 @@ impl SessionsApi {
     ///
     /// Needs `profile`. Ends the session and every token of it; 404 when the user has no
     /// open session with this id.
-    #[oai(path = "/users/me/sessions/:id", method = "delete", operation_id = "end_my_session")]
+    #[oai(
+        path = "/users/me/sessions/:id",
+        method = "delete",
+        operation_id = "end_my_session"
+    )]
     async fn end_my_session(
         &self,
         ops: &SessionOps,
@@ -154,7 +172,11 @@ impl SessionsApi {
     /// The clients the signed-in user approved
     ///
     /// Needs `profile`.
-    #[oai(path = "/users/me/consents", method = "get", operation_id = "list_my_consents")]
+    #[oai(
+        path = "/users/me/consents",
+        method = "get",
+        operation_id = "list_my_consents"
+    )]
     async fn my_consents(
         &self,
         ops: &SessionOps,
@@ -206,7 +228,12 @@ impl SessionsApi {
         #[oai(scope = "ApiScopes::USERS_READ")] _auth: Require<UsersRead>,
         id: Path<String>,
     ) -> Result<Json<SessionList>, ApiError> {
-        let items = ops.list(&id.0).await?.into_iter().map(|r| view(r, None)).collect();
+        let items = ops
+            .list(&id.0)
+            .await?
+            .into_iter()
+            .map(|r| view(r, None))
+            .collect();
         Ok(Json(SessionList { items }))
     }
 

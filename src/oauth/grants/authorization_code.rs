@@ -45,8 +45,9 @@ impl OxideRequest for CodeRequest<'_> {
         Some(Cow::Borrowed(self.code))
     }
     fn authorization(&self) -> ClientAuth<'_> {
-        // Authenticated already: the machine only needs to know who.
-        ClientAuth::Username(Cow::Borrowed(self.client_id))
+        // Authenticated already (`oauth::client_auth`): the machine learns who from
+        // `client_id` alone (naming it twice would be refused as duplicate credentials).
+        ClientAuth::None
     }
     fn client_id(&self) -> Option<Cow<'_, str>> {
         Some(Cow::Borrowed(self.client_id))
