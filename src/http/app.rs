@@ -81,6 +81,7 @@ pub fn app(state: AppState) -> impl Endpoint {
     let ids = std::sync::Arc::new(middleware::RequestIds::new());
     let routes = std::sync::Arc::new(documented_routes(&api));
     let hsts_max_age = state.settings.server.hsts_max_age;
+    let clients = state.clients.clone();
     let deps = Deps {
         token_ops: state.token_ops.clone(),
         accounts: state.accounts.clone(),
@@ -123,5 +124,6 @@ pub fn app(state: AppState) -> impl Endpoint {
         .with(CatchPanic::new())
         .data(Arc::new(deps))
         .around(move |next, req| middleware::around(next, req, ids.clone(), routes.clone()))
+        .around(move |next, req| super::cors::around(next, req, clients.clone()))
         .with(middleware::strict_transport_security(hsts_max_age))
 }

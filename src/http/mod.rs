@@ -8,6 +8,7 @@ pub mod app;
 pub mod auth;
 pub mod browser;
 pub mod cookies;
+pub mod cors;
 pub mod deps;
 pub mod guard;
 pub mod middleware;

@@ -11,6 +11,7 @@ mod browser_support;
 mod cli;
 mod cluster;
 mod code_flow;
+mod cors;
 mod discovery;
 mod escalation;
 mod file_modes;
