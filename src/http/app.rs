@@ -51,8 +51,9 @@ pub fn api_service() -> OpenApiService<Apis, ()> {
     )
     .description(
         "OAuth 2.0 / OpenID Connect authorization server. To try protected operations here: \
-         Authorize → OAuth2 password flow, with a registered user's credentials and the \
-         client_id `portcullis-spa` (public client, leave the secret empty).",
+         Authorize → OAuth2 authorizationCode flow (client_id `portcullis-spa`, PKCE, secret \
+         left empty), pick the scopes and sign in; or the password flow with a registered \
+         user's credentials and the same client_id.",
     )
 }
 
@@ -119,7 +120,7 @@ pub fn app(state: AppState) -> impl Endpoint {
         .at("/ui/consent", post(browser::consent_submit))
         .at(ui::STYLESHEET_PATH, get(ui::stylesheet))
         .at("/openapi.json", api.spec_endpoint())
-        .nest("/docs", api.swagger_ui())
+        .nest("/docs", super::swagger::endpoint(&api.swagger_ui_html()))
         .nest("/", api)
         .with(CatchPanic::new())
         .data(Arc::new(deps))

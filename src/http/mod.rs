@@ -16,6 +16,7 @@ pub mod origin;
 pub mod problem;
 pub mod raw_json;
 pub mod routes;
+pub mod swagger;
 pub mod tags;
 pub mod tls;
 pub mod ui;

@@ -26,6 +26,7 @@ mod resource_server;
 mod revocation;
 mod robustness;
 mod store;
+mod swagger;
 mod tls;
 mod token_endpoint;
 mod token_security;
