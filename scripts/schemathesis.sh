@@ -304,13 +304,20 @@ EOF
 # sent an id no key has (404), and its behaviour is tested in the Rust suite. And changing the
 # permissions of the admin's own role would take its power away (administrative permissions
 # are re-checked against the database on every request): role permissions are changed on
-# `author`, which no user of this run holds.
+# `author`, which no user of this run holds. Ending a user's sessions acts on st-victim too;
+# signing oneself out (everywhere, or the session whose id GET /users/me/sessions showed)
+# would end the very token of the run, so those two operations are left to the anonymous
+# pass here and to the Rust suite (code_flow.rs).
+SELF_SIGN_OUT='
+[[operations]]
+include-operation-id = ["end_my_sessions", "end_my_session"]
+enabled = false'
 ADMIN_AUTH='
 [auth.openapi.oauth2]
 bearer = "${ST_BEARER}"
 
 [[operations]]
-include-operation-id = ["admin_disable_user", "admin_set_user_roles"]
+include-operation-id = ["admin_disable_user", "admin_set_user_roles", "admin_end_user_sessions"]
 parameters = { "path.id" = "${ST_VICTIM_ID}" }
 
 [[operations]]
@@ -323,14 +330,14 @@ parameters = { "path.role" = "author" }
 
 [[operations]]
 include-path = ["/oauth/token", "/oauth/revoke", "/oauth/introspect"]
-auth.basic = { username = "${ST_CLIENT_ID}", password = "${ST_CLIENT_SECRET}" }'
+auth.basic = { username = "${ST_CLIENT_ID}", password = "${ST_CLIENT_SECRET}" }'"$SELF_SIGN_OUT"
 # Pass 2, anonymous: no token, no client credentials (401 invalid_token / invalid_client).
 ANONYMOUS_AUTH=''
 # Pass 3, an ordinary user (role reader) whose token lacks the administrative and write
 # scopes (403 insufficient_scope); the OAuth endpoints get no client credentials.
 READER_AUTH='
 [auth.openapi.oauth2]
-bearer = "${ST_BEARER}"'
+bearer = "${ST_BEARER}"'"$SELF_SIGN_OUT"
 MINOR_EXAMPLES=$(( (MAX_EXAMPLES + 9) / 10 ))
 write_config "$TMP/admin.toml" "$MAX_EXAMPLES" "$ADMIN_AUTH"
 write_config "$TMP/anonymous.toml" "$MINOR_EXAMPLES" "$ANONYMOUS_AUTH"

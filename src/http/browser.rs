@@ -10,7 +10,8 @@
 //!   prefix without `Secure`, so a plain-http development issuer gets unprefixed names).
 //! - CSRF: every form carries HMAC-SHA256(key derived from the master key, browser cookie),
 //!   checked in constant time, so a token from another browser, or none, is refused (403);
-//!   form posts whose `Origin` is neither the issuer's nor the addressed host are refused too.
+//!   form posts whose `Origin` is neither the issuer's nor the addressed host, or that the
+//!   browser's Fetch Metadata (`Sec-Fetch-Site`) marks as not same-origin, are refused too.
 //! - Pages are rendered by `ui` with its protective headers; redirects are `303 See Other`
 //!   with `Cache-Control: no-store` and `Referrer-Policy: no-referrer`.
 
@@ -110,9 +111,15 @@ fn check_post(
 ) -> Result<(), Box<Response>> {
     // A browser names the page's origin; a cross-site page cannot claim ours. Ours is the
     // issuer's, or the one the browser addressed (`Host`), as when the server is reached
-    // under another name in development.
-    let origin_ok = match req.header(header::ORIGIN) {
+    // under another name in development. Our pages send `Referrer-Policy: no-referrer`, so
+    // browsers post their forms with `Origin: null`: then the Fetch Metadata the browser
+    // adds (`Sec-Fetch-Site`) must say the post came from our own origin.
+    let same_site_fetch = match req.header("sec-fetch-site") {
         None => true,
+        Some(site) => site == "same-origin",
+    };
+    let origin_ok = match req.header(header::ORIGIN) {
+        None | Some("null") => same_site_fetch,
         Some(o) if o == front.issuer_origin => true,
         Some(o) => {
             let authority = o.split_once("://").map(|(_, rest)| rest);

@@ -561,6 +561,21 @@ async fn sign_in_forms_refuse_cross_site_posts_and_wrong_passwords_alike() {
     )
     .await;
     assert_eq!(cross.status, StatusCode::FORBIDDEN);
+    // `Origin: null` (what browsers send under `Referrer-Policy: no-referrer`) from a
+    // cross-site page: its Fetch Metadata gives it away.
+    let refs = form(&csrf, password);
+    let refs: Vec<(&str, &str)> = refs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let resp = app
+        .http
+        .post(app.url("/ui/login"))
+        .header("cookie", browser.cookie_header())
+        .header("origin", "null")
+        .header("sec-fetch-site", "cross-site")
+        .form(&refs)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     assert!(!browser.cookies.keys().any(|k| k.contains("session")));
 
     // A wrong password and an unknown user get the same page.
