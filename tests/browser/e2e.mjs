@@ -187,7 +187,9 @@ async function expectIncorrect(page, response, what) {
   const alert = page.locator('#login-error');
   assert.equal(await alert.count(), 1, `${what}: no #login-error on the page`);
   assert.equal(await alert.getAttribute('role'), 'alert', `${what}: #login-error is not role=alert`);
-  assert.equal((await alert.textContent()).trim(), INCORRECT, `${what}: wrong alert text`);
+  // The message, after an optional "Error:" prefix (marked up for those who cannot see colour).
+  const text = (await alert.innerText()).replace(/\s+/g, ' ').trim();
+  assert.ok(text === INCORRECT || text === `Error: ${INCORRECT}`, `${what}: the alert says "${text}"`);
 }
 
 /** Navigates to a prompt=none authorization request and returns where it ended. */
