@@ -61,6 +61,7 @@ fn main() {
         roles: vec![],
         sid: None,
         auth_time: None,
+        amr: vec![],
     };
     let token = sign_with(&key, "at+jwt", &claims).unwrap();
     let (message, _) = token.rsplit_once('.').unwrap();

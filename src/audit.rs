@@ -40,6 +40,13 @@ pub enum EventType {
     ArticleCreated,
     ArticleUpdated,
     ArticleDeleted,
+    /// A browser session or sign-in was ended (logout, by the user, by an administrator).
+    SessionEnded,
+    /// A user granted a client scopes on the consent page, or withdrew them.
+    ConsentGranted,
+    ConsentWithdrawn,
+    /// An authorization code was presented again; the sign-in it started was ended.
+    CodeReplayDetected,
 }
 
 impl EventType {
@@ -68,6 +75,10 @@ impl EventType {
             Self::ArticleCreated => "article.created",
             Self::ArticleUpdated => "article.updated",
             Self::ArticleDeleted => "article.deleted",
+            Self::SessionEnded => "auth.session_ended",
+            Self::ConsentGranted => "consent.granted",
+            Self::ConsentWithdrawn => "consent.withdrawn",
+            Self::CodeReplayDetected => "token.code_replay_detected",
         }
     }
 }
@@ -92,7 +103,13 @@ impl Outcome {
 pub struct Origin {
     pub ip: Option<String>,
     pub request_id: Option<String>,
+    /// The `User-Agent` header, cut to [`USER_AGENT_MAX`] characters (shown to users in
+    /// their list of sign-ins; never used for a decision).
+    pub user_agent: Option<String>,
 }
+
+/// The most characters of a `User-Agent` header kept.
+pub const USER_AGENT_MAX: usize = 256;
 
 /// One event to record. Details must never contain a secret or a token.
 #[derive(Debug, Clone)]

@@ -94,7 +94,7 @@ pub enum ClientCommand {
         /// --secret, a 256-bit secret is generated and printed once.
         #[arg(long)]
         secret: Option<String>,
-        /// Comma-separated: password, refresh_token, client_credentials.
+        /// Comma-separated: authorization_code, password, refresh_token, client_credentials.
         #[arg(long, value_delimiter = ',', required = true)]
         grant_types: Vec<String>,
         /// Space-separated scopes the client may request.
@@ -107,9 +107,15 @@ pub enum ClientCommand {
         /// A resource (absolute URI, RFC 8707) the client may ask tokens for (repeatable).
         #[arg(long = "audience")]
         audiences: Vec<String>,
-        /// Allowed redirect URI (repeatable).
+        /// Redirect URI of the authorization-code flow, matched exactly (repeatable).
         #[arg(long = "redirect-uri")]
         redirect_uris: Vec<String>,
+        /// URI a logout may return to, matched exactly (repeatable).
+        #[arg(long = "post-logout-redirect-uri")]
+        post_logout_redirect_uris: Vec<String>,
+        /// A first-party client: its users are not asked for consent.
+        #[arg(long)]
+        first_party: bool,
     },
 }
 
@@ -194,6 +200,8 @@ async fn operate(state: &AppState, command: Command) -> anyhow::Result<()> {
             default_scopes,
             audiences,
             redirect_uris,
+            post_logout_redirect_uris,
+            first_party,
         }) => {
             let client_id = ClientId::parse(&client_id)?;
             let new = NewClient {
@@ -212,6 +220,8 @@ async fn operate(state: &AppState, command: Command) -> anyhow::Result<()> {
                     .transpose()?,
                 audiences,
                 redirect_uris,
+                post_logout_redirect_uris,
+                first_party,
             };
             print(&state.client_admin.create(&operator, new).await?)
         }

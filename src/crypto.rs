@@ -51,6 +51,8 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// The 32-byte master key that seals private signing keys (and, later, TOTP secrets).
 pub struct MasterKey {
     key: LessSafeKey,
+    /// HKDF-SHA256 of the key bytes, for keys of other purposes ([`MasterKey::hmac_key`]).
+    prk: ring::hkdf::Prk,
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -62,8 +64,14 @@ impl std::fmt::Debug for MasterKey {
 impl MasterKey {
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, CryptoError> {
         let key = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| CryptoError::Seal)?;
+        let prk = ring::hkdf::Salt::new(
+            ring::hkdf::HKDF_SHA256,
+            b"portcullis master-key derivation v1",
+        )
+        .extract(bytes);
         Ok(Self {
             key: LessSafeKey::new(key),
+            prk,
         })
     }
 
@@ -71,6 +79,17 @@ impl MasterKey {
     /// sealed value moved to another row does not open. Output: base64(nonce || ct || tag).
     pub fn seal(&self, context: &str, plaintext: &[u8]) -> Result<String, CryptoError> {
         seal(&self.key, context, plaintext)
+    }
+
+    /// An HMAC-SHA256 key for `purpose`, derived with HKDF (the same on every instance that
+    /// shares the master key; unrelated to the sealing key and to other purposes).
+    pub fn hmac_key(&self, purpose: &[u8]) -> Result<ring::hmac::Key, CryptoError> {
+        let info = [purpose];
+        let okm = self
+            .prk
+            .expand(&info, ring::hmac::HMAC_SHA256)
+            .map_err(|_| CryptoError::Seal)?;
+        Ok(ring::hmac::Key::from(okm))
     }
 
     /// Opens a value produced by [`MasterKey::seal`] with the same `context`.

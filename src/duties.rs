@@ -144,6 +144,10 @@ impl Duties {
                 Ok(n) => report.purged = n,
                 Err(e) => tracing::warn!(error = %e, "could not purge expired refresh tokens"),
             }
+            match self.state.codes.purge_expired().await {
+                Ok(n) => report.purged = report.purged.saturating_add(n),
+                Err(e) => tracing::warn!(error = %e, "could not purge expired authorization codes"),
+            }
         }
         if keys.reload().await.unwrap_or(false) {
             report.reloaded = true;

@@ -21,6 +21,7 @@ pub mod keys;
 pub mod oauth;
 pub mod ops;
 pub mod rbac;
+pub mod sessions;
 pub mod signins;
 pub mod state;
 pub mod store;

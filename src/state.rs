@@ -33,6 +33,8 @@ pub enum StartError {
     Store(#[source] crate::store::StoreError),
     #[error("master key: {0}")]
     MasterKey(#[from] crate::keys::MasterKeyError),
+    #[error("deriving a key: {0}")]
+    Crypto(#[from] crate::crypto::CryptoError),
     #[error("signing keys: {0}")]
     Keys(#[from] crate::keys::KeyError),
     #[error("seeding the public client: {0}")]
@@ -75,6 +77,13 @@ pub struct AppState {
     pub client_admin: crate::ops::ClientAdmin,
     pub key_admin: crate::ops::KeyAdmin,
     pub readiness: crate::ops::Readiness,
+    pub browser: crate::ops::BrowserSignIn,
+    pub session_ops: crate::ops::SessionOps,
+    /// Authorization codes (purged by the background duties).
+    pub codes: crate::oauth::authorize::Codes,
+    /// The key of the hosted pages' CSRF tokens, derived from the master key (the same on
+    /// every instance).
+    pub csrf_key: Arc<ring::hmac::Key>,
 }
 
 /// Options for building the state.
@@ -142,6 +151,7 @@ impl AppState {
             Err(e) => return Err(e),
         };
         let master = Arc::new(load_master_key(&settings.keys)?);
+        let csrf_key = Arc::new(master.hmac_key(b"portcullis csrf v1")?);
         let ring = KeyRing::default();
         let keys = KeyService::new(
             db.clone(),
@@ -160,7 +170,14 @@ impl AppState {
         let abuse = Arc::new(settings.abuse.clone());
         let clients = ClientService::new(db.clone(), clock.clone());
         if settings.database.seed_public_client {
-            clients.seed_public_client(&all_scopes()).await?;
+            let swagger_redirect = format!(
+                "{}{}",
+                settings.server.issuer.trim_end_matches('/'),
+                crate::clients::SWAGGER_UI_REDIRECT_PATH
+            );
+            clients
+                .seed_public_client(&all_scopes(), &swagger_redirect)
+                .await?;
         }
         let tokens = TokenService::new(
             settings.server.issuer.clone(),
@@ -178,11 +195,12 @@ impl AppState {
             settings.tokens.access_token_ttl,
         );
         let users = UserService::new(db.clone(), hasher, clock.clone());
-        let sign_ins = SignIns::new(refresh.clone(), tokens.clone(), clock.clone());
+        let sign_ins = SignIns::new(db.clone(), refresh.clone(), tokens.clone(), clock.clone());
         let audit = Audit::new(db.clone(), clock.clone());
         let limits = RateLimiter::new(abuse.clone(), store.clone());
         let lockout = Lockout::new(abuse, store.clone());
         let roles = RoleService::new(db.clone());
+        let codes = crate::oauth::authorize::Codes::new(db.clone(), clock.clone());
         let grants = Grants {
             tokens: tokens.clone(),
             refresh: refresh.clone(),
@@ -191,7 +209,27 @@ impl AppState {
             lockout: lockout.clone(),
             limits: limits.clone(),
             audit: audit.clone(),
+            codes: codes.clone(),
         };
+        let sessions = crate::sessions::Sessions::new(
+            db.clone(),
+            sign_ins.clone(),
+            clock.clone(),
+            &settings.sessions,
+        );
+        let consents = crate::oauth::authorize::Consents::new(db.clone(), clock.clone());
+        let browser = crate::ops::BrowserSignIn::new(
+            clients.clone(),
+            grants.clone(),
+            sessions,
+            codes.clone(),
+            consents.clone(),
+            tokens.clone(),
+            limits.clone(),
+            audit.clone(),
+        );
+        let session_ops =
+            crate::ops::SessionOps::new(sign_ins.clone(), consents, users.clone(), audit.clone());
         let state = Self {
             authorities: AuthorityService::new(users.clone(), clients.clone()),
             token_ops: TokenOps::new(
@@ -215,6 +253,10 @@ impl AppState {
             client_admin: ClientAdmin::new(clients.clone(), audit.clone()),
             key_admin: KeyAdmin::new(keys.clone(), store.clone(), audit.clone()),
             readiness: Readiness::new(db.clone(), store.clone()),
+            browser,
+            session_ops,
+            codes,
+            csrf_key,
             store_is_shared,
             users,
             sign_ins,

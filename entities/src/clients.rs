@@ -18,6 +18,10 @@ pub struct Model {
     pub audiences: String,
     /// Newline-separated redirect URIs.
     pub redirect_uris: String,
+    /// Newline-separated URIs a logout may return to (OIDC RP-initiated logout).
+    pub post_logout_redirect_uris: String,
+    /// First-party clients skip the consent page.
+    pub first_party: bool,
     pub created_at: i64,
     pub updated_at: i64,
 }

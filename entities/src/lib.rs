@@ -5,7 +5,9 @@
 
 pub mod articles;
 pub mod audit_events;
+pub mod authorization_codes;
 pub mod clients;
+pub mod consents;
 pub mod fences;
 pub mod permissions;
 pub mod refresh_families;

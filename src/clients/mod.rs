@@ -20,6 +20,10 @@ use crate::oauth::scope::{is_administrative, standard_defaults};
 /// The public client seeded on first start of the embedded default, for Swagger UI and SPAs.
 pub const SEEDED_PUBLIC_CLIENT: &str = "portcullis-spa";
 
+/// Where Swagger UI (served under `/docs`) receives the authorization response; registered
+/// for the seeded public client under the issuer.
+pub const SWAGGER_UI_REDIRECT_PATH: &str = "/docs/oauth-receiver.html";
+
 /// Minimum length of an operator-chosen client secret. Secrets are stored as a fast digest,
 /// which is only sound for high-entropy secrets; generated ones carry 256 bits.
 pub const MIN_SECRET_LEN: usize = 32;
@@ -42,16 +46,23 @@ pub enum ClientError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GrantType {
+    AuthorizationCode,
     Password,
     RefreshToken,
     ClientCredentials,
 }
 
 impl GrantType {
-    pub const ALL: [GrantType; 3] = [Self::Password, Self::RefreshToken, Self::ClientCredentials];
+    pub const ALL: [GrantType; 4] = [
+        Self::AuthorizationCode,
+        Self::Password,
+        Self::RefreshToken,
+        Self::ClientCredentials,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::AuthorizationCode => "authorization_code",
             Self::Password => "password",
             Self::RefreshToken => "refresh_token",
             Self::ClientCredentials => "client_credentials",
@@ -75,7 +86,12 @@ pub struct Client {
     /// Resources (RFC 8707 `resource`) the client may ask tokens for, besides Portcullis's
     /// own API.
     pub audiences: Vec<String>,
+    /// Exact redirect URIs of the authorization-code flow (RFC 9700 §4.1.3: no patterns).
     pub redirect_uris: Vec<String>,
+    /// URIs a logout may return to (OIDC RP-initiated logout), matched exactly.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// First-party clients skip the consent page.
+    pub first_party: bool,
     secret_digest: Option<String>,
 }
 
@@ -91,6 +107,16 @@ impl Client {
     /// Whether the client may ask tokens for the resource `audience`.
     pub fn allows_audience(&self, audience: &str) -> bool {
         self.audiences.iter().any(|a| a == audience)
+    }
+
+    /// Whether `uri` is, character for character, one of the client's redirect URIs.
+    pub fn has_redirect_uri(&self, uri: &str) -> bool {
+        self.redirect_uris.iter().any(|r| r == uri)
+    }
+
+    /// Whether `uri` is, character for character, one of the client's post-logout URIs.
+    pub fn has_post_logout_redirect_uri(&self, uri: &str) -> bool {
+        self.post_logout_redirect_uris.iter().any(|r| r == uri)
     }
 
     /// Constant-time check of a presented secret.
@@ -118,6 +144,8 @@ pub struct NewClient {
     pub default_scopes: Option<Scope>,
     pub audiences: Vec<String>,
     pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub first_party: bool,
 }
 
 /// A client as shown once after creation, with its secret if one was generated.
@@ -134,6 +162,8 @@ pub struct CreatedClient {
     pub default_scopes: String,
     pub audiences: Vec<String>,
     pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub first_party: bool,
 }
 
 /// How long a client read from the database is served from memory. Every confidential-client
@@ -211,7 +241,8 @@ impl ClientService {
                 (Some(secret_digest(&secret)), Some(secret))
             }
         };
-        validate_redirect_uris(&new.redirect_uris)?;
+        validate_redirect_uris("redirect_uris", &new.redirect_uris)?;
+        validate_redirect_uris("post_logout_redirect_uris", &new.post_logout_redirect_uris)?;
         validate_audiences(&new.audiences)?;
         let default_scopes = match new.default_scopes {
             Some(d) => d,
@@ -228,6 +259,8 @@ impl ClientService {
             default_scopes: Set(default_scopes.to_string()),
             audiences: Set(new.audiences.join("\n")),
             redirect_uris: Set(new.redirect_uris.join("\n")),
+            post_logout_redirect_uris: Set(new.post_logout_redirect_uris.join("\n")),
+            first_party: Set(new.first_party),
             created_at: Set(now),
             updated_at: Set(now),
         };
@@ -251,6 +284,8 @@ impl ClientService {
             default_scopes: default_scopes.to_string(),
             audiences: new.audiences,
             redirect_uris: new.redirect_uris,
+            post_logout_redirect_uris: new.post_logout_redirect_uris,
+            first_party: new.first_party,
         })
     }
 
@@ -284,7 +319,10 @@ impl ClientService {
             .await?
             .ok_or(ClientError::NotFound)?;
         if let Some(uris) = &change.redirect_uris {
-            validate_redirect_uris(uris)?;
+            validate_redirect_uris("redirect_uris", uris)?;
+        }
+        if let Some(uris) = &change.post_logout_redirect_uris {
+            validate_redirect_uris("post_logout_redirect_uris", uris)?;
         }
         if let Some(audiences) = &change.audiences {
             validate_audiences(audiences)?;
@@ -318,6 +356,12 @@ impl ClientService {
         }
         if let Some(audiences) = change.audiences {
             active.audiences = Set(audiences.join("\n"));
+        }
+        if let Some(uris) = change.post_logout_redirect_uris {
+            active.post_logout_redirect_uris = Set(uris.join("\n"));
+        }
+        if let Some(first_party) = change.first_party {
+            active.first_party = Set(first_party);
         }
         active.updated_at = Set(self.clock.now());
         let row = active.update(&self.db).await?;
@@ -356,8 +400,14 @@ impl ClientService {
         Ok(SecretString::from(secret))
     }
 
-    /// Seeds the public SPA / Swagger UI client if it does not exist yet.
-    pub async fn seed_public_client(&self, all_scopes: &Scope) -> Result<(), ClientError> {
+    /// Seeds the public SPA / Swagger UI client if it does not exist yet: first-party, with
+    /// the authorization-code, password and refresh grants, and Swagger UI's redirect URI
+    /// (`redirect_uri`, under the issuer) registered.
+    pub async fn seed_public_client(
+        &self,
+        all_scopes: &Scope,
+        redirect_uri: &str,
+    ) -> Result<(), ClientError> {
         if self.get(SEEDED_PUBLIC_CLIENT).await?.is_some() {
             return Ok(());
         }
@@ -366,11 +416,17 @@ impl ClientService {
                 client_id: ClientId::parse(SEEDED_PUBLIC_CLIENT)?,
                 name: "Swagger UI and single-page apps".into(),
                 secret: None,
-                grant_types: vec![GrantType::Password, GrantType::RefreshToken],
+                grant_types: vec![
+                    GrantType::AuthorizationCode,
+                    GrantType::Password,
+                    GrantType::RefreshToken,
+                ],
                 scopes: all_scopes.clone(),
                 default_scopes: None,
                 audiences: Vec::new(),
-                redirect_uris: Vec::new(),
+                redirect_uris: vec![redirect_uri.to_string()],
+                post_logout_redirect_uris: Vec::new(),
+                first_party: true,
             })
             .await;
         match created {
@@ -389,9 +445,12 @@ pub struct ClientChange {
     pub default_scopes: Option<Scope>,
     pub audiences: Option<Vec<String>>,
     pub redirect_uris: Option<Vec<String>>,
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    pub first_party: Option<bool>,
 }
 
-/// Parses grant-type names (`password`, `refresh_token`, `client_credentials`), as the admin
+/// Parses grant-type names (`authorization_code`, `password`, `refresh_token`,
+/// `client_credentials`), as the admin
 /// API and the command line take them.
 pub fn parse_grant_types(raw: &[String]) -> Result<Vec<GrantType>, Invalid> {
     raw.iter()
@@ -399,7 +458,7 @@ pub fn parse_grant_types(raw: &[String]) -> Result<Vec<GrantType>, Invalid> {
             GrantType::parse(g.trim()).ok_or_else(|| Invalid {
                 field: "grant_types",
                 reason: format!(
-                    "unknown grant type `{}` (password, refresh_token, client_credentials)",
+                    "unknown grant type `{}` (authorization_code, password, refresh_token, client_credentials)",
                     g.escape_debug()
                 ),
             })
@@ -415,17 +474,61 @@ fn grant_list(grants: &[GrantType]) -> String {
         .join(" ")
 }
 
-fn validate_redirect_uris(uris: &[String]) -> Result<(), Invalid> {
+/// The most redirect URIs (or post-logout URIs) one client may list.
+pub const MAX_REDIRECT_URIS: usize = 32;
+
+/// Redirect and post-logout URIs (RFC 6749 §3.1.2, RFC 8252, RFC 9700 §2.1 and §4.1): absolute,
+/// no fragment, no user information, no wildcard; `https`, or `http` only on a loopback host
+/// (development and native apps), or a private-use scheme with a dot in it (RFC 8252 §7.1,
+/// e.g. `com.example.app:/callback`). They are compared character for character.
+fn validate_redirect_uris(field: &'static str, uris: &[String]) -> Result<(), Invalid> {
+    let invalid = |reason: String| Invalid { field, reason };
+    if uris.len() > MAX_REDIRECT_URIS {
+        return Err(invalid(format!("at most {MAX_REDIRECT_URIS}")));
+    }
     for uri in uris {
-        let parsed = url::Url::parse(uri).map_err(|_| Invalid {
-            field: "redirect_uris",
-            reason: format!("`{uri}` is not an absolute URL"),
-        })?;
-        if parsed.fragment().is_some() {
-            return Err(Invalid {
-                field: "redirect_uris",
-                reason: "must not contain a fragment (RFC 6749 §3.1.2)".into(),
-            });
+        let shown = uri.escape_debug();
+        let parsed = url::Url::parse(uri)
+            .map_err(|_| invalid(format!("`{shown}` is not an absolute URL")))?;
+        if parsed.fragment().is_some() || uri.contains('#') {
+            return Err(invalid(format!(
+                "`{shown}` must not contain a fragment (RFC 6749 §3.1.2)"
+            )));
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(invalid(format!(
+                "`{shown}` must not contain user information"
+            )));
+        }
+        if uri.contains('*') {
+            return Err(invalid(format!(
+                "`{shown}`: wildcards are not allowed; register every URI exactly"
+            )));
+        }
+        if uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid(format!("`{shown}` contains whitespace")));
+        }
+        let loopback = matches!(
+            parsed.host(),
+            Some(url::Host::Domain("localhost"))
+                | Some(url::Host::Ipv4(std::net::Ipv4Addr::LOCALHOST))
+                | Some(url::Host::Ipv6(std::net::Ipv6Addr::LOCALHOST))
+        );
+        match parsed.scheme() {
+            "https" => {}
+            "http" if loopback => {}
+            "http" => {
+                return Err(invalid(format!(
+                    "`{shown}`: plain http is allowed only on a loopback host (use https)"
+                )));
+            }
+            scheme if scheme.contains('.') => {}
+            scheme => {
+                return Err(invalid(format!(
+                    "`{shown}`: scheme `{scheme}` is neither https nor a private-use scheme \
+                     like com.example.app (RFC 8252 §7.1)"
+                )));
+            }
         }
     }
     Ok(())
@@ -482,18 +585,17 @@ fn to_client(row: clients::Model) -> Client {
             .collect(),
         scopes: Scope::parse(&row.scopes).unwrap_or_default(),
         default_scopes: Scope::parse(&row.default_scopes).unwrap_or_default(),
-        audiences: row
-            .audiences
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(str::to_string)
-            .collect(),
-        redirect_uris: row
-            .redirect_uris
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(str::to_string)
-            .collect(),
+        audiences: lines(&row.audiences),
+        redirect_uris: lines(&row.redirect_uris),
+        post_logout_redirect_uris: lines(&row.post_logout_redirect_uris),
+        first_party: row.first_party,
         secret_digest: row.secret_digest,
     }
+}
+
+fn lines(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
 }

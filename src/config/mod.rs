@@ -11,6 +11,7 @@ mod database;
 mod keys;
 mod passwords;
 mod server;
+mod sessions;
 mod store;
 mod tokens;
 
@@ -26,6 +27,7 @@ pub use database::{DEFAULT_DATABASE_URL, DatabaseSettings};
 pub use keys::{KeySettings, KeyTimings, MasterKeySource, decode_master_key};
 pub use passwords::PasswordSettings;
 pub use server::{ServerSettings, TlsSettings};
+pub use sessions::SessionSettings;
 pub use store::StoreSettings;
 pub use tokens::{MAX_REFRESH_REUSE_INTERVAL, TokenSettings};
 
@@ -138,6 +140,10 @@ pub struct RawSettings {
     pub tls_key: Option<PathBuf>,
     /// How often the two files are re-read (a renewed certificate needs no restart).
     pub tls_reload_interval: DurationSetting,
+    /// A browser session unused this long needs a new sign-in.
+    pub session_idle_timeout: DurationSetting,
+    /// A browser session ends this long after its sign-in.
+    pub session_lifetime: DurationSetting,
     /// `max-age` of `Strict-Transport-Security`; `0` tells browsers to forget the policy.
     pub hsts_max_age: DurationSetting,
 }
@@ -179,6 +185,8 @@ impl Default for RawSettings {
             tls_cert: None,
             tls_key: None,
             tls_reload_interval: DurationSetting::Text("1m".into()),
+            session_idle_timeout: DurationSetting::Text("1h".into()),
+            session_lifetime: DurationSetting::Text("12h".into()),
             hsts_max_age: DurationSetting::Text("365d".into()),
         }
     }
@@ -194,6 +202,7 @@ pub struct Settings {
     pub keys: KeySettings,
     pub passwords: PasswordSettings,
     pub abuse: AbuseSettings,
+    pub sessions: SessionSettings,
     /// Log filter, e.g. `info` or `portcullis=debug`.
     pub log: String,
 }
@@ -236,6 +245,7 @@ impl RawSettings {
             store: StoreSettings::from_raw(&self)?,
             passwords: PasswordSettings::from_raw(&self)?,
             abuse: AbuseSettings::from_raw(&self)?,
+            sessions: SessionSettings::from_raw(&self)?,
             server,
             tokens,
             keys,

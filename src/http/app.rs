@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use poem::middleware::CatchPanic;
-use poem::{Endpoint, EndpointExt, Route};
+use poem::{Endpoint, EndpointExt, Route, get, post};
 use poem_openapi::OpenApiService;
 
 use super::api::admin::AdminApi;
@@ -13,16 +13,20 @@ use super::api::articles::ArticlesApi;
 use super::api::discovery::{DiscoveryApi, metadata_bytes};
 use super::api::health::OpsApi;
 use super::api::oauth::OAuthApi;
+use super::api::sessions::SessionsApi;
 use super::api::users::UsersApi;
+use super::browser::{self, BrowserFront};
 use super::deps::{Deps, Jwks, Metadata, Proxies};
 use super::middleware;
 use super::routes;
+use super::ui;
 use crate::state::AppState;
 
 type Apis = (
     OAuthApi,
     DiscoveryApi,
     UsersApi,
+    SessionsApi,
     ArticlesApi,
     AdminApi,
     OpsApi,
@@ -36,6 +40,7 @@ pub fn api_service() -> OpenApiService<Apis, ()> {
             OAuthApi,
             DiscoveryApi,
             UsersApi,
+            SessionsApi,
             ArticlesApi,
             AdminApi,
             OpsApi,
@@ -89,8 +94,28 @@ pub fn app(state: AppState) -> impl Endpoint {
         proxies,
         metadata,
         jwks,
+        browser: BrowserFront::new(
+            state.browser.clone(),
+            state.csrf_key.clone(),
+            &state.settings.server.issuer,
+        ),
+        session_ops: state.session_ops.clone(),
     };
     Route::new()
+        .at(
+            "/oauth/authorize",
+            get(browser::authorize).post(browser::authorize),
+        )
+        .at(
+            "/oauth/end_session",
+            get(browser::end_session).post(browser::end_session),
+        )
+        .at(
+            "/ui/login",
+            get(browser::login_page).post(browser::login_submit),
+        )
+        .at("/ui/consent", post(browser::consent_submit))
+        .at(ui::STYLESHEET_PATH, get(ui::stylesheet))
         .at("/openapi.json", api.spec_endpoint())
         .nest("/docs", api.swagger_ui())
         .nest("/", api)

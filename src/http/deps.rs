@@ -63,6 +63,9 @@ pub struct Deps {
     pub proxies: Proxies,
     pub metadata: Metadata,
     pub jwks: Jwks,
+    /// The browser sign-in pages (`http::browser`).
+    pub browser: super::browser::BrowserFront,
+    pub session_ops: crate::ops::SessionOps,
 }
 
 /// The [`Deps`] of a request (a 500 if the app was assembled without them, which is a bug).
@@ -96,4 +99,5 @@ given! {
     Audit => audit,
     Metadata => metadata,
     Jwks => jwks,
+    crate::ops::SessionOps => session_ops,
 }

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod browser;
 pub mod deps;
 pub mod guard;
 pub mod middleware;
@@ -15,6 +16,7 @@ pub mod raw_json;
 pub mod routes;
 pub mod tags;
 pub mod tls;
+pub mod ui;
 
 pub use self::app::{api_service, app, openapi_json};
 pub use self::auth::BearerAuth;

@@ -1,6 +1,6 @@
 //! Where a request came from, for the audit log and rate limits: the client address (the
 //! socket peer, or what a trusted proxy forwarded in the configured header; see
-//! `abuse::client_ip`) and the request id.
+//! `abuse::client_ip`), the request id and the user agent.
 
 use std::sync::Arc;
 
@@ -25,5 +25,15 @@ pub fn origin(req: &Request) -> Origin {
         ip: crate::abuse::client_ip(peer, &lines, &proxies.trusted, proxies.header)
             .map(|ip| ip.to_string()),
         request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
+        user_agent: req
+            .headers()
+            .get(poem::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| {
+                ua.chars()
+                    .filter(|c| !c.is_control())
+                    .take(crate::audit::USER_AGENT_MAX)
+                    .collect()
+            }),
     }
 }

@@ -2,6 +2,7 @@
 //! token minting and validation, refresh-token families, revocation, introspection, userinfo
 //! and discovery.
 
+pub mod authorize;
 pub mod client_auth;
 pub mod error;
 pub mod grants;

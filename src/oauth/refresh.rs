@@ -37,7 +37,7 @@
 use entities::{refresh_families, refresh_replays, refresh_tokens, users};
 use ring::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
 use ring::hkdf;
-use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
     EntityTrait, QueryFilter, Set,
@@ -67,6 +67,9 @@ pub enum RefreshError {
     /// The user was disabled, or their access was ended, after the sign-in read the account.
     #[error("the account changed during the sign-in")]
     UserChanged,
+    /// The browser session a `code` sign-in was to belong to has ended.
+    #[error("the browser session has ended")]
+    SessionEnded,
     #[error("database error: {0}")]
     Db(#[from] sea_orm::DbErr),
     #[error(transparent)]
@@ -121,6 +124,72 @@ impl FamilyState {
             Self::Open
         }
     }
+}
+
+/// What kind of sign-in a family records, stored as text through [`SignInKind::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignInKind {
+    /// The password grant (with or without a refresh token).
+    Password,
+    /// A sign-in on Portcullis's own pages: the browser session, which holds no tokens itself.
+    Browser,
+    /// What one client obtained from a browser session with an authorization code; ended with
+    /// its session.
+    Code,
+}
+
+impl SignInKind {
+    pub const ALL: [SignInKind; 3] = [Self::Password, Self::Browser, Self::Code];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Password => "password",
+            Self::Browser => "browser",
+            Self::Code => "code",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+/// A sign-in about to be recorded.
+pub struct NewSignIn<'a> {
+    /// The family id; the `sid` of the sign-in's tokens unless it belongs to a session.
+    pub id: &'a str,
+    pub kind: SignInKind,
+    pub user_id: &'a str,
+    /// The account's `access_version` as read when the sign-in checked it.
+    pub access_version: i64,
+    /// The client (for a browser session, the one its sign-in started for).
+    pub client_id: &'a str,
+    pub scope: &'a str,
+    /// The resource the access tokens are for (`None`: Portcullis's own API).
+    pub audience: Option<&'a str>,
+    /// Whether the client gets a refresh token.
+    pub with_refresh_token: bool,
+    /// The browser session a `code` sign-in belongs to (it must still be open).
+    pub session_id: Option<&'a str>,
+    /// When and how the user authenticated (RFC 8176 `amr` values, space-separated).
+    pub auth_time: i64,
+    pub amr: &'a str,
+    pub ip: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    /// Absolute end of a browser session; caps the refresh tokens of the sign-in.
+    pub expires_at: Option<i64>,
+    /// SHA-256 of a browser session's cookie.
+    pub cookie_digest: Option<&'a str>,
+}
+
+/// What revoking a family did.
+#[derive(Debug, Default)]
+pub struct Revoked {
+    /// Whether the family itself was still open.
+    pub closed: bool,
+    /// The families this revocation closed (the family and, for a browser session, its
+    /// sign-ins): the `sid`s whose access tokens must now be refused.
+    pub ended: Vec<String>,
 }
 
 /// A refresh token that was just issued.
@@ -214,9 +283,19 @@ impl PendingRotation {
         &self.scope
     }
 
-    /// When the sign-in happened (OIDC `auth_time`).
+    /// The browser session the sign-in belongs to (the `sid` of its ID tokens), if any.
+    pub fn session_id(&self) -> Option<&str> {
+        self.family.session_id.as_deref()
+    }
+
+    /// When the user authenticated (OIDC `auth_time`).
     pub fn auth_time(&self) -> i64 {
-        self.family.created_at
+        self.family.auth_time.unwrap_or(self.family.created_at)
+    }
+
+    /// How the user authenticated (RFC 8176).
+    pub fn amr(&self) -> Vec<String> {
+        amr_list(self.family.amr.as_deref())
     }
 
     /// The resource the sign-in's access tokens are for (`None`: Portcullis's own API).
@@ -297,23 +376,14 @@ impl RefreshService {
         }
     }
 
-    /// Records a sign-in: the family `family_id`, with a first refresh token when
-    /// `with_token`. Refused with [`RefreshError::UserChanged`] unless the user is enabled and
-    /// still at `access_version` (the user row is written first, so this serializes with
-    /// [`Self::revoke_user`]).
-    #[allow(clippy::too_many_arguments)]
-    pub async fn start(
-        &self,
-        family_id: &str,
-        user_id: &str,
-        access_version: i64,
-        client_id: &str,
-        scope: &str,
-        audience: Option<&str>,
-        with_token: bool,
-    ) -> Result<Option<Issued>, RefreshError> {
+    /// Records a sign-in, with a first refresh token when `new.with_refresh_token`. Refused
+    /// with [`RefreshError::UserChanged`] unless the user is enabled and still at
+    /// `access_version` (the user row is written first, so this serializes with
+    /// [`Self::revoke_user`]); a `code` sign-in also needs its browser session still open
+    /// (the session row is written next, so this serializes with ending the session).
+    pub async fn start(&self, new: &NewSignIn<'_>) -> Result<Option<Issued>, RefreshError> {
         let now = self.clock.now();
-        let token = if with_token {
+        let token = if new.with_refresh_token {
             Some(random_token()?)
         } else {
             None
@@ -324,8 +394,8 @@ impl RefreshService {
                 users::Column::AccessVersion,
                 Expr::col(users::Column::AccessVersion),
             )
-            .filter(users::Column::Id.eq(user_id))
-            .filter(users::Column::AccessVersion.eq(access_version))
+            .filter(users::Column::Id.eq(new.user_id))
+            .filter(users::Column::AccessVersion.eq(new.access_version))
             .filter(users::Column::Disabled.eq(false))
             .exec(&txn)
             .await?;
@@ -333,26 +403,54 @@ impl RefreshService {
             txn.rollback().await?;
             return Err(RefreshError::UserChanged);
         }
+        // A session's sign-ins end with it: their refresh tokens never outlive it.
+        let mut cap = new.expires_at;
+        if let Some(session_id) = new.session_id {
+            if !self.lock_open_family(&txn, session_id, now).await? {
+                txn.rollback().await?;
+                return Err(RefreshError::SessionEnded);
+            }
+            let session_end = refresh_families::Entity::find_by_id(session_id.to_string())
+                .one(&txn)
+                .await?
+                .and_then(|s| s.expires_at);
+            cap = match (cap, session_end) {
+                (Some(a), Some(b)) => Some(Ord::min(a, b)),
+                (a, b) => a.or(b),
+            };
+            if cap.is_some_and(|end| end <= now) {
+                txn.rollback().await?;
+                return Err(RefreshError::SessionEnded);
+            }
+        }
         refresh_families::ActiveModel {
-            id: Set(family_id.to_string()),
-            user_id: Set(user_id.to_string()),
-            client_id: Set(client_id.to_string()),
-            audience: Set(audience.map(str::to_string)),
+            id: Set(new.id.to_string()),
+            user_id: Set(new.user_id.to_string()),
+            client_id: Set(new.client_id.to_string()),
+            audience: Set(new.audience.map(str::to_string)),
             created_at: Set(now),
             last_used_at: Set(now),
             revoked_at: Set(None),
             revoked_reason: Set(None),
+            kind: Set(new.kind.as_str().to_string()),
+            session_id: Set(new.session_id.map(str::to_string)),
+            auth_time: Set(Some(new.auth_time)),
+            amr: Set(Some(new.amr.to_string())),
+            ip: Set(new.ip.map(str::to_string)),
+            user_agent: Set(new.user_agent.map(str::to_string)),
+            expires_at: Set(cap),
+            cookie_digest: Set(new.cookie_digest.map(str::to_string)),
         }
         .insert(&txn)
         .await?;
         if let Some(token) = &token {
-            self.insert_token(&txn, token, family_id, scope, now)
+            self.insert_token(&txn, token, new.id, new.scope, now, cap)
                 .await?;
         }
         txn.commit().await?;
         Ok(token.map(|token| Issued {
             token,
-            family_id: family_id.to_string(),
+            family_id: new.id.to_string(),
         }))
     }
 
@@ -363,14 +461,16 @@ impl RefreshService {
         family_id: &str,
         scope: &str,
         now: i64,
+        cap: Option<i64>,
     ) -> Result<(), RefreshError> {
+        let expires_at = now.saturating_add(self.ttl_secs);
         refresh_tokens::ActiveModel {
             digest: Set(secret_digest(token)),
             family_id: Set(family_id.to_string()),
             scope: Set(scope.to_string()),
             state: Set(TokenState::Active.as_str().into()),
             issued_at: Set(now),
-            expires_at: Set(now.saturating_add(self.ttl_secs)),
+            expires_at: Set(cap.map_or(expires_at, |cap| Ord::min(expires_at, cap))),
             rotated_at: Set(None),
         }
         .insert(conn)
@@ -510,7 +610,7 @@ impl RefreshService {
             };
         }
         let successor = successor.expose_secret();
-        self.insert_token(&txn, successor, &family.id, &scope, now)
+        self.insert_token(&txn, successor, &family.id, &scope, now, family.expires_at)
             .await?;
         if self.reuse_secs > 0 {
             let successor_digest = secret_digest(successor);
@@ -598,9 +698,39 @@ impl RefreshService {
         Ok(Some(key.open(&context, &replay.sealed)?))
     }
 
-    /// Revokes a family inside `txn`: the family row, its active tokens, its stored answers.
-    /// Returns whether the family was still open.
+    /// Revokes a family inside `txn`: the family row, its active tokens, its stored answers,
+    /// and, for a browser session, every sign-in of the session. Returns whether the family
+    /// was still open.
     async fn revoke_in(
+        &self,
+        txn: &DatabaseTransaction,
+        family_id: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<Revoked, RefreshError> {
+        // The session row first: a `code` sign-in being recorded for it writes it too.
+        let closed = self.revoke_one(txn, family_id, reason, now).await?;
+        let mut ended = Vec::new();
+        if closed {
+            ended.push(family_id.to_string());
+        }
+        let children: Vec<String> = refresh_families::Entity::find()
+            .filter(refresh_families::Column::SessionId.eq(family_id))
+            .filter(refresh_families::Column::RevokedAt.is_null())
+            .all(txn)
+            .await?
+            .into_iter()
+            .map(|f| f.id)
+            .collect();
+        for child in children {
+            if self.revoke_one(txn, &child, reason, now).await? {
+                ended.push(child);
+            }
+        }
+        Ok(Revoked { closed, ended })
+    }
+
+    async fn revoke_one(
         &self,
         txn: &DatabaseTransaction,
         family_id: &str,
@@ -630,14 +760,18 @@ impl RefreshService {
         Ok(closed.rows_affected == 1)
     }
 
-    /// Revokes a family and every token in it, and erases its stored answers. Returns whether
-    /// it was still open.
-    pub async fn revoke_family(&self, family_id: &str, reason: &str) -> Result<bool, RefreshError> {
+    /// Revokes a family and every token in it, and erases its stored answers; a browser
+    /// session takes its sign-ins with it.
+    pub async fn revoke_family(
+        &self,
+        family_id: &str,
+        reason: &str,
+    ) -> Result<Revoked, RefreshError> {
         let now = self.clock.now();
         let txn = crate::db::begin_write(&self.db).await?;
-        let closed = self.revoke_in(&txn, family_id, reason, now).await?;
+        let revoked = self.revoke_in(&txn, family_id, reason, now).await?;
         txn.commit().await?;
-        Ok(closed)
+        Ok(revoked)
     }
 
     /// Ends a user's access in the database, in one transaction: bumps the user's
@@ -669,9 +803,7 @@ impl RefreshService {
             .collect();
         let mut revoked = Vec::with_capacity(open.len());
         for family_id in open {
-            if self.revoke_in(&txn, &family_id, reason, now).await? {
-                revoked.push(family_id);
-            }
+            revoked.extend(self.revoke_in(&txn, &family_id, reason, now).await?.ended);
         }
         txn.commit().await?;
         Ok(revoked)
@@ -752,18 +884,39 @@ impl RefreshService {
                     .equals((refresh_families::Entity, refresh_families::Column::Id)),
             )
             .to_owned();
+        // A browser session stays while any sign-in of it does.
+        let children = Alias::new("children");
+        let has_children = Query::select()
+            .expr(Expr::val(1))
+            .from_as(refresh_families::Entity, children.clone())
+            .and_where(
+                Expr::col((children, refresh_families::Column::SessionId))
+                    .equals((refresh_families::Entity, refresh_families::Column::Id)),
+            )
+            .to_owned();
         let families = refresh_families::Entity::delete_many()
             .filter(
                 refresh_families::Column::LastUsedAt
                     .lt(now.saturating_sub(self.empty_family_grace_secs)),
             )
             .filter(Expr::exists(has_tokens).not())
+            .filter(Expr::exists(has_children).not())
             .exec(&self.db)
             .await?;
         Ok(replays
             .rows_affected
             .saturating_add(tokens.rows_affected)
             .saturating_add(families.rows_affected))
+    }
+}
+
+/// The `amr` values of a sign-in (`pwd` for sign-ins recorded before they were kept).
+pub fn amr_list(stored: Option<&str>) -> Vec<String> {
+    match stored {
+        Some(text) if !text.trim().is_empty() => {
+            text.split_whitespace().map(str::to_string).collect()
+        }
+        _ => vec!["pwd".to_string()],
     }
 }
 

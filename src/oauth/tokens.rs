@@ -41,6 +41,9 @@ pub struct AccessClaims {
     pub sid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_time: Option<i64>,
+    /// How the user authenticated (RFC 8176), for user tokens.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
 }
 
 impl AccessClaims {
@@ -68,14 +71,30 @@ pub struct IdClaims {
     pub exp: i64,
     pub iat: i64,
     pub auth_time: i64,
+    /// How the user authenticated (RFC 8176).
+    #[serde(default)]
+    pub amr: Vec<String>,
     pub azp: String,
     pub sid: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
+    /// Left half of SHA-256 of the access token, base64url (OIDC Core §3.1.3.6).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at_hash: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preferred_username: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+}
+
+/// OIDC `at_hash` / `c_hash` for RS256: the left half of the SHA-256 of the value, base64url
+/// without padding (OIDC Core §3.1.3.6, §3.3.2.11).
+pub fn at_hash(value: &str) -> String {
+    use base64::Engine;
+    let digest = ring::digest::digest(&ring::digest::SHA256, value.as_bytes());
+    let bytes = digest.as_ref();
+    let half = bytes.get(..bytes.len() / 2).unwrap_or(bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(half)
 }
 
 /// Why a presented access token is refused (all answered as `invalid_token`).
@@ -180,6 +199,7 @@ impl TokenService {
         roles: Vec<String>,
         sid: Option<&str>,
         auth_time: Option<i64>,
+        amr: Vec<String>,
     ) -> Result<MintedAccess, SignError> {
         let now = self.clock.now();
         let claims = AccessClaims {
@@ -195,6 +215,7 @@ impl TokenService {
             roles,
             sid: sid.map(str::to_string),
             auth_time,
+            amr,
         };
         let token = self.keys.sign("at+jwt", &claims)?;
         Ok(MintedAccess { token, claims })
@@ -202,6 +223,20 @@ impl TokenService {
 
     pub fn mint_id_token(&self, claims: &IdClaims) -> Result<String, SignError> {
         self.keys.sign("JWT", claims)
+    }
+
+    /// Reads an `id_token_hint` (OIDC RP-Initiated Logout §2): an ID token Portcullis signed
+    /// (signature with a published key, `iss`), possibly expired; never an access token.
+    pub fn decode_id_token_hint(&self, token: &str) -> Result<IdClaims, TokenInvalid> {
+        let data = self
+            .keys
+            .verify::<IdClaims>(token, &self.validation)
+            .map_err(|_| TokenInvalid::Signature)?;
+        let typ = data.header.typ.as_deref().unwrap_or("JWT");
+        if !typ.eq_ignore_ascii_case("JWT") {
+            return Err(TokenInvalid::Type);
+        }
+        Ok(data.claims)
     }
 
     /// Verifies signature, type and registered claims, without consulting the deny list.
@@ -379,6 +414,7 @@ mod tests {
             roles: vec!["reader".into()],
             sid: Some("sid-1".into()),
             auth_time: Some(now),
+            amr: vec!["pwd".into()],
         }
     }
 
@@ -571,7 +607,16 @@ mod tests {
         ) {
             let (service, _) = service();
             let minted = service
-                .mint_access("user-1", "client-1", None, "openid", vec![], Some("sid-1"), Some(0))
+                .mint_access(
+                    "user-1",
+                    "client-1",
+                    None,
+                    "openid",
+                    vec![],
+                    Some("sid-1"),
+                    Some(0),
+                    vec![],
+                )
                 .unwrap();
             prop_assert_eq!(service.decode_access(&minted.token).ok(), Some(minted.claims.clone()));
             // Change one character of the payload or signature (not the last of a segment,
@@ -595,7 +640,16 @@ mod tests {
         fn lifetimes_are_checked_on_the_service_clock(shift in -3_000i64..3_000) {
             let (service, clock) = service();
             let minted = service
-                .mint_access("user-1", "client-1", None, "openid", vec![], Some("sid-1"), Some(0))
+                .mint_access(
+                    "user-1",
+                    "client-1",
+                    None,
+                    "openid",
+                    vec![],
+                    Some("sid-1"),
+                    Some(0),
+                    vec![],
+                )
                 .unwrap();
             clock.advance(shift);
             let valid = (-LEEWAY..900 + LEEWAY).contains(&shift);

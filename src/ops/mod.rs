@@ -8,17 +8,21 @@
 //! services it needs. Imports go down only: front ends → `ops` → services → stores.
 
 pub mod accounts;
+pub mod browser;
 mod caller;
 pub mod clients;
 mod error;
 pub mod keys;
 pub mod readiness;
+pub mod sessions;
 pub mod tokens;
 
 pub use self::accounts::Accounts;
+pub use self::browser::BrowserSignIn;
 pub use self::caller::Caller;
 pub use self::clients::ClientAdmin;
 pub use self::error::OpError;
 pub use self::keys::KeyAdmin;
 pub use self::readiness::Readiness;
+pub use self::sessions::SessionOps;
 pub use self::tokens::TokenOps;

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use portcullis::clients::GrantType;
-use portcullis::signins::{NewSignIn, SignInError, SignIns};
+use portcullis::signins::{NewSignIn, SignInError, SignInKind, SignIns};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -165,6 +165,14 @@ async fn a_sign_in_that_read_the_account_before_its_access_ended_is_refused() {
                     scope: "openid",
                     audience: None,
                     with_refresh_token,
+                    kind: SignInKind::Password,
+                    session_id: None,
+                    auth_time: 0,
+                    amr: "pwd",
+                    ip: None,
+                    user_agent: None,
+                    expires_at: None,
+                    cookie_digest: None,
                 })
                 .await;
             assert!(matches!(late, Err(SignInError::UserChanged)), "{late:?}");

@@ -24,6 +24,8 @@ async fn orders_app(app: &TestApp) {
             default_scopes: None,
             audiences: vec![ORDERS.into()],
             redirect_uris: vec![],
+            post_logout_redirect_uris: Vec::new(),
+            first_party: false,
         })
         .await
         .unwrap();
@@ -57,6 +59,8 @@ async fn orders_server(app: &TestApp) -> Confidential {
             default_scopes: Some(Scope::parse("articles:read").unwrap()),
             audiences: vec![ORDERS.into()],
             redirect_uris: vec![],
+            post_logout_redirect_uris: Vec::new(),
+            first_party: false,
         })
         .await
         .unwrap();
@@ -286,6 +290,8 @@ async fn administrative_scopes_are_never_default_scopes() {
             default_scopes: Some(Scope::parse("openid users:admin").unwrap()),
             audiences: vec![],
             redirect_uris: vec![],
+            post_logout_redirect_uris: Vec::new(),
+            first_party: false,
         })
         .await;
     assert!(refused.is_err(), "{refused:?}");

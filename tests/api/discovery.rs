@@ -23,7 +23,26 @@ async fn metadata_advertises_what_works() {
         assert_eq!(m["userinfo_endpoint"], app.url("/oauth/userinfo"));
         assert_eq!(
             m["grant_types_supported"],
-            serde_json::json!(["password", "refresh_token", "client_credentials"])
+            serde_json::json!([
+                "authorization_code",
+                "password",
+                "refresh_token",
+                "client_credentials"
+            ])
+        );
+        // The code flow, advertised exactly as it works.
+        assert_eq!(m["authorization_endpoint"], app.url("/oauth/authorize"));
+        assert_eq!(m["end_session_endpoint"], app.url("/oauth/end_session"));
+        assert_eq!(m["response_types_supported"], serde_json::json!(["code"]));
+        assert_eq!(m["response_modes_supported"], serde_json::json!(["query"]));
+        assert_eq!(
+            m["code_challenge_methods_supported"],
+            serde_json::json!(["S256"])
+        );
+        assert_eq!(m["authorization_response_iss_parameter_supported"], true);
+        assert_eq!(
+            m["prompt_values_supported"],
+            serde_json::json!(["none", "login", "consent"])
         );
         assert_eq!(
             m["token_endpoint_auth_methods_supported"],

@@ -294,6 +294,19 @@ impl TestApp {
         .await
     }
 
+    /// A refresh by the public client `client_id`.
+    pub async fn refresh_with(&self, client_id: &str, refresh_token: &str) -> Answer {
+        self.post_form(
+            "/oauth/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+                ("client_id", client_id),
+            ],
+        )
+        .await
+    }
+
     pub async fn refresh(&self, refresh_token: &str) -> Answer {
         self.post_form(
             "/oauth/token",
@@ -332,6 +345,8 @@ impl TestApp {
                 )),
                 audiences: vec![],
                 redirect_uris: vec![],
+                post_logout_redirect_uris: Vec::new(),
+                first_party: false,
             })
             .await
             .expect("create client");

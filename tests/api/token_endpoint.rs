@@ -213,6 +213,8 @@ async fn basic_credentials_are_form_urlencoded_before_base64() {
             default_scopes: None,
             audiences: vec![],
             redirect_uris: vec![],
+            post_logout_redirect_uris: Vec::new(),
+            first_party: false,
         })
         .await
         .unwrap();
@@ -315,11 +317,27 @@ async fn rfc6749_error_matrix() {
             error: "unsupported_grant_type",
         },
         Case {
-            name: "authorization_code not offered yet",
+            name: "authorization_code without code",
             basic: None,
             form: vec![("grant_type", "authorization_code"), ("client_id", SPA)],
             status: 400,
-            error: "unsupported_grant_type",
+            error: "invalid_request",
+        },
+        Case {
+            name: "authorization_code with an unknown code",
+            basic: None,
+            form: vec![
+                ("grant_type", "authorization_code"),
+                ("client_id", SPA),
+                ("code", "no-such-code"),
+                ("redirect_uri", "http://127.0.0.1/cb"),
+                (
+                    "code_verifier",
+                    "0123456789012345678901234567890123456789abc",
+                ),
+            ],
+            status: 400,
+            error: "invalid_grant",
         },
         Case {
             name: "password without username",

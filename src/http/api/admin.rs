@@ -228,6 +228,8 @@ impl AdminApi {
                 .transpose()?,
             audiences: body.audiences,
             redirect_uris: body.redirect_uris,
+            post_logout_redirect_uris: body.post_logout_redirect_uris,
+            first_party: body.first_party,
         };
         let created = clients.create(&auth.caller(req), new).await?;
         Ok(Created::Created(Json(created.into())))
@@ -287,6 +289,8 @@ impl AdminApi {
                 .transpose()?,
             audiences: body.audiences,
             redirect_uris: body.redirect_uris,
+            post_logout_redirect_uris: body.post_logout_redirect_uris,
+            first_party: body.first_party,
         };
         let client = clients
             .update(&auth.caller(req), &client_id.0, change)

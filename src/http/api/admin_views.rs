@@ -94,7 +94,12 @@ pub struct ClientView {
     pub default_scopes: String,
     /// Resources (RFC 8707) the client may ask tokens for, besides Portcullis's own API.
     pub audiences: Vec<String>,
+    /// Exact redirect URIs of the authorization-code flow.
     pub redirect_uris: Vec<String>,
+    /// URIs a logout (`/oauth/end_session`) may return to.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// First-party clients skip the consent page.
+    pub first_party: bool,
 }
 
 impl From<&Client> for ClientView {
@@ -117,6 +122,8 @@ impl From<&Client> for ClientView {
             default_scopes: c.default_scopes.to_string(),
             audiences: c.audiences.clone(),
             redirect_uris: c.redirect_uris.clone(),
+            post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
+            first_party: c.first_party,
         }
     }
 }
@@ -132,7 +139,7 @@ pub struct NewClientBody {
     /// A public client has no secret (SPAs, native apps); otherwise a secret is generated.
     #[oai(default)]
     pub public: bool,
-    /// `password`, `refresh_token`, `client_credentials`.
+    /// `authorization_code`, `password`, `refresh_token`, `client_credentials`.
     pub grant_types: Vec<String>,
     /// Space-separated scopes the client may request. Permission scopes can be given only
     /// by a caller who holds them.
@@ -144,8 +151,16 @@ pub struct NewClientBody {
     /// Resources (absolute URIs, RFC 8707) the client may ask tokens for with `resource`.
     #[oai(default)]
     pub audiences: Vec<String>,
+    /// Exact redirect URIs (https; http only on loopback; or a private-use scheme such as
+    /// `com.example.app:/callback`); no fragment, no wildcard.
     #[oai(default)]
     pub redirect_uris: Vec<String>,
+    /// URIs a logout may return to; same rules as `redirect_uris`.
+    #[oai(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// First-party clients skip the consent page.
+    #[oai(default)]
+    pub first_party: bool,
 }
 
 /// A client just created, with its generated secret (shown only here).
@@ -162,6 +177,8 @@ pub struct CreatedClientView {
     pub default_scopes: String,
     pub audiences: Vec<String>,
     pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub first_party: bool,
 }
 
 impl From<CreatedClient> for CreatedClientView {
@@ -180,6 +197,8 @@ impl From<CreatedClient> for CreatedClientView {
             default_scopes: c.default_scopes,
             audiences: c.audiences,
             redirect_uris: c.redirect_uris,
+            post_logout_redirect_uris: c.post_logout_redirect_uris,
+            first_party: c.first_party,
         }
     }
 }
@@ -194,6 +213,8 @@ pub struct ClientPatch {
     pub default_scopes: Option<String>,
     pub audiences: Option<Vec<String>>,
     pub redirect_uris: Option<Vec<String>>,
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    pub first_party: Option<bool>,
 }
 
 /// A freshly generated client secret.

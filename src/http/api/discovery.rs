@@ -17,14 +17,29 @@ use crate::oauth::scope::all_scopes;
 #[derive(Debug, Object)]
 pub struct ServerMetadata {
     pub issuer: String,
+    /// The authorization endpoint (code flow with PKCE S256).
+    pub authorization_endpoint: String,
     pub token_endpoint: String,
     pub jwks_uri: String,
     pub revocation_endpoint: String,
     pub introspection_endpoint: String,
     pub userinfo_endpoint: String,
+    /// OpenID Connect RP-initiated logout.
+    pub end_session_endpoint: String,
     pub grant_types_supported: Vec<String>,
-    /// Empty until the authorization endpoint exists: no redirect-based flow is offered yet.
+    /// `code` only.
     pub response_types_supported: Vec<String>,
+    /// `query` only.
+    pub response_modes_supported: Vec<String>,
+    /// `S256` only (`plain` is refused).
+    pub code_challenge_methods_supported: Vec<String>,
+    /// RFC 9207: every authorization response carries `iss`.
+    pub authorization_response_iss_parameter_supported: bool,
+    /// OIDC `prompt` values understood.
+    pub prompt_values_supported: Vec<String>,
+    /// Request objects (RFC 9101) are not supported.
+    pub request_parameter_supported: bool,
+    pub request_uri_parameter_supported: bool,
     pub token_endpoint_auth_methods_supported: Vec<String>,
     pub revocation_endpoint_auth_methods_supported: Vec<String>,
     pub introspection_endpoint_auth_methods_supported: Vec<String>,
@@ -79,8 +94,21 @@ pub fn metadata_bytes(issuer: &str) -> Bytes {
         revocation_endpoint: format!("{issuer}/oauth/revoke"),
         introspection_endpoint: format!("{issuer}/oauth/introspect"),
         userinfo_endpoint: format!("{issuer}/oauth/userinfo"),
-        grant_types_supported: strings(&["password", "refresh_token", "client_credentials"]),
-        response_types_supported: Vec::new(),
+        authorization_endpoint: format!("{issuer}/oauth/authorize"),
+        end_session_endpoint: format!("{issuer}/oauth/end_session"),
+        grant_types_supported: strings(&[
+            "authorization_code",
+            "password",
+            "refresh_token",
+            "client_credentials",
+        ]),
+        response_types_supported: strings(&["code"]),
+        response_modes_supported: strings(&["query"]),
+        code_challenge_methods_supported: strings(&["S256"]),
+        authorization_response_iss_parameter_supported: true,
+        prompt_values_supported: strings(&["none", "login", "consent"]),
+        request_parameter_supported: false,
+        request_uri_parameter_supported: false,
         token_endpoint_auth_methods_supported: client_auth.clone(),
         revocation_endpoint_auth_methods_supported: client_auth,
         introspection_endpoint_auth_methods_supported: confidential_auth,
@@ -94,6 +122,8 @@ pub fn metadata_bytes(issuer: &str) -> Bytes {
             "exp",
             "iat",
             "auth_time",
+            "amr",
+            "nonce",
             "sid",
             "preferred_username",
             "name",

@@ -7,4 +7,5 @@ pub mod discovery;
 pub mod health;
 pub mod oauth;
 pub mod oauth_error;
+pub mod sessions;
 pub mod users;

@@ -21,12 +21,21 @@ use crate::ops::tokens::Introspected;
 use crate::ops::{OpError, TokenOps};
 
 /// Token request (`application/x-www-form-urlencoded`). Which fields are required depends on
-/// `grant_type`: `password` needs `username` and `password`; `refresh_token` needs
+/// `grant_type`: `authorization_code` needs `code`, `redirect_uri` and (with PKCE)
+/// `code_verifier`; `password` needs `username` and `password`; `refresh_token` needs
 /// `refresh_token`; `client_credentials` needs only client authentication.
 #[derive(Debug, Object, Deserialize)]
 pub struct TokenForm {
-    /// `password`, `refresh_token` or `client_credentials`.
+    /// `authorization_code`, `password`, `refresh_token` or `client_credentials`.
     pub grant_type: Option<String>,
+    /// The authorization code (authorization_code grant).
+    #[oai(write_only)]
+    pub code: Option<String>,
+    /// The redirect URI of the authorization request, exactly (authorization_code grant).
+    pub redirect_uri: Option<String>,
+    /// The PKCE code verifier, 43 to 128 characters (RFC 7636; authorization_code grant).
+    #[oai(write_only)]
+    pub code_verifier: Option<String>,
     /// Username or email (password grant).
     pub username: Option<String>,
     /// The user's password (password grant).
@@ -189,6 +198,9 @@ impl OAuthApi {
         let form = form.0;
         let raw = RawTokenForm {
             grant_type: form.grant_type.as_deref(),
+            code: form.code.as_deref(),
+            redirect_uri: form.redirect_uri.as_deref(),
+            code_verifier: form.code_verifier.as_deref(),
             username: form.username.as_deref(),
             password: form.password.as_deref(),
             refresh_token: form.refresh_token.as_deref(),

@@ -41,6 +41,7 @@ pub async fn grant(
             Vec::new(),
             None,
             None,
+            Vec::new(),
         )
         .map_err(|e| OAuthError::internal(&e))?;
     // Issuance by client_credentials is not audited per token: it is machine-to-machine, high

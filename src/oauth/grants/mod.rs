@@ -1,11 +1,14 @@
 //! The grants of the token endpoint, one module each. The endpoint parses the form into a
 //! [`TokenRequest`] and dispatches here after authenticating the client.
 
+mod authorization_code;
 mod client_credentials;
 mod password;
 mod refresh_token;
 #[cfg(test)]
 mod tests;
+
+pub use password::check_credentials;
 
 use super::error::OAuthError;
 use crate::abuse::{Lockout, RateLimiter};
@@ -22,6 +25,11 @@ use crate::users::UserService;
 /// the RFC 8707 `resource` the access token is asked for (`None`: Portcullis's own API).
 #[derive(Debug)]
 pub enum TokenRequest {
+    AuthorizationCode {
+        code: secrecy::SecretString,
+        redirect_uri: String,
+        code_verifier: Option<secrecy::SecretString>,
+    },
     Password {
         username: String,
         password: secrecy::SecretString,
@@ -42,6 +50,9 @@ pub enum TokenRequest {
 /// The raw form fields the token endpoint reads (others are ignored, RFC 6749 §3.2).
 pub struct RawTokenForm<'a> {
     pub grant_type: Option<&'a str>,
+    pub code: Option<&'a str>,
+    pub redirect_uri: Option<&'a str>,
+    pub code_verifier: Option<&'a str>,
     pub username: Option<&'a str>,
     pub password: Option<&'a str>,
     pub refresh_token: Option<&'a str>,
@@ -61,6 +72,7 @@ fn required<'a>(value: Option<&'a str>, name: &str) -> Result<&'a str, OAuthErro
 impl TokenRequest {
     pub fn grant_type(&self) -> GrantType {
         match self {
+            Self::AuthorizationCode { .. } => GrantType::AuthorizationCode,
             Self::Password { .. } => GrantType::Password,
             Self::RefreshToken { .. } => GrantType::RefreshToken,
             Self::ClientCredentials { .. } => GrantType::ClientCredentials,
@@ -77,6 +89,22 @@ impl TokenRequest {
             .transpose()
             .map_err(|e| OAuthError::invalid_target(e.reason))?;
         match grant_type {
+            "authorization_code" => {
+                // The code's audience was fixed in the authorization request.
+                if resource.is_some() {
+                    return Err(OAuthError::invalid_target(
+                        "name the resource in the authorization request, not with the code",
+                    ));
+                }
+                Ok(Self::AuthorizationCode {
+                    code: required(form.code, "code")?.to_string().into(),
+                    redirect_uri: required(form.redirect_uri, "redirect_uri")?.to_string(),
+                    code_verifier: form
+                        .code_verifier
+                        .filter(|v| !v.is_empty())
+                        .map(|v| v.to_string().into()),
+                })
+            }
             "password" => Ok(Self::Password {
                 username: required(form.username, "username")?.to_string(),
                 password: required(form.password, "password")?.to_string().into(),
@@ -94,7 +122,7 @@ impl TokenRequest {
             other => Err(OAuthError::new(
                 super::error::ErrorCode::UnsupportedGrantType,
                 format!(
-                    "grant_type `{}` is not supported (supported: password, refresh_token, client_credentials)",
+                    "grant_type `{}` is not supported (supported: authorization_code, password, refresh_token, client_credentials)",
                     other.escape_debug()
                 ),
             )),
@@ -127,6 +155,7 @@ pub struct Grants {
     pub lockout: Lockout,
     pub limits: RateLimiter,
     pub audit: Audit,
+    pub codes: crate::oauth::authorize::Codes,
 }
 
 /// What a grant needs besides its own parameters.
@@ -148,6 +177,11 @@ pub async fn handle(
         )));
     }
     match request {
+        TokenRequest::AuthorizationCode {
+            code,
+            redirect_uri,
+            code_verifier,
+        } => authorization_code::grant(&ctx, &code, &redirect_uri, code_verifier.as_ref()).await,
         TokenRequest::Password {
             username,
             password,
@@ -187,13 +221,33 @@ pub(super) async fn permitted_scopes(
     ctx: &GrantContext<'_>,
     user: &crate::users::User,
 ) -> Result<Scope, OAuthError> {
-    Ok(ctx
-        .grants
-        .users
+    user_permitted_scopes(&ctx.grants.users, user).await
+}
+
+/// The scopes `user` may grant: their roles' permissions plus the identity scopes.
+pub async fn user_permitted_scopes(
+    users: &UserService,
+    user: &crate::users::User,
+) -> Result<Scope, OAuthError> {
+    Ok(users
         .permissions(&user.roles)
         .await
         .map_err(|e| OAuthError::internal(&e))?
         .union(&super::scope::identity_scopes()))
+}
+
+/// What the tokens of a user sign-in say about it.
+pub(super) struct SignInFacts<'a> {
+    /// The sign-in (refresh family) of the tokens: the `sid` of the access token.
+    pub sid: &'a str,
+    /// The browser session the sign-in belongs to: the `sid` of the ID token (OIDC's
+    /// session), which is the sign-in itself when there is no browser session.
+    pub session: Option<&'a str>,
+    pub auth_time: i64,
+    /// RFC 8176 authentication methods.
+    pub amr: Vec<String>,
+    /// The OIDC `nonce` of the authorization request, echoed in the ID token.
+    pub nonce: Option<&'a str>,
 }
 
 /// Mints the access token (and the ID token when `openid` was granted) for a user sign-in.
@@ -201,8 +255,7 @@ pub(super) async fn user_tokens(
     ctx: &GrantContext<'_>,
     user: &crate::users::User,
     scope: &Scope,
-    sid: &str,
-    auth_time: i64,
+    facts: &SignInFacts<'_>,
     audience: Option<&str>,
     refresh_token: Option<String>,
 ) -> Result<TokenResponse, OAuthError> {
@@ -215,8 +268,9 @@ pub(super) async fn user_tokens(
             audience,
             &scope_text,
             user.roles.clone(),
-            Some(sid),
-            Some(auth_time),
+            Some(facts.sid),
+            Some(facts.auth_time),
+            facts.amr.clone(),
         )
         .map_err(|e| OAuthError::internal(&e))?;
     let id_token = if scope.contains("openid") {
@@ -226,10 +280,12 @@ pub(super) async fn user_tokens(
             aud: ctx.client.client_id.clone(),
             exp: access.claims.exp,
             iat: access.claims.iat,
-            auth_time,
+            auth_time: facts.auth_time,
+            amr: facts.amr.clone(),
             azp: ctx.client.client_id.clone(),
-            sid: sid.to_string(),
-            nonce: None,
+            sid: facts.session.unwrap_or(facts.sid).to_string(),
+            nonce: facts.nonce.map(str::to_string),
+            at_hash: Some(super::tokens::at_hash(&access.token)),
             preferred_username: scope.contains("profile").then(|| user.username.clone()),
             email: scope.contains("email").then(|| user.email.clone()),
         };

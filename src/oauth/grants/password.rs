@@ -9,15 +9,17 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
-use super::{GrantContext, TokenResponse, audience_for, permitted_scopes, user_tokens};
+use super::{
+    GrantContext, Grants, SignInFacts, TokenResponse, audience_for, permitted_scopes, user_tokens,
+};
 use crate::abuse::{LimitClass, LockoutState};
-use crate::audit::{Event, EventType, Outcome};
+use crate::audit::{Event, EventType, Origin, Outcome};
 use crate::clients::GrantType;
 use crate::domain::{Resource, Scope};
 use crate::oauth::error::OAuthError;
 use crate::oauth::scope::narrow;
-use crate::signins::{NewSignIn, SignInError, SignIns};
-use crate::users::{HashError, UserError};
+use crate::signins::{NewSignIn, SignInError, SignInKind, SignIns};
+use crate::users::{HashError, User, UserError};
 
 pub async fn grant(
     ctx: &GrantContext<'_>,
@@ -28,7 +30,100 @@ pub async fn grant(
 ) -> Result<TokenResponse, OAuthError> {
     let state = ctx.grants;
     let client_id = ctx.client.client_id.as_str();
+    let user = check_credentials(
+        state,
+        ctx.origin,
+        Some(client_id),
+        "password",
+        username,
+        password,
+    )
+    .await?;
 
+    let permitted = permitted_scopes(ctx, &user).await?;
+    let client = ctx.client;
+    let granted = narrow(
+        requested,
+        &client.default_scopes,
+        &client.scopes,
+        &permitted,
+    )
+    .ok_or_else(|| {
+        OAuthError::invalid_scope(if requested.is_empty() {
+            "no scope was requested and none of the client's default scopes may be granted"
+        } else {
+            "none of the requested scopes may be granted to this client and user"
+        })
+    })?;
+    let audience = audience_for(ctx, resource)?;
+
+    // Every user token belongs to a recorded sign-in. The tokens are minted first, then the
+    // sign-in is recorded only if the account is still enabled and its access unchanged since
+    // it was read: anything that ends the user's access later also ends these tokens.
+    let now = state.tokens.now();
+    let sid = SignIns::new_id();
+    let facts = SignInFacts {
+        sid: &sid,
+        session: None,
+        auth_time: now,
+        amr: vec!["pwd".to_string()],
+        nonce: None,
+    };
+    let mut response = user_tokens(ctx, &user, &granted, &facts, audience.as_deref(), None).await?;
+    let recorded = state
+        .sign_ins
+        .record(&NewSignIn {
+            id: &sid,
+            user_id: &user.id,
+            access_version: user.access_version,
+            client_id,
+            scope: &response.scope,
+            audience: audience.as_deref(),
+            with_refresh_token: client.allows(GrantType::RefreshToken),
+            kind: SignInKind::Password,
+            session_id: None,
+            auth_time: now,
+            amr: "pwd",
+            ip: ctx.origin.ip.as_deref(),
+            user_agent: ctx.origin.user_agent.as_deref(),
+            expires_at: None,
+            cookie_digest: None,
+        })
+        .await;
+    match recorded {
+        Ok(issued) => response.refresh_token = issued.map(|i| i.token),
+        Err(SignInError::UserChanged) => {
+            return Err(OAuthError::invalid_grant(
+                "the username or password is incorrect",
+            ));
+        }
+        Err(e) => return Err(OAuthError::internal(&e)),
+    }
+    state
+        .audit
+        .record(
+            ctx.origin,
+            Event::new(EventType::SignIn, Outcome::Success)
+                .actor(&user.id)
+                .client(client_id)
+                .details(json!({"grant_type": "password", "sid": sid, "scope": response.scope})),
+        )
+        .await;
+    Ok(response)
+}
+
+/// Checks a username (or e-mail address) and password, as the password grant and the hosted
+/// sign-in page both do: rate limit and lockout per account, bcrypt on the bounded pool, the
+/// same answer (`invalid_grant`) and the same work for unknown users, wrong passwords, disabled
+/// and locked accounts; failures audited with `method` (`password` or `browser`).
+pub async fn check_credentials(
+    state: &Grants,
+    origin: &Origin,
+    client_id: Option<&str>,
+    method: &str,
+    username: &str,
+    password: &SecretString,
+) -> Result<User, OAuthError> {
     let candidate = state
         .users
         .credentials(username)
@@ -52,7 +147,7 @@ pub async fn grant(
     // state that cannot be read (store down) fails closed.
     let attempt = state
         .lockout
-        .attempt(&subject, ctx.origin.ip.as_deref())
+        .attempt(&subject, origin.ip.as_deref())
         .await
         .map_err(|e| OAuthError::internal(&e))?;
     let checked = attempt.may_verify();
@@ -87,17 +182,25 @@ pub async fn grant(
         } else {
             "locked"
         };
-        let details = json!({"grant_type": "password", "reason": reason});
+        let details = json!({"method": method, "reason": reason});
         if let Some(c) = &candidate {
-            record_lock(ctx, &c.user_id, state.lockout.failed(&attempt)).await;
+            record_lock(
+                state,
+                origin,
+                client_id,
+                &c.user_id,
+                state.lockout.failed(&attempt),
+            )
+            .await;
         }
-        let mut event = Event::new(EventType::SignIn, Outcome::Failure)
-            .client(client_id)
-            .details(details);
+        let mut event = Event::new(EventType::SignIn, Outcome::Failure).details(details);
+        if let Some(client_id) = client_id {
+            event = event.client(client_id);
+        }
         if let Some(c) = &candidate {
             event = event.actor(&c.user_id);
         }
-        state.audit.record(ctx.origin, event).await;
+        state.audit.record(origin, event).await;
         return Err(OAuthError::invalid_grant(
             "the username or password is incorrect",
         ));
@@ -105,80 +208,27 @@ pub async fn grant(
     if let Err(e) = state.lockout.succeeded(&attempt).await {
         tracing::warn!(error = %e, "could not reset failed sign-in counts");
     }
-
-    let permitted = permitted_scopes(ctx, &user).await?;
-    let client = ctx.client;
-    let granted = narrow(
-        requested,
-        &client.default_scopes,
-        &client.scopes,
-        &permitted,
-    )
-    .ok_or_else(|| {
-        OAuthError::invalid_scope(if requested.is_empty() {
-            "no scope was requested and none of the client's default scopes may be granted"
-        } else {
-            "none of the requested scopes may be granted to this client and user"
-        })
-    })?;
-    let audience = audience_for(ctx, resource)?;
-
-    // Every user token belongs to a recorded sign-in. The tokens are minted first, then the
-    // sign-in is recorded only if the account is still enabled and its access unchanged since
-    // it was read: anything that ends the user's access later also ends these tokens.
-    let now = state.tokens.now();
-    let sid = SignIns::new_id();
-    let mut response =
-        user_tokens(ctx, &user, &granted, &sid, now, audience.as_deref(), None).await?;
-    let recorded = state
-        .sign_ins
-        .record(&NewSignIn {
-            id: &sid,
-            user_id: &user.id,
-            access_version: user.access_version,
-            client_id,
-            scope: &response.scope,
-            audience: audience.as_deref(),
-            with_refresh_token: client.allows(GrantType::RefreshToken),
-        })
-        .await;
-    match recorded {
-        Ok(issued) => response.refresh_token = issued.map(|i| i.token),
-        Err(SignInError::UserChanged) => {
-            return Err(OAuthError::invalid_grant(
-                "the username or password is incorrect",
-            ));
-        }
-        Err(e) => return Err(OAuthError::internal(&e)),
-    }
-    state
-        .audit
-        .record(
-            ctx.origin,
-            Event::new(EventType::SignIn, Outcome::Success)
-                .actor(&user.id)
-                .client(client_id)
-                .details(json!({"grant_type": "password", "sid": sid, "scope": response.scope})),
-        )
-        .await;
-    Ok(response)
+    Ok(user)
 }
 
 /// Audits a lock that a failed sign-in caused.
-async fn record_lock(ctx: &GrantContext<'_>, user_id: &str, outcome: LockoutState) {
+async fn record_lock(
+    state: &Grants,
+    origin: &Origin,
+    client_id: Option<&str>,
+    user_id: &str,
+    outcome: LockoutState,
+) {
     let (what, period) = match outcome {
         LockoutState::Counted => return,
         LockoutState::IpBlocked(p) => ("ip_blocked", p),
         LockoutState::AccountLocked(p) => ("account_locked", p),
     };
-    ctx.grants
-        .audit
-        .record(
-            ctx.origin,
-            Event::new(EventType::AccountLocked, Outcome::Success)
-                .actor(user_id)
-                .client(&ctx.client.client_id)
-                .details(json!({"lock": what, "seconds": period.as_secs()})),
-        )
-        .await;
+    let mut event = Event::new(EventType::AccountLocked, Outcome::Success)
+        .actor(user_id)
+        .details(json!({"lock": what, "seconds": period.as_secs()}));
+    if let Some(client_id) = client_id {
+        event = event.client(client_id);
+    }
+    state.audit.record(origin, event).await;
 }

@@ -12,7 +12,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{GrantContext, TokenResponse, audience_for, permitted_scopes, user_tokens};
+use super::{
+    GrantContext, SignInFacts, TokenResponse, audience_for, permitted_scopes, user_tokens,
+};
 use crate::audit::{Event, EventType, Outcome};
 use crate::domain::{Resource, Scope};
 use crate::oauth::error::OAuthError;
@@ -83,8 +85,13 @@ pub async fn grant(
         ctx,
         &user,
         &granted,
-        pending.family_id(),
-        pending.auth_time(),
+        &SignInFacts {
+            sid: pending.family_id(),
+            session: pending.session_id(),
+            auth_time: pending.auth_time(),
+            amr: pending.amr(),
+            nonce: None,
+        },
         audience.as_deref(),
         Some(pending.successor().to_string()),
     )

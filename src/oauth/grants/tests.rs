@@ -20,6 +20,9 @@ fn form<'a>(
 ) -> RawTokenForm<'a> {
     RawTokenForm {
         grant_type,
+        code: None,
+        redirect_uri: None,
+        code_verifier: None,
         username,
         password,
         refresh_token,

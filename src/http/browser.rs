@@ -1,0 +1,617 @@
+//! The browser front end of sign-in: the authorization endpoint (`GET|POST /oauth/authorize`),
+//! the hosted sign-in and consent forms (`/ui/login`, `/ui/consent`) and RP-initiated logout
+//! (`GET|POST /oauth/end_session`). These answer browsers with pages and redirects, not JSON,
+//! so they are plain poem handlers outside the OpenAPI document; every decision is
+//! `ops::BrowserSignIn`'s, and this module owns only what is about browsers:
+//!
+//! - Cookies: a browser cookie (random, the anchor of CSRF tokens) and the session cookie
+//!   (names it; the database keeps only its digest). Both `HttpOnly`, `SameSite=Lax`, `Path=/`;
+//!   with an `https` issuer they are `Secure` and `__Host-` prefixed (browsers refuse that
+//!   prefix without `Secure`, so a plain-http development issuer gets unprefixed names).
+//! - CSRF: every form carries HMAC-SHA256(key derived from the master key, browser cookie),
+//!   checked in constant time, so a token from another browser, or none, is refused (403);
+//!   form posts whose `Origin` is not the issuer's are refused too.
+//! - Pages are rendered by `ui` with its protective headers; redirects are `303 See Other`
+//!   with `Cache-Control: no-store` and `Referrer-Policy: no-referrer`.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use poem::http::{HeaderValue, Method, StatusCode, header};
+use poem::{Body, Request, Response, handler};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::deps::deps;
+use super::origin::origin;
+use super::ui::{self, pages};
+use crate::oauth::authorize::PageProblem;
+use crate::oauth::authorize::request::MAX_QUERY_LEN;
+use crate::ops::BrowserSignIn;
+use crate::ops::browser::{AuthorizeStep, LogoutRequest, LogoutStep, SignInFailure};
+
+/// Where an authorization request resumes after the sign-in page.
+const AUTHORIZE_PREFIX: &str = "/oauth/authorize?";
+
+/// What the browser pages need, built once at start.
+#[derive(Clone)]
+pub struct BrowserFront {
+    pub browser: BrowserSignIn,
+    pub csrf_key: Arc<ring::hmac::Key>,
+    /// Whether the issuer is `https` (cookies `Secure` and `__Host-` prefixed).
+    pub secure: bool,
+    /// The issuer's origin (`scheme://host[:port]`), which form posts must come from.
+    pub issuer_origin: String,
+}
+
+impl BrowserFront {
+    pub fn new(browser: BrowserSignIn, csrf_key: Arc<ring::hmac::Key>, issuer: &str) -> Self {
+        let url = url::Url::parse(issuer).ok();
+        Self {
+            browser,
+            csrf_key,
+            secure: url.as_ref().is_some_and(|u| u.scheme() == "https"),
+            issuer_origin: url
+                .map(|u| u.origin().ascii_serialization())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn cookie_name(&self, base: &str) -> String {
+        if self.secure {
+            format!("__Host-portcullis-{base}")
+        } else {
+            format!("portcullis-{base}")
+        }
+    }
+
+    fn set_cookie(&self, name: &str, value: &str, max_age: Option<i64>) -> String {
+        let mut c = format!(
+            "{}={value}; Path=/; HttpOnly; SameSite=Lax",
+            self.cookie_name(name)
+        );
+        if let Some(age) = max_age {
+            c.push_str(&format!("; Max-Age={age}"));
+        }
+        if self.secure {
+            c.push_str("; Secure");
+        }
+        c
+    }
+
+    fn csrf_token(&self, browser_id: &str) -> String {
+        let tag = ring::hmac::sign(&self.csrf_key, format!("csrf:{browser_id}").as_bytes());
+        URL_SAFE_NO_PAD.encode(tag.as_ref())
+    }
+
+    fn csrf_valid(&self, browser_id: Option<&str>, token: Option<&str>) -> bool {
+        let (Some(id), Some(token)) = (browser_id, token) else {
+            return false;
+        };
+        let Ok(tag) = URL_SAFE_NO_PAD.decode(token) else {
+            return false;
+        };
+        ring::hmac::verify(&self.csrf_key, format!("csrf:{id}").as_bytes(), &tag).is_ok()
+    }
+}
+
+/// The value of cookie `name` in the request, if any.
+fn cookie<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+}
+
+/// The browser cookie of the request, or a new one to set.
+fn browser_id(front: &BrowserFront, req: &Request) -> (String, Option<String>) {
+    if let Some(id) = cookie(req, &front.cookie_name("browser")) {
+        return (id.to_string(), None);
+    }
+    let id = crate::crypto::random_token().unwrap_or_default();
+    let set = front.set_cookie("browser", &id, None);
+    (id, Some(set))
+}
+
+fn with_cookies(mut resp: Response, cookies: &[String]) -> Response {
+    for c in cookies {
+        if let Ok(v) = HeaderValue::from_str(c) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    resp
+}
+
+fn see_other(location: &str) -> Response {
+    Response::builder()
+        .status(StatusCode::SEE_OTHER)
+        .header(header::LOCATION, location)
+        .header(header::CACHE_CONTROL, "no-store")
+        .header(header::REFERRER_POLICY, "no-referrer")
+        .finish()
+}
+
+fn error_page(status: StatusCode, kind: pages::ErrorKind, detail: Option<&str>) -> Response {
+    ui::html(status, pages::error(kind, detail))
+}
+
+fn problem_kind(problem: PageProblem) -> pages::ErrorKind {
+    match problem {
+        PageProblem::InvalidRequest => pages::ErrorKind::InvalidRequest,
+        PageProblem::UnknownClient => pages::ErrorKind::UnknownClient,
+        PageProblem::RedirectUriMismatch => pages::ErrorKind::RedirectUriMismatch,
+    }
+}
+
+fn front(req: &Request) -> Option<&BrowserFront> {
+    deps(req).ok().map(|d| &d.browser)
+}
+
+fn internal() -> Response {
+    error_page(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        pages::ErrorKind::Internal,
+        None,
+    )
+}
+
+/// A form body, parsed (`None`: not a form, or too large).
+async fn form(req: &Request, body: Body) -> Result<Vec<(String, String)>, Response> {
+    let is_form = req
+        .header(header::CONTENT_TYPE)
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|ct| {
+            ct.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !is_form {
+        return Err(error_page(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            pages::ErrorKind::InvalidRequest,
+            Some("the form must be sent as application/x-www-form-urlencoded"),
+        ));
+    }
+    match body.into_bytes().await {
+        Ok(bytes) => Ok(url::form_urlencoded::parse(&bytes)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()),
+        Err(_) => Err(error_page(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            pages::ErrorKind::InvalidRequest,
+            Some("the form is too large"),
+        )),
+    }
+}
+
+fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    let mut values = form
+        .iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str());
+    match (values.next(), values.next()) {
+        (Some(v), None) => Some(v),
+        _ => None,
+    }
+}
+
+/// A form post must come from Portcullis's own pages: the CSRF token of this browser, and no
+/// foreign `Origin`.
+fn check_post(
+    front: &BrowserFront,
+    req: &Request,
+    form: &[(String, String)],
+) -> Result<(), Box<Response>> {
+    let origin_ok = match req.header(header::ORIGIN) {
+        None => true,
+        Some(o) => o == front.issuer_origin,
+    };
+    let browser = cookie(req, &front.cookie_name("browser"));
+    if origin_ok && front.csrf_valid(browser, field(form, "csrf_token")) {
+        Ok(())
+    } else {
+        Err(Box::new(error_page(
+            StatusCode::FORBIDDEN,
+            pages::ErrorKind::CsrfRejected,
+            None,
+        )))
+    }
+}
+
+/// The authorization request a `return_to` names (its query), if it is one.
+fn authorize_query(return_to: &str) -> Option<&str> {
+    return_to
+        .strip_prefix(AUTHORIZE_PREFIX)
+        .filter(|q| q.len() <= MAX_QUERY_LEN && !q.contains('#'))
+}
+
+fn query_param(query: &str, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// The authorization request to resume after a sign-in: `prompt=login` is satisfied now.
+fn without_login_prompt(query: &str) -> String {
+    let mut out = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        if k == "prompt" {
+            let rest: Vec<&str> = v
+                .split(' ')
+                .filter(|p| *p != "login" && !p.is_empty())
+                .collect();
+            if !rest.is_empty() {
+                out.append_pair("prompt", &rest.join(" "));
+            }
+        } else {
+            out.append_pair(&k, &v);
+        }
+    }
+    out.finish()
+}
+
+/// `GET|POST /oauth/authorize` (RFC 6749 §4.1.1; OIDC Core §3.1.2.1 asks for both methods).
+#[handler]
+pub async fn authorize(req: &Request, body: Body) -> Response {
+    let Some(front) = front(req) else {
+        return internal();
+    };
+    let query = if req.method() == Method::POST {
+        match form(req, body).await {
+            Ok(pairs) => {
+                let mut out = url::form_urlencoded::Serializer::new(String::new());
+                for (k, v) in &pairs {
+                    out.append_pair(k, v);
+                }
+                out.finish()
+            }
+            Err(resp) => return resp,
+        }
+    } else {
+        req.uri().query().unwrap_or("").to_string()
+    };
+    let session = front
+        .browser
+        .session(cookie(req, &front.cookie_name("session")))
+        .await;
+    let step = front
+        .browser
+        .authorize(&query, session.as_ref(), &origin(req))
+        .await;
+    render_step(front, req, step, &query)
+}
+
+fn render_step(front: &BrowserFront, req: &Request, step: AuthorizeStep, query: &str) -> Response {
+    let return_to = format!("{AUTHORIZE_PREFIX}{query}");
+    match step {
+        AuthorizeStep::SignIn { .. } => {
+            let target: String =
+                url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
+            see_other(&format!("/ui/login?return_to={target}"))
+        }
+        AuthorizeStep::Consent {
+            client,
+            username,
+            scopes,
+        } => {
+            let (id, set) = browser_id(front, req);
+            let scopes: Vec<String> = scopes.iter().map(str::to_string).collect();
+            let page = pages::consent(&pages::ConsentView {
+                csrf_token: &front.csrf_token(&id),
+                return_to: &return_to,
+                client_name: &client.name,
+                client_id: &client.client_id,
+                username: &username,
+                scopes: &scopes,
+            });
+            with_cookies(
+                ui::html(StatusCode::OK, page),
+                &set.into_iter().collect::<Vec<_>>(),
+            )
+        }
+        AuthorizeStep::Redirect(location) => see_other(&location),
+        AuthorizeStep::Page { problem, detail } => error_page(
+            StatusCode::BAD_REQUEST,
+            problem_kind(problem),
+            Some(&detail),
+        ),
+    }
+}
+
+/// `GET /ui/login?return_to=…`: the sign-in form.
+#[handler]
+pub async fn login_page(req: &Request) -> Response {
+    let Some(front) = front(req) else {
+        return internal();
+    };
+    let return_to = req
+        .uri()
+        .query()
+        .and_then(|q| query_param(q, "return_to"))
+        .unwrap_or_default();
+    let Some(query) = authorize_query(&return_to) else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            pages::ErrorKind::InvalidRequest,
+            Some("this page is reached from an authorization request"),
+        );
+    };
+    let client_name = match query_param(query, "client_id") {
+        Some(id) => front.browser.client_name(&id).await,
+        None => None,
+    };
+    let hint = query_param(query, "login_hint").unwrap_or_default();
+    login_form(
+        front,
+        req,
+        StatusCode::OK,
+        &return_to,
+        &hint,
+        client_name.as_deref(),
+        None,
+    )
+}
+
+fn login_form(
+    front: &BrowserFront,
+    req: &Request,
+    status: StatusCode,
+    return_to: &str,
+    username: &str,
+    client_name: Option<&str>,
+    error: Option<pages::LoginError>,
+) -> Response {
+    let (id, set) = browser_id(front, req);
+    let page = pages::login(&pages::LoginView {
+        csrf_token: &front.csrf_token(&id),
+        return_to,
+        username,
+        client_name,
+        error,
+    });
+    with_cookies(ui::html(status, page), &set.into_iter().collect::<Vec<_>>())
+}
+
+/// `POST /ui/login`: checks the password, starts a browser session and resumes the
+/// authorization request.
+#[handler]
+pub async fn login_submit(req: &Request, body: Body) -> Response {
+    let Some(front) = front(req) else {
+        return internal();
+    };
+    let form = match form(req, body).await {
+        Ok(f) => f,
+        Err(resp) => return resp,
+    };
+    if let Err(refused) = check_post(front, req, &form) {
+        return *refused;
+    }
+    let return_to = field(&form, "return_to").unwrap_or_default().to_string();
+    let Some(query) = authorize_query(&return_to) else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            pages::ErrorKind::InvalidRequest,
+            Some("this page is reached from an authorization request"),
+        );
+    };
+    let username = field(&form, "username")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let password = SecretString::from(field(&form, "password").unwrap_or_default().to_string());
+    let client_id = query_param(query, "client_id").unwrap_or_default();
+    let client_name = front.browser.client_name(&client_id).await;
+    let failed = |status, error| {
+        login_form(
+            front,
+            req,
+            status,
+            &return_to,
+            &username,
+            client_name.as_deref(),
+            Some(error),
+        )
+    };
+    if username.is_empty() || password.expose_secret().is_empty() || username.len() > 320 {
+        return failed(
+            StatusCode::BAD_REQUEST,
+            pages::LoginError::InvalidCredentials,
+        );
+    }
+    let origin = origin(req);
+    match front
+        .browser
+        .sign_in(&username, &password, &client_id, &origin)
+        .await
+    {
+        Ok(started) => {
+            // A session the browser had before is ended: one browser, one session.
+            if let Some(previous) = front
+                .browser
+                .session(cookie(req, &front.cookie_name("session")))
+                .await
+            {
+                front.browser.end_session(&previous.id, &origin).await;
+            }
+            let cookie = front.set_cookie(
+                "session",
+                started.cookie.expose_secret(),
+                Some(front.browser.session_lifetime_secs()),
+            );
+            let next = format!("{AUTHORIZE_PREFIX}{}", without_login_prompt(query));
+            with_cookies(see_other(&next), &[cookie])
+        }
+        Err(SignInFailure::Invalid) => failed(
+            StatusCode::BAD_REQUEST,
+            pages::LoginError::InvalidCredentials,
+        ),
+        Err(SignInFailure::TooMany) => failed(
+            StatusCode::TOO_MANY_REQUESTS,
+            pages::LoginError::TooManyAttempts,
+        ),
+        Err(SignInFailure::Busy) => {
+            failed(StatusCode::SERVICE_UNAVAILABLE, pages::LoginError::Busy)
+        }
+        Err(SignInFailure::UnknownClient) => error_page(
+            StatusCode::BAD_REQUEST,
+            pages::ErrorKind::UnknownClient,
+            None,
+        ),
+        Err(SignInFailure::Internal) => internal(),
+    }
+}
+
+/// `POST /ui/consent`: the user's answer to the consent page.
+#[handler]
+pub async fn consent_submit(req: &Request, body: Body) -> Response {
+    let Some(front) = front(req) else {
+        return internal();
+    };
+    let form = match form(req, body).await {
+        Ok(f) => f,
+        Err(resp) => return resp,
+    };
+    if let Err(refused) = check_post(front, req, &form) {
+        return *refused;
+    }
+    let return_to = field(&form, "return_to").unwrap_or_default();
+    let Some(query) = authorize_query(return_to) else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            pages::ErrorKind::InvalidRequest,
+            Some("this page is reached from an authorization request"),
+        );
+    };
+    let allow = match field(&form, "decision") {
+        Some("allow") => true,
+        Some("deny") => false,
+        _ => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                pages::ErrorKind::InvalidRequest,
+                Some("decision must be allow or deny"),
+            );
+        }
+    };
+    let session = front
+        .browser
+        .session(cookie(req, &front.cookie_name("session")))
+        .await;
+    let step = front
+        .browser
+        .consent(query, session.as_ref(), allow, &origin(req))
+        .await;
+    render_step(front, req, step, query)
+}
+
+/// `GET|POST /oauth/end_session` (OpenID Connect RP-Initiated Logout 1.0).
+#[handler]
+pub async fn end_session(req: &Request, body: Body) -> Response {
+    let Some(front) = front(req) else {
+        return internal();
+    };
+    let (params, confirmed) = if req.method() == Method::POST {
+        let form = match form(req, body).await {
+            Ok(f) => f,
+            Err(resp) => return resp,
+        };
+        // Our confirmation form carries a CSRF token; a relying party's post does not.
+        let confirmed = if field(&form, "csrf_token").is_some() {
+            if let Err(refused) = check_post(front, req, &form) {
+                return *refused;
+            }
+            true
+        } else {
+            false
+        };
+        (form, confirmed)
+    } else {
+        let query = req.uri().query().unwrap_or("");
+        if query.len() > MAX_QUERY_LEN {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                pages::ErrorKind::InvalidRequest,
+                Some("the request is too long"),
+            );
+        }
+        let pairs = url::form_urlencoded::parse(query.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        (pairs, false)
+    };
+    let get = |name: &str| {
+        field(&params, name)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    let request = LogoutRequest {
+        id_token_hint: get("id_token_hint"),
+        post_logout_redirect_uri: get("post_logout_redirect_uri"),
+        state: get("state"),
+        client_id: get("client_id"),
+    };
+    let session = front
+        .browser
+        .session(cookie(req, &front.cookie_name("session")))
+        .await;
+    let clear = front.set_cookie("session", "", Some(0));
+    match front
+        .browser
+        .logout(&request, session.as_ref(), confirmed, &origin(req))
+        .await
+    {
+        LogoutStep::Confirm { client_name } => {
+            let (id, set) = browser_id(front, req);
+            let page = pages::logout_confirm(&pages::LogoutView {
+                csrf_token: &front.csrf_token(&id),
+                client_name: client_name.as_deref(),
+                id_token_hint: request.id_token_hint.as_deref(),
+                post_logout_redirect_uri: request.post_logout_redirect_uri.as_deref(),
+                state: request.state.as_deref(),
+                client_id: request.client_id.as_deref(),
+            });
+            with_cookies(
+                ui::html(StatusCode::OK, page),
+                &set.into_iter().collect::<Vec<_>>(),
+            )
+        }
+        LogoutStep::Redirect(location) => with_cookies(see_other(&location), &[clear]),
+        LogoutStep::SignedOut => {
+            with_cookies(ui::html(StatusCode::OK, pages::signed_out()), &[clear])
+        }
+        LogoutStep::Page { problem, detail } => error_page(
+            StatusCode::BAD_REQUEST,
+            problem_kind(problem),
+            Some(&detail),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resuming_drops_only_the_login_prompt() {
+        assert_eq!(
+            without_login_prompt("client_id=a&prompt=login+consent&state=x"),
+            "client_id=a&prompt=consent&state=x"
+        );
+        assert_eq!(without_login_prompt("prompt=login&x=1"), "x=1");
+    }
+
+    #[test]
+    fn only_authorization_requests_are_resumed() {
+        assert_eq!(authorize_query("/oauth/authorize?a=1"), Some("a=1"));
+        assert_eq!(
+            authorize_query("https://evil.example/oauth/authorize?a=1"),
+            None
+        );
+        assert_eq!(authorize_query("//evil.example/oauth/authorize?a=1"), None);
+        assert_eq!(authorize_query("/oauth/authorize"), None);
+    }
+}

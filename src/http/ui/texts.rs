@@ -1,0 +1,140 @@
+//! Every user-visible string of the hosted pages, in English: page titles, headings, labels,
+//! buttons, messages and the plain-words description of each scope on the consent page.
+//! The templates and [`super::pages`] take their words only from here, so a translation
+//! replaces this one catalogue. Sentences with a value in them are functions; the value is
+//! HTML-escaped by the template that shows the sentence, never here.
+
+use super::pages::{ErrorKind, LoginError};
+
+/// The product name: in the page header and after every page title.
+pub const PRODUCT: &str = "Portcullis";
+
+/// Separates a page title from the product name in the title element ("Sign in · Portcullis").
+pub const TITLE_SEPARATOR: &str = "·";
+
+/// Spoken and shown before every error message, so an error is not told by colour alone.
+pub const ERROR_PREFIX: &str = "Error:";
+
+// ---- Sign-in page ------------------------------------------------------------------------
+
+pub const LOGIN_TITLE: &str = "Sign in";
+pub const LOGIN_HEADING: &str = "Sign in";
+pub const LOGIN_USERNAME_LABEL: &str = "Username or e-mail";
+pub const LOGIN_PASSWORD_LABEL: &str = "Password";
+pub const LOGIN_SUBMIT: &str = "Sign in";
+
+/// The line under the sign-in heading when the client is known.
+pub fn login_continue_to(client_name: &str) -> String {
+    format!("to continue to {client_name}")
+}
+
+/// The message of a failed sign-in. One text for an unknown user, a wrong password and a
+/// locked account, so the page does not tell which accounts exist.
+pub fn login_error(error: LoginError) -> &'static str {
+    match error {
+        LoginError::InvalidCredentials => "The username or password is incorrect.",
+        LoginError::TooManyAttempts => "Too many attempts. Wait a moment and try again.",
+        LoginError::Busy => "The service is busy. Try again in a moment.",
+    }
+}
+
+// ---- Consent page ------------------------------------------------------------------------
+
+pub const CONSENT_TITLE: &str = "Allow access";
+pub const CONSENT_SCOPES_INTRO: &str = "It will be able to:";
+pub const CONSENT_NO_SCOPES: &str = "It asks for no access beyond signing you in.";
+pub const CONSENT_CLIENT_ID_LABEL: &str = "Client ID:";
+pub const CONSENT_ALLOW: &str = "Allow";
+pub const CONSENT_DENY: &str = "Deny";
+
+/// The consent page's heading.
+pub fn consent_heading(client_name: &str) -> String {
+    format!("{client_name} wants to access your account")
+}
+
+/// Who is granting access on the consent page.
+pub fn consent_signed_in_as(username: &str) -> String {
+    format!("Signed in as {username}")
+}
+
+/// What a scope lets a client do, in plain words, or `None` for a scope Portcullis does not
+/// know (the page then shows the scope's name as it is). Administrative scopes say so.
+pub fn scope_description(scope: &str) -> Option<&'static str> {
+    Some(match scope {
+        "openid" => "Sign you in with your Portcullis account",
+        "profile" => "See your username and profile",
+        "email" => "See your e-mail address",
+        "profile:write" => "Change your profile",
+        "articles:read" => "Read articles",
+        "articles:write" => "Create articles and edit your own",
+        "articles:delete" => "Delete articles",
+        "users:read" => "See user accounts and their roles (administrative)",
+        "users:admin" => "Administer users, their roles and permissions (administrative)",
+        "clients:admin" => "Administer client applications (administrative)",
+        "audit:read" => "Read the audit log (administrative)",
+        "keys:admin" => "Administer signing keys (administrative)",
+        _ => return None,
+    })
+}
+
+// ---- Sign-out pages ----------------------------------------------------------------------
+
+pub const LOGOUT_TITLE: &str = "Sign out";
+pub const LOGOUT_HEADING: &str = "Sign out of Portcullis?";
+pub const LOGOUT_SUBMIT: &str = "Sign out";
+
+/// The line under the sign-out question when the client is known.
+pub fn logout_client(client_name: &str) -> String {
+    format!("You are signing out of {client_name}")
+}
+
+pub const SIGNED_OUT_TITLE: &str = "Signed out";
+pub const SIGNED_OUT_HEADING: &str = "You are signed out";
+pub const SIGNED_OUT_MESSAGE: &str = "You can close this window.";
+
+// ---- Error page --------------------------------------------------------------------------
+
+/// The title (and heading) of the error page.
+pub fn error_title(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidRequest => "Invalid request",
+        ErrorKind::UnknownClient => "Unknown application",
+        ErrorKind::RedirectUriMismatch => "Invalid return address",
+        ErrorKind::CsrfRejected => "Form expired",
+        ErrorKind::TooManyRequests => "Too many requests",
+        ErrorKind::Busy => "Service busy",
+        ErrorKind::NotFound => "Page not found",
+        ErrorKind::Internal => "Something went wrong",
+    }
+}
+
+/// What happened and what to do, on the error page.
+pub fn error_message(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidRequest => {
+            "The sign-in request is not valid. Go back to the application and try again."
+        }
+        ErrorKind::UnknownClient => {
+            "The application that sent you here is not registered with Portcullis."
+        }
+        ErrorKind::RedirectUriMismatch => {
+            "The application asked to send you back to an address it has not registered, \
+             so Portcullis will not send you there."
+        }
+        ErrorKind::CsrfRejected => {
+            "This form has expired or did not come from Portcullis. Go back, reload the page \
+             and try again."
+        }
+        ErrorKind::TooManyRequests => "Too many requests. Wait a moment and try again.",
+        ErrorKind::Busy => "The service is busy. Try again in a moment.",
+        ErrorKind::NotFound => "There is nothing at this address.",
+        ErrorKind::Internal => "Portcullis could not complete the request. Try again later.",
+    }
+}
+
+/// The whole page shown if a template ever fails to render (it cannot with the values the
+/// pages pass): static, with no value in it.
+pub const RENDER_FAILED_PAGE: &str = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>Error · Portcullis</title></head><body><main><h1>Something went wrong</h1>\
+<p>Portcullis could not show this page. Try again later.</p></main></body></html>\n";
