@@ -5,6 +5,12 @@ Every OAuth interaction goes through authlib's requests OAuth2Session, and every
 verified with PyJWT's JWKS client: if these pass, the server speaks the standards the way
 widely used clients expect, not just the way our own tests do.
 
+The authorization code flow with PKCE is driven the same way: authlib builds the
+authorization URL and redeems the code, a small user agent (`Browser`: requests with its
+cookie jar, redirects not followed) walks the hosted login and consent pages in between,
+and the ID token is verified with authlib's CodeIDToken claims over joserfc, the JOSE
+library authlib itself uses for OpenID Connect.
+
 Configuration (environment):
   INTEROP_BASE_URL          server base URL == issuer (e.g. http://127.0.0.1:8080)
   INTEROP_USERNAME          user for the password grant (default alice)
@@ -13,17 +19,31 @@ Configuration (environment):
   INTEROP_CLIENT_ID         confidential client with client_credentials (default rs-demo)
   INTEROP_CLIENT_SECRET     its secret
   INTEROP_ACCESS_TOKEN_AUD  expected `aud` of access tokens (default: the issuer URL)
+  INTEROP_CODE_CLIENT_ID    third-party confidential code-flow client (default code-confidential)
+  INTEROP_CODE_CLIENT_SECRET  its secret
+  INTEROP_CODE_PUBLIC_CLIENT_ID  first-party public code-flow client (default code-public)
+  INTEROP_REDIRECT_URI      redirect URI registered for both (default http://127.0.0.1:9/cb);
+                            never fetched: the user agent stops at the redirect to it
 
 Prints one line per check and a final `N passed, M failed`; exits 1 when anything failed.
 """
 
 import os
+import re
 import sys
 import traceback
+from html.parser import HTMLParser
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import jwt
+import requests
+from authlib.common.security import generate_token
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
+from authlib.oidc.core import CodeIDToken
+from joserfc import jwt as jose_jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
 
 TIMEOUT = 15
 LEEWAY = 5  # seconds of clock leeway for iat/nbf/exp (same machine, but second rounding)
@@ -45,6 +65,11 @@ CLIENT_ID = env("INTEROP_CLIENT_ID", "rs-demo")
 CLIENT_SECRET = env("INTEROP_CLIENT_SECRET")
 ACCESS_AUD = env("INTEROP_ACCESS_TOKEN_AUD", BASE)
 USER_SCOPE = "openid articles:read"
+CODE_CLIENT_ID = env("INTEROP_CODE_CLIENT_ID", "code-confidential")
+CODE_CLIENT_SECRET = env("INTEROP_CODE_CLIENT_SECRET")
+CODE_PUBLIC_CLIENT_ID = env("INTEROP_CODE_PUBLIC_CLIENT_ID", "code-public")
+REDIRECT_URI = env("INTEROP_REDIRECT_URI", "http://127.0.0.1:9/cb")
+CODE_SCOPE = "openid profile email"
 
 
 class Failed(Exception):
@@ -93,6 +118,129 @@ def expect_oauth_error(fn, error, what):
         expect(exc.error == error, f"{what}: expected error {error!r}, got {exc.error!r} ({exc.description})")
         return
     raise Failed(f"{what}: succeeded but should have failed with {error!r}")
+
+
+# ---- a minimal user agent for the hosted pages ------------------------------------------
+
+
+class FormParser(HTMLParser):
+    """Collects a page's forms: action, method, named inputs and named submit buttons."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.forms = []
+        self._form = None
+
+    def handle_starttag(self, tag, attrs):
+        a = {k: (v or "") for k, v in attrs}
+        if tag == "form":
+            self._form = {"action": a.get("action", ""), "method": a.get("method", "get").lower(),
+                          "fields": {}, "buttons": []}
+            self.forms.append(self._form)
+        elif self._form is None or not a.get("name"):
+            return
+        elif tag == "button" or (tag == "input" and a.get("type", "text").lower() == "submit"):
+            self._form["buttons"].append((a["name"], a.get("value", "")))
+        elif tag == "input":
+            self._form["fields"][a["name"]] = a.get("value", "")
+
+    def handle_endtag(self, tag):
+        if tag == "form":
+            self._form = None
+
+
+def find_form(html, action):
+    """The POST form of the page whose action is the path `action`, or None."""
+    parser = FormParser()
+    parser.feed(html)
+    parser.close()
+    for form in parser.forms:
+        if form["method"] == "post" and urlsplit(form["action"]).path == action:
+            return form
+    return None
+
+
+def same_endpoint(url, base):
+    a, b = urlsplit(url), urlsplit(base)
+    return (a.scheme, a.netloc, a.path) == (b.scheme, b.netloc, b.path)
+
+
+def callback_params(location):
+    """Single-valued query parameters of the redirect to the client."""
+    params = {k: v[0] for k, v in parse_qs(urlsplit(location).query, keep_blank_values=True).items()}
+    expect("error" not in params, f"redirect carries error {params.get('error')!r}: {params.get('error_description')!r}")
+    return params
+
+
+class Browser:
+    """Real HTTP with requests' cookie jar, one redirect at a time so every hop is seen.
+
+    authorize() GETs an authorization URL and walks the hosted login and consent forms
+    until the server redirects to the client; that Location is returned, never fetched.
+    `pages` tells which forms the last walk went through ("login", "consent").
+    """
+
+    MAX_HOPS = 12
+
+    def __init__(self):
+        self.http = requests.Session()
+        self.pages = []
+
+    def get(self, url):
+        return self.http.get(url, allow_redirects=False, timeout=TIMEOUT)
+
+    def submit(self, page, form, values):
+        data = dict(form["fields"])
+        data.update(values)
+        return self.http.post(urljoin(page.url, form["action"]), data=data, allow_redirects=False, timeout=TIMEOUT)
+
+    def login_page(self, url):
+        """GET the authorization URL of a signed-out browser: 303 to the login page, and its form."""
+        resp = self.get(url)
+        expect(resp.status_code == 303, f"authorize (signed out): status {resp.status_code}, expected 303")
+        location = urljoin(resp.url, resp.headers.get("Location", ""))
+        expect(urlsplit(location).path == "/ui/login", f"authorize (signed out) redirected to {location!r}")
+        expect("return_to" in parse_qs(urlsplit(location).query), f"no return_to in {location!r}")
+        page = self.get(location)
+        expect(page.status_code == 200, f"login page: status {page.status_code}")
+        form = find_form(page.text, "/ui/login")
+        expect(form is not None, "login page has no <form method=post action=/ui/login>")
+        for field in ("csrf_token", "return_to"):
+            expect(form["fields"].get(field), f"login form: hidden {field} missing or empty")
+        return page, form
+
+    def authorize(self, url, username, password, decision="allow", redirect_uri=REDIRECT_URI):
+        self.pages = []
+        resp = self.get(url)
+        for _ in range(self.MAX_HOPS):
+            what = f"{resp.request.method} {urlsplit(resp.url).path}"
+            if resp.is_redirect:
+                expect(resp.status_code == 303, f"{what}: redirect status {resp.status_code}, expected 303")
+                location = urljoin(resp.url, resp.headers["Location"])
+                if same_endpoint(location, redirect_uri):
+                    return location
+                expect(same_endpoint(location, BASE + urlsplit(location).path),
+                       f"{what}: redirected off the server to {location!r}")
+                resp = self.get(location)
+                continue
+            expect(resp.status_code == 200, f"{what}: status {resp.status_code}: {resp.text[:200]!r}")
+            login = find_form(resp.text, "/ui/login")
+            consent = None if login else find_form(resp.text, "/ui/consent")
+            if login:
+                self.pages.append("login")
+                for field in ("csrf_token", "return_to"):
+                    expect(login["fields"].get(field), f"login form: hidden {field} missing or empty")
+                resp = self.submit(resp, login, {"username": username, "password": password})
+            elif consent:
+                self.pages.append("consent")
+                for field in ("csrf_token", "return_to"):
+                    expect(consent["fields"].get(field), f"consent form: hidden {field} missing or empty")
+                expect(("decision", decision) in consent["buttons"],
+                       f"consent form: no decision={decision} button in {consent['buttons']!r}")
+                resp = self.submit(resp, consent, {"decision": decision})
+            else:
+                raise Failed(f"{what}: neither a login nor a consent form: {resp.text[:200]!r}")
+        raise Failed(f"no redirect to {redirect_uri} after {self.MAX_HOPS} hops (pages: {self.pages})")
 
 
 def main():
@@ -265,7 +413,183 @@ def main():
 
     r.check("userinfo with a fresh access token: sub matches", userinfo)
 
+    code_flow_checks(r, meta, state)
+
     return finish(r)
+
+
+# ---- authorization code flow with PKCE (authlib + the hosted pages) --------------------
+
+
+class Authorization:
+    """One authorization request built by authlib and walked through the hosted pages."""
+
+    def __init__(self, session, endpoint, browser):
+        self.verifier = generate_token(48)
+        self.nonce = generate_token(20)
+        self.url, self.state = session.create_authorization_url(endpoint, code_verifier=self.verifier, nonce=self.nonce)
+        self.location = browser.authorize(self.url, USERNAME, PASSWORD)
+        self.pages = list(browser.pages)
+        self.params = callback_params(self.location)
+
+    def expect_redirect(self, pages):
+        expect(self.pages == pages, f"went through {self.pages}, expected {pages}")
+        expect(self.params.get("code"), f"no code in {self.location!r}")
+        expect(self.params.get("state") == self.state, f"state {self.params.get('state')!r} != {self.state!r}")
+        expect(self.params.get("iss") == BASE, f"iss {self.params.get('iss')!r} != {BASE!r} (RFC 9207)")
+
+    def redeem(self, session, token_url, **overrides):
+        kwargs = {"authorization_response": self.location, "state": self.state, "code_verifier": self.verifier}
+        kwargs.update(overrides)
+        return session.fetch_token(token_url, **kwargs)
+
+
+def code_flow_checks(r, meta, state):
+    def discovery_code_flow():
+        for key in ("authorization_endpoint", "end_session_endpoint"):
+            expect(isinstance(meta.get(key), str) and meta[key], f"{key} missing")
+        expect(meta.get("response_types_supported") == ["code"],
+               f"response_types_supported {meta.get('response_types_supported')!r}")
+        expect(meta.get("code_challenge_methods_supported") == ["S256"],
+               f"code_challenge_methods_supported {meta.get('code_challenge_methods_supported')!r}")
+        expect(meta.get("authorization_response_iss_parameter_supported") is True,
+               "authorization_response_iss_parameter_supported is not true")
+        expect("authorization_code" in (meta.get("grant_types_supported") or []),
+               f"grant_types_supported {meta.get('grant_types_supported')!r}")
+
+    if not r.check("discovery advertises the code flow (S256 only, iss response parameter)", discovery_code_flow):
+        return
+    authorize_url = meta["authorization_endpoint"]
+    token_url = meta["token_endpoint"]
+
+    resp = requests.get(meta["jwks_uri"], timeout=TIMEOUT)
+    resp.raise_for_status()
+    keys = KeySet.import_key_set(resp.json())
+
+    def verify_id_token(token, client_id, nonce):
+        expect(token.get("id_token"), "no id_token in the token response")
+        decoded = jose_jwt.decode(token["id_token"], keys, algorithms=["RS256"])
+
+        def claims(access_token):
+            options = {"iss": {"essential": True, "value": BASE}, "aud": {"essential": True, "value": client_id}}
+            for claim in ("nonce", "at_hash", "auth_time", "sid", "amr"):
+                options[claim] = {"essential": True}
+            params = {"nonce": nonce, "client_id": client_id, "access_token": access_token}
+            return CodeIDToken(decoded.claims, decoded.header, options, params)
+
+        claims(token["access_token"]).validate(leeway=LEEWAY)
+        amr = decoded.claims["amr"]
+        expect(isinstance(amr, list) and amr and all(isinstance(m, str) for m in amr), f"amr {amr!r}")
+        expect(isinstance(decoded.claims["auth_time"], int), f"auth_time {decoded.claims['auth_time']!r}")
+        if state.get("sub"):
+            expect(decoded.claims["sub"] == state["sub"], f"sub {decoded.claims['sub']!r} is not alice's {state['sub']!r}")
+        # at_hash is really compared: the same ID token must not validate for another access token.
+        try:
+            claims(token["access_token"] + "x").validate(leeway=LEEWAY)
+        except JoseError:
+            pass
+        else:
+            raise Failed("CodeIDToken accepted a mismatching at_hash")
+
+    def token_response(token):
+        for key in ("access_token", "id_token", "refresh_token", "expires_in"):
+            expect(token.get(key), f"{key} missing from the token response")
+        expect(str(token.get("token_type", "")).lower() == "bearer", f"token_type {token.get('token_type')!r}")
+        return dict(token)
+
+    def refresh(session, token):
+        new = session.refresh_token(token_url, refresh_token=token["refresh_token"])
+        expect(new.get("access_token"), "no access_token")
+        expect(new.get("refresh_token") and new["refresh_token"] != token["refresh_token"], "refresh token not rotated")
+
+    # -- third-party confidential client: login, consent, client_secret_basic ----------
+    conf = OAuth2Session(
+        client_id=CODE_CLIENT_ID,
+        client_secret=CODE_CLIENT_SECRET,
+        scope=CODE_SCOPE,
+        redirect_uri=REDIRECT_URI,
+        code_challenge_method="S256",
+        token_endpoint_auth_method="client_secret_basic",
+    )
+    conf.default_timeout = TIMEOUT
+    browser = Browser()
+
+    def first_authorization():
+        a = Authorization(conf, authorize_url, browser)
+        a.expect_redirect(["login", "consent"])
+        return a
+
+    a1 = r.check("code flow, third-party client: login page, consent page, 303 with code, state, iss (RFC 9207)",
+                 first_authorization)
+    if a1:
+        t1 = r.check("authlib fetch_token: code + PKCE S256, client_secret_basic",
+                     lambda: token_response(a1.redeem(conf, token_url)))
+        if t1:
+            r.check("ID token (authlib CodeIDToken, JWKS): signature, iss, aud, nonce, at_hash, auth_time, sid, amr",
+                    verify_id_token, t1, CODE_CLIENT_ID, a1.nonce)
+            r.check("refresh grant with the code flow's refresh token (client_secret_basic)", refresh, conf, t1)
+
+    def remembered():
+        a = Authorization(conf, authorize_url, browser)
+        a.expect_redirect([])
+        return a
+
+    a2 = r.check("consent remembered: a second authorization redirects with a code, no page shown", remembered)
+
+    def code_replay():
+        token_response(a2.redeem(conf, token_url))
+        expect_oauth_error(lambda: a2.redeem(conf, token_url), "invalid_grant", "redeeming a code twice")
+
+    if a2:
+        r.check("the code cannot be redeemed twice: second redemption -> invalid_grant", code_replay)
+
+    def wrong_verifier():
+        a = remembered()
+        expect_oauth_error(lambda: a.redeem(conf, token_url, code_verifier=generate_token(48)),
+                           "invalid_grant", "redeeming with a wrong code_verifier")
+
+    r.check("wrong code_verifier -> invalid_grant", wrong_verifier)
+
+    def wrong_redirect_uri():
+        a = remembered()
+        expect_oauth_error(lambda: a.redeem(conf, token_url, redirect_uri=REDIRECT_URI + "-other"),
+                           "invalid_grant", "redeeming with another redirect_uri")
+
+    r.check("redirect_uri differing from the authorization request -> invalid_grant", wrong_redirect_uri)
+
+    # -- first-party public client: login only, no secret --------------------------------
+    pub = OAuth2Session(
+        client_id=CODE_PUBLIC_CLIENT_ID,
+        scope=CODE_SCOPE,
+        redirect_uri=REDIRECT_URI,
+        code_challenge_method="S256",
+        token_endpoint_auth_method="none",
+    )
+    pub.default_timeout = TIMEOUT
+    browser2 = Browser()
+
+    def wrong_password():
+        url, _ = pub.create_authorization_url(authorize_url, code_verifier=generate_token(48), nonce=generate_token(20))
+        page, form = browser2.login_page(url)
+        resp = browser2.submit(page, form, {"username": USERNAME, "password": PASSWORD + "-wrong"})
+        expect(resp.status_code == 400, f"status {resp.status_code}, expected 400")
+        expect(re.search(r"role\s*=\s*[\"']?alert", resp.text), 'no role="alert" on the page')
+
+    r.check('login page: a wrong password -> 400 with role="alert"', wrong_password)
+
+    def first_party():
+        a = Authorization(pub, authorize_url, browser2)
+        a.expect_redirect(["login"])
+        return a
+
+    a3 = r.check("code flow, first-party public client: login page, no consent, 303 with code, state, iss", first_party)
+    if a3:
+        t3 = r.check("authlib fetch_token: code + PKCE S256, public client (no secret)",
+                     lambda: token_response(a3.redeem(pub, token_url)))
+        if t3:
+            r.check("ID token of the public client (authlib CodeIDToken): all claims verified",
+                    verify_id_token, t3, CODE_PUBLIC_CLIENT_ID, a3.nonce)
+            r.check("refresh grant with the code flow's refresh token (public client)", refresh, pub, t3)
 
 
 def finish(r):

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Interop driver: start a throw-away Portcullis and run interop/check.py (authlib + PyJWT)
-# against it.
+# and interop/node/code_flow.mjs (openid-client) against it.
 #
 # Usage: interop/run.sh BIN          e.g. interop/run.sh target/debug/portcullis
 #
 # Everything lives in a temp dir (SQLite database, keys, server log, Python venv) that is
 # removed on exit; the server is stopped on exit. The caller's PORTCULLIS_* configuration
-# is ignored, so the run is hermetic (SQLite + in-process store).
+# is ignored, so the run is hermetic (SQLite + in-process store). The Node check needs node
+# and npm on PATH; its pinned packages are installed with `npm ci` into interop/node/.
 # Environment knobs:
 #   INTEROP_VENV=DIR     reuse (or create) this virtualenv instead of a fresh one in the temp dir
 #   INTEROP_KEEP=1       keep the temp dir (server log, database) for inspection
@@ -106,7 +107,12 @@ export PORTCULLIS_ISSUER="$BASE_URL"
 export PORTCULLIS_LOG="${INTEROP_LOG:-info}"
 
 ALICE_PASSWORD="$(random_secret)"
+BOB_PASSWORD="$(random_secret)"
 RS_SECRET="$(random_secret)"
+CODE_SECRET="$(random_secret)"
+# Registered for the code-flow clients but never fetched: the checks stop at the 303 to them.
+REDIRECT_URI="http://127.0.0.1:9/cb"
+POST_LOGOUT_REDIRECT_URI="http://127.0.0.1:9/bye"
 
 log "migrate"
 "$BIN" migrate
@@ -115,6 +121,17 @@ printf '%s' "$ALICE_PASSWORD" | "$BIN" user create --username alice --email alic
 log "create confidential client rs-demo"
 "$BIN" client create --client-id rs-demo --secret "$RS_SECRET" \
     --grant-types client_credentials --scopes "articles:read" >/dev/null
+log "create user bob (signs in through openid-client)"
+printf '%s' "$BOB_PASSWORD" | "$BIN" user create --username bob --email bob@example.com --password-stdin >/dev/null
+log "create first-party public client code-public"
+"$BIN" client create --client-id code-public --public \
+    --grant-types authorization_code,refresh_token --scopes "openid profile email" \
+    --redirect-uri "$REDIRECT_URI" --post-logout-redirect-uri "$POST_LOGOUT_REDIRECT_URI" \
+    --first-party >/dev/null
+log "create third-party confidential client code-confidential"
+"$BIN" client create --client-id code-confidential --secret "$CODE_SECRET" \
+    --grant-types authorization_code,refresh_token --scopes "openid profile email" \
+    --redirect-uri "$REDIRECT_URI" >/dev/null
 
 log "starting $BIN serve on $BASE_URL"
 "$BIN" serve >"$TMP/server.log" 2>&1 &
@@ -128,10 +145,33 @@ until "$PY" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], 
 done
 log "server is up (pid $SERVER_PID)"
 
+# Both checks run even when the first fails; the run fails when either did.
+rc=0
+log "authlib: interop/check.py"
 INTEROP_BASE_URL="$BASE_URL" \
     INTEROP_USERNAME=alice \
     INTEROP_PASSWORD="$ALICE_PASSWORD" \
     INTEROP_PUBLIC_CLIENT_ID=portcullis-spa \
     INTEROP_CLIENT_ID=rs-demo \
     INTEROP_CLIENT_SECRET="$RS_SECRET" \
-    "$PY" "$HERE/check.py"
+    INTEROP_CODE_CLIENT_ID=code-confidential \
+    INTEROP_CODE_CLIENT_SECRET="$CODE_SECRET" \
+    INTEROP_CODE_PUBLIC_CLIENT_ID=code-public \
+    INTEROP_REDIRECT_URI="$REDIRECT_URI" \
+    "$PY" "$HERE/check.py" || rc=1
+
+log "openid-client: npm ci in interop/node"
+command -v node >/dev/null || die "node not found (the openid-client check needs Node.js >= 20)"
+(cd "$HERE/node" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || die "npm ci failed"
+log "openid-client: interop/node/code_flow.mjs"
+INTEROP_BASE_URL="$BASE_URL" \
+    INTEROP_USERNAME=bob \
+    INTEROP_PASSWORD="$BOB_PASSWORD" \
+    INTEROP_CODE_PUBLIC_CLIENT_ID=code-public \
+    INTEROP_CODE_CLIENT_ID=code-confidential \
+    INTEROP_CODE_CLIENT_SECRET="$CODE_SECRET" \
+    INTEROP_REDIRECT_URI="$REDIRECT_URI" \
+    INTEROP_POST_LOGOUT_REDIRECT_URI="$POST_LOGOUT_REDIRECT_URI" \
+    node "$HERE/node/code_flow.mjs" || rc=1
+
+exit "$rc"

@@ -10,122 +10,24 @@
 //!   prefix without `Secure`, so a plain-http development issuer gets unprefixed names).
 //! - CSRF: every form carries HMAC-SHA256(key derived from the master key, browser cookie),
 //!   checked in constant time, so a token from another browser, or none, is refused (403);
-//!   form posts whose `Origin` is not the issuer's are refused too.
+//!   form posts whose `Origin` is neither the issuer's nor the addressed host are refused too.
 //! - Pages are rendered by `ui` with its protective headers; redirects are `303 See Other`
 //!   with `Cache-Control: no-store` and `Referrer-Policy: no-referrer`.
 
-use std::sync::Arc;
-
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use poem::http::{HeaderValue, Method, StatusCode, header};
+use poem::http::{Method, StatusCode, header};
 use poem::{Body, Request, Response, handler};
 use secrecy::{ExposeSecret, SecretString};
 
+use super::cookies::{BrowserFront, browser_id, cookie, with_cookies};
 use super::deps::deps;
 use super::origin::origin;
 use super::ui::{self, pages};
 use crate::oauth::authorize::PageProblem;
 use crate::oauth::authorize::request::MAX_QUERY_LEN;
-use crate::ops::BrowserSignIn;
 use crate::ops::browser::{AuthorizeStep, LogoutRequest, LogoutStep, SignInFailure};
 
 /// Where an authorization request resumes after the sign-in page.
 const AUTHORIZE_PREFIX: &str = "/oauth/authorize?";
-
-/// What the browser pages need, built once at start.
-#[derive(Clone)]
-pub struct BrowserFront {
-    pub browser: BrowserSignIn,
-    pub csrf_key: Arc<ring::hmac::Key>,
-    /// Whether the issuer is `https` (cookies `Secure` and `__Host-` prefixed).
-    pub secure: bool,
-    /// The issuer's origin (`scheme://host[:port]`), which form posts must come from.
-    pub issuer_origin: String,
-}
-
-impl BrowserFront {
-    pub fn new(browser: BrowserSignIn, csrf_key: Arc<ring::hmac::Key>, issuer: &str) -> Self {
-        let url = url::Url::parse(issuer).ok();
-        Self {
-            browser,
-            csrf_key,
-            secure: url.as_ref().is_some_and(|u| u.scheme() == "https"),
-            issuer_origin: url
-                .map(|u| u.origin().ascii_serialization())
-                .unwrap_or_default(),
-        }
-    }
-
-    fn cookie_name(&self, base: &str) -> String {
-        if self.secure {
-            format!("__Host-portcullis-{base}")
-        } else {
-            format!("portcullis-{base}")
-        }
-    }
-
-    fn set_cookie(&self, name: &str, value: &str, max_age: Option<i64>) -> String {
-        let mut c = format!(
-            "{}={value}; Path=/; HttpOnly; SameSite=Lax",
-            self.cookie_name(name)
-        );
-        if let Some(age) = max_age {
-            c.push_str(&format!("; Max-Age={age}"));
-        }
-        if self.secure {
-            c.push_str("; Secure");
-        }
-        c
-    }
-
-    fn csrf_token(&self, browser_id: &str) -> String {
-        let tag = ring::hmac::sign(&self.csrf_key, format!("csrf:{browser_id}").as_bytes());
-        URL_SAFE_NO_PAD.encode(tag.as_ref())
-    }
-
-    fn csrf_valid(&self, browser_id: Option<&str>, token: Option<&str>) -> bool {
-        let (Some(id), Some(token)) = (browser_id, token) else {
-            return false;
-        };
-        let Ok(tag) = URL_SAFE_NO_PAD.decode(token) else {
-            return false;
-        };
-        ring::hmac::verify(&self.csrf_key, format!("csrf:{id}").as_bytes(), &tag).is_ok()
-    }
-}
-
-/// The value of cookie `name` in the request, if any.
-fn cookie<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
-    req.headers()
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-}
-
-/// The browser cookie of the request, or a new one to set.
-fn browser_id(front: &BrowserFront, req: &Request) -> (String, Option<String>) {
-    if let Some(id) = cookie(req, &front.cookie_name("browser")) {
-        return (id.to_string(), None);
-    }
-    let id = crate::crypto::random_token().unwrap_or_default();
-    let set = front.set_cookie("browser", &id, None);
-    (id, Some(set))
-}
-
-fn with_cookies(mut resp: Response, cookies: &[String]) -> Response {
-    for c in cookies {
-        if let Ok(v) = HeaderValue::from_str(c) {
-            resp.headers_mut().append(header::SET_COOKIE, v);
-        }
-    }
-    resp
-}
 
 fn see_other(location: &str) -> Response {
     Response::builder()
@@ -206,9 +108,16 @@ fn check_post(
     req: &Request,
     form: &[(String, String)],
 ) -> Result<(), Box<Response>> {
+    // A browser names the page's origin; a cross-site page cannot claim ours. Ours is the
+    // issuer's, or the one the browser addressed (`Host`), as when the server is reached
+    // under another name in development.
     let origin_ok = match req.header(header::ORIGIN) {
         None => true,
-        Some(o) => o == front.issuer_origin,
+        Some(o) if o == front.issuer_origin => true,
+        Some(o) => {
+            let authority = o.split_once("://").map(|(_, rest)| rest);
+            authority.is_some() && authority == req.header(header::HOST)
+        }
     };
     let browser = cookie(req, &front.cookie_name("browser"));
     if origin_ok && front.csrf_valid(browser, field(form, "csrf_token")) {

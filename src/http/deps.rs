@@ -64,7 +64,7 @@ pub struct Deps {
     pub metadata: Metadata,
     pub jwks: Jwks,
     /// The browser sign-in pages (`http::browser`).
-    pub browser: super::browser::BrowserFront,
+    pub browser: super::cookies::BrowserFront,
     pub session_ops: crate::ops::SessionOps,
 }
 

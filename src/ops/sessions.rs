@@ -4,7 +4,8 @@
 
 use serde_json::json;
 
-use super::{Caller, OpError};
+use super::caller::Caller;
+use super::error::OpError;
 use crate::audit::{Audit, EventType};
 use crate::oauth::authorize::{Consent, Consents};
 use crate::signins::{SignInRecord, SignIns};

@@ -838,3 +838,171 @@ async fn disabling_the_user_ends_browser_sessions_too() {
         Some("login_required")
     );
 }
+
+#[tokio::test]
+async fn of_concurrent_redemptions_of_a_code_exactly_one_wins() {
+    let app = spawn_app().await;
+    app.register("alice").await;
+    code_client(&app, "spa", None, true).await;
+    let mut browser = Browser::new(&app);
+    let f = flow("spa");
+    let code = authorize(&mut browser, &f, "alice")
+        .await
+        .redirect_param("code")
+        .unwrap();
+    let (a, b, c, d) = tokio::join!(
+        redeem(&app, "spa", &code, &f.verifier),
+        redeem(&app, "spa", &code, &f.verifier),
+        redeem(&app, "spa", &code, &f.verifier),
+        redeem(&app, "spa", &code, &f.verifier),
+    );
+    let answers = [a, b, c, d];
+    let won: Vec<&Answer> = answers
+        .iter()
+        .filter(|a| a.status == StatusCode::OK)
+        .collect();
+    assert!(won.len() <= 1, "{} redemptions won", won.len());
+    for a in answers.iter().filter(|a| a.status != StatusCode::OK) {
+        a.assert_oauth_error(400, "invalid_grant");
+    }
+    // Whatever a winner got is ended by the replays that followed it.
+    for a in won {
+        assert_eq!(
+            app.get_bearer("/api/v1/users/me", &a.str("access_token"))
+                .await
+                .status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_browser_session_needs_a_new_sign_in_when_idle_or_too_old() {
+    let app = spawn_app().await;
+    app.register("alice").await;
+    code_client(&app, "spa", None, true).await;
+    let mut browser = Browser::new(&app);
+    let (_, tokens) = signed_in(&app, &mut browser, "spa", "alice").await;
+    let none = |f: Flow| format!("{}&prompt=none", f.query);
+
+    // Used within the idle timeout (1 h): still signed in.
+    app.clock.advance(50 * 60);
+    let page = browser.get(&none(flow("spa"))).await;
+    assert!(page.redirect_param("code").is_some(), "{:?}", page.location);
+    // Unused for longer: a new sign-in is needed.
+    app.clock.advance(61 * 60);
+    let page = browser.get(&none(flow("spa"))).await;
+    assert_eq!(
+        page.redirect_param("error").as_deref(),
+        Some("login_required")
+    );
+
+    // The lifetime (12 h) bounds the refresh tokens of the apps signed in through it.
+    let mut browser = Browser::new(&app);
+    let (_, tokens2) = signed_in(&app, &mut browser, "spa", "alice").await;
+    let mut refresh = tokens2.str("refresh_token");
+    // Refreshing keeps the apps going for the whole lifetime (past the idle timeout)…
+    for _ in 0..13 {
+        app.clock.advance(55 * 60);
+        let answer = app.refresh_with("spa", &refresh).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        refresh = answer.str("refresh_token");
+    }
+    // …and not a moment longer.
+    app.clock.advance(10 * 60);
+    app.refresh_with("spa", &refresh)
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+    drop(tokens);
+}
+
+#[tokio::test]
+async fn administrators_list_and_end_a_users_sessions() {
+    let app = spawn_app().await;
+    app.register("alice").await;
+    super::helpers::user_with_roles(&app, "root", &["admin"]).await;
+    code_client(&app, "spa", None, true).await;
+    let mut browser = Browser::new(&app);
+    let (_, tokens) = signed_in(&app, &mut browser, "spa", "alice").await;
+    let alice = jwt_part(&tokens.str("access_token"), 1)["sub"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let admin = app
+        .password_grant("root", "users:read users:admin")
+        .await
+        .str("access_token");
+    let reader = app
+        .password_grant("alice", "openid profile")
+        .await
+        .str("access_token");
+    let path = format!("/api/v1/admin/users/{alice}/sessions");
+
+    // An ordinary user may not.
+    assert_eq!(
+        app.get_bearer(&path, &reader).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let list = app.get_bearer(&path, &admin).await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.body);
+    assert_eq!(
+        list.body["items"].as_array().unwrap().len(),
+        2,
+        "{}",
+        list.body
+    );
+    let resp = app
+        .http
+        .delete(app.url(&path))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get_bearer("/api/v1/users/me", &tokens.str("access_token"))
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.get_bearer(&path, &admin).await.body["items"],
+        serde_json::json!([])
+    );
+    let page = browser
+        .get(&format!("{}&prompt=none", flow("spa").query))
+        .await;
+    assert_eq!(
+        page.redirect_param("error").as_deref(),
+        Some("login_required")
+    );
+}
+
+#[tokio::test]
+async fn a_locked_account_gets_the_same_answer_on_the_sign_in_page() {
+    let app = super::helpers::spawn_app_with(|raw| raw.lockout_threshold = 3).await;
+    app.register("alice").await;
+    code_client(&app, "spa", None, true).await;
+    let mut browser = Browser::new(&app);
+    let first = browser.get(&flow("spa").query).await;
+    let login = browser.get(first.location.as_deref().unwrap()).await;
+    let csrf = login.input("csrf_token").unwrap();
+    let return_to = login.input("return_to").unwrap();
+    let attempt = |password: &'static str| {
+        vec![
+            ("csrf_token".to_string(), csrf.clone()),
+            ("return_to".to_string(), return_to.clone()),
+            ("username".to_string(), "alice".to_string()),
+            ("password".to_string(), password.to_string()),
+        ]
+    };
+    for _ in 0..3 {
+        let page = post(&mut browser, attempt("wrong password here"), None).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    }
+    // Locked now: the right password gets the very same answer, and no session.
+    let page = post(&mut browser, attempt(super::helpers::PASSWORD), None).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.body.contains("The username or password is incorrect."));
+    assert!(!browser.cookies.keys().any(|k| k.contains("session")));
+}

@@ -52,8 +52,17 @@ async fn metadata_advertises_what_works() {
             m["id_token_signing_alg_values_supported"],
             serde_json::json!(["RS256"])
         );
-        assert!(m.get("authorization_endpoint").is_none(), "not offered yet");
         // Every advertised endpoint exists.
+        // The authorization endpoint without parameters answers a page about the bad request;
+        // the end-session endpoint without parameters, the sign-out confirmation page.
+        for (key, expected) in [
+            ("authorization_endpoint", StatusCode::BAD_REQUEST),
+            ("end_session_endpoint", StatusCode::OK),
+        ] {
+            let url = m[key].as_str().unwrap();
+            let status = app.http.get(url).send().await.unwrap().status();
+            assert_eq!(status, expected, "{key}");
+        }
         for key in [
             "token_endpoint",
             "revocation_endpoint",

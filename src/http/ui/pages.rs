@@ -8,6 +8,7 @@
 use askama::Template;
 
 use super::texts;
+pub use super::texts::{ErrorKind, LoginError};
 
 /// What the sign-in page shows.
 #[derive(Clone, Copy)]
@@ -22,15 +23,6 @@ pub struct LoginView<'a> {
     pub error: Option<LoginError>,
 }
 
-/// Why the last sign-in attempt failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LoginError {
-    /// Unknown user, wrong password or locked account: one message for all three.
-    InvalidCredentials,
-    TooManyAttempts,
-    Busy,
-}
-
 /// What the consent page shows.
 #[derive(Clone, Copy)]
 pub struct ConsentView<'a> {
@@ -41,19 +33,6 @@ pub struct ConsentView<'a> {
     pub username: &'a str,
     /// Each shown with [`texts::scope_description`], or as its name when unknown.
     pub scopes: &'a [String],
-}
-
-/// Which error page to show.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorKind {
-    InvalidRequest,
-    UnknownClient,
-    RedirectUriMismatch,
-    CsrfRejected,
-    TooManyRequests,
-    Busy,
-    NotFound,
-    Internal,
 }
 
 /// What the sign-out confirmation shows; each `Some` field is re-posted to

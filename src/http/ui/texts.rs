@@ -1,10 +1,31 @@
 //! Every user-visible string of the hosted pages, in English: page titles, headings, labels,
 //! buttons, messages and the plain-words description of each scope on the consent page.
-//! The templates and [`super::pages`] take their words only from here, so a translation
-//! replaces this one catalogue. Sentences with a value in them are functions; the value is
+//! The templates and the page renderer (`pages.rs`) take their words only from here, so a
+//! translation replaces this one catalogue. Sentences with a value in them are functions; the value is
+
 //! HTML-escaped by the template that shows the sentence, never here.
 
-use super::pages::{ErrorKind, LoginError};
+/// Why the last sign-in attempt failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoginError {
+    /// Unknown user, wrong password or locked account: one message for all three.
+    InvalidCredentials,
+    TooManyAttempts,
+    Busy,
+}
+
+/// Which error page to show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    InvalidRequest,
+    UnknownClient,
+    RedirectUriMismatch,
+    CsrfRejected,
+    TooManyRequests,
+    Busy,
+    NotFound,
+    Internal,
+}
 
 /// The product name: in the page header and after every page title.
 pub const PRODUCT: &str = "Portcullis";
