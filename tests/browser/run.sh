@@ -6,7 +6,7 @@
 #
 # Usage: tests/browser/run.sh BIN        e.g. tests/browser/run.sh target/debug/portcullis
 #
-# Needs Node.js 18+ with npm, and Chromium (Debian's /usr/bin/chromium; no browser is ever
+# Needs Node.js 20+ with npm (playwright-core's minimum), and Chromium (Debian's /usr/bin/chromium; no browser is ever
 # downloaded). Everything lives in a temp dir (SQLite database, keys, logs, Chromium profile)
 # that is removed on exit; the server and the SPA server are stopped on exit. The caller's
 # PORTCULLIS_* configuration is ignored, so the run is hermetic (SQLite + in-process store).
@@ -38,8 +38,10 @@ case "$BIN" in
     *) BIN="$PWD/$BIN" ;;
 esac
 [ -x "$BIN" ] || die "not an executable: $BIN"
-command -v node >/dev/null || die "node not found (install Node.js 18 or later)"
+command -v node >/dev/null || die "node not found (install Node.js 20 or later)"
 command -v npm >/dev/null || die "npm not found"
+node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' \
+    || die "Node.js $(node --version) is too old: playwright-core needs 20 or later"
 export E2E_CHROMIUM="${E2E_CHROMIUM:-/usr/bin/chromium}"
 [ -x "$E2E_CHROMIUM" ] || die "no Chromium at $E2E_CHROMIUM (apt-get install chromium)"
 
