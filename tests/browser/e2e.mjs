@@ -244,7 +244,14 @@ const scenarios = [
     await page.goto(`${SPA}/`);
     await expectStatus(page, 'signed out');
     await page.click('#signin');
-    await page.waitForURL((u) => isLoginPage(u));
+    // Either the login page, or the SPA's own error (e.g. discovery refused by CORS).
+    await Promise.race([
+      page.waitForURL((u) => isLoginPage(u)),
+      page.waitForFunction(() => document.getElementById('status')?.textContent.startsWith('error')),
+    ]);
+    if (!isLoginPage(new URL(page.url()))) {
+      assert.fail(`the SPA did not reach /ui/login: #status "${await page.textContent('#status')}"`);
+    }
     assert.equal(authorizeRequests.length, 1, 'the SPA did not go through the authorization endpoint');
     const authz = authorizeRequests[0].searchParams;
     assert.equal(authz.get('response_type'), 'code');
@@ -354,7 +361,8 @@ const scenarios = [
   ['prompt=none: a code (with iss) with a session, login_required without one', async () => {
     const context = await newContext();
     const { page, request } = await openLoginPage(context);
-    await submitLogin(page, ALICE);
+    const login = await submitLogin(page, ALICE);
+    assert.ok([302, 303].includes(login.status()), `POST /ui/login answered ${login.status()}, expected a redirect`);
     if (!isCallback(new URL(page.url()))) {
       // Consent is remembered from scenario 1; accept it here if it was not, so that the
       // prompt=none checks below still run.
