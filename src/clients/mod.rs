@@ -3,7 +3,7 @@
 //! types, scopes (and the default scopes granted when a request names none), the resources it
 //! may ask tokens for (RFC 8707 audiences), and redirect URIs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -176,11 +176,15 @@ const CLIENT_CACHE_MAX: usize = 10_000;
 
 type ClientCache = RwLock<HashMap<String, (Instant, Arc<Client>)>>;
 
+/// [`ClientService::web_origins`] and the clock second it was read.
+type OriginCache = RwLock<Option<(i64, Arc<HashSet<String>>)>>;
+
 #[derive(Clone)]
 pub struct ClientService {
     db: DatabaseConnection,
     clock: SharedClock,
     cache: Arc<ClientCache>,
+    web_origins: Arc<OriginCache>,
 }
 
 impl ClientService {
@@ -189,6 +193,7 @@ impl ClientService {
             db,
             clock,
             cache: Arc::new(RwLock::new(HashMap::new())),
+            web_origins: Arc::default(),
         }
     }
 
@@ -433,6 +438,48 @@ impl ClientService {
             Ok(_) | Err(ClientError::Duplicate) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// The web origins of every client: the origin (`scheme://host[:port]`, the port left out
+    /// when it is the scheme's default, as browsers send `Origin`) of each `http`/`https`
+    /// redirect URI and post-logout URI registered (private-use schemes have none). Served
+    /// from memory for [`CLIENT_CACHE_TTL`] of [`Clock`](crate::clock::Clock) time, so a
+    /// change to any client reaches every instance within that bound, and tests can move
+    /// past it without sleeping.
+    pub async fn web_origins(&self) -> Result<Arc<HashSet<String>>, ClientError> {
+        use sea_orm::QuerySelect;
+        let ttl = i64::try_from(CLIENT_CACHE_TTL.as_secs()).unwrap_or(i64::MAX);
+        let now = self.clock.now();
+        if let Some((at, origins)) = self
+            .web_origins
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            // A clock set back counts as expired.
+            && (0..ttl).contains(&now.saturating_sub(*at))
+        {
+            return Ok(origins.clone());
+        }
+        let rows: Vec<(String, String)> = clients::Entity::find()
+            .select_only()
+            .column(clients::Column::RedirectUris)
+            .column(clients::Column::PostLogoutRedirectUris)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let origins: HashSet<String> = rows
+            .iter()
+            .flat_map(|(redirect, post_logout)| redirect.lines().chain(post_logout.lines()))
+            .filter_map(|uri| url::Url::parse(uri).ok())
+            .filter(|url| matches!(url.scheme(), "http" | "https"))
+            .map(|url| url.origin().ascii_serialization())
+            .collect();
+        let origins = Arc::new(origins);
+        *self
+            .web_origins
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((now, origins.clone()));
+        Ok(origins)
     }
 }
 

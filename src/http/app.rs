@@ -51,8 +51,9 @@ pub fn api_service() -> OpenApiService<Apis, ()> {
     )
     .description(
         "OAuth 2.0 / OpenID Connect authorization server. To try protected operations here: \
-         Authorize → OAuth2 password flow, with a registered user's credentials and the \
-         client_id `portcullis-spa` (public client, leave the secret empty).",
+         Authorize → OAuth2 authorizationCode flow (client_id `portcullis-spa`, PKCE, secret \
+         left empty), pick the scopes and sign in; or the password flow with a registered \
+         user's credentials and the same client_id.",
     )
 }
 
@@ -81,6 +82,7 @@ pub fn app(state: AppState) -> impl Endpoint {
     let ids = std::sync::Arc::new(middleware::RequestIds::new());
     let routes = std::sync::Arc::new(documented_routes(&api));
     let hsts_max_age = state.settings.server.hsts_max_age;
+    let clients = state.clients.clone();
     let deps = Deps {
         token_ops: state.token_ops.clone(),
         accounts: state.accounts.clone(),
@@ -118,10 +120,11 @@ pub fn app(state: AppState) -> impl Endpoint {
         .at("/ui/consent", post(browser::consent_submit))
         .at(ui::STYLESHEET_PATH, get(ui::stylesheet))
         .at("/openapi.json", api.spec_endpoint())
-        .nest("/docs", api.swagger_ui())
+        .nest("/docs", super::swagger::endpoint(&api.swagger_ui_html()))
         .nest("/", api)
         .with(CatchPanic::new())
         .data(Arc::new(deps))
         .around(move |next, req| middleware::around(next, req, ids.clone(), routes.clone()))
+        .around(move |next, req| super::cors::around(next, req, clients.clone()))
         .with(middleware::strict_transport_security(hsts_max_age))
 }

@@ -1,6 +1,7 @@
-//! Bearer access tokens on protected operations: the OAuth2 password-flow security scheme that
-//! Swagger UI's "Authorize" uses, and its checker, which validates the token (signature, type,
-//! issuer, audience, lifetime, deny list) before the handler runs.
+//! Bearer access tokens on protected operations: the OAuth2 security scheme that Swagger UI's
+//! "Authorize" uses (the authorization-code flow with PKCE, and the password flow), and its
+//! checker, which validates the token (signature, type, issuer, audience, lifetime, deny list)
+//! before the handler runs.
 
 use poem::Request;
 use poem_openapi::auth::Bearer;
@@ -46,13 +47,21 @@ impl OAuthScopes for ApiScopes {
     }
 }
 
-/// A validated bearer access token. In Swagger UI: Authorize with the password flow and the
-/// seeded public client `portcullis-spa` (no secret).
+/// A validated bearer access token. In Swagger UI: Authorize with the seeded public client
+/// `portcullis-spa` (no secret), by the authorization-code flow (sign-in page, PKCE; see
+/// `http::swagger`) or the password flow.
 #[derive(SecurityScheme)]
 #[oai(
     ty = "oauth2",
     rename = "oauth2",
-    flows(password(token_url = "/oauth/token", scopes = "ApiScopes")),
+    flows(
+        authorization_code(
+            authorization_url = "/oauth/authorize",
+            token_url = "/oauth/token",
+            scopes = "ApiScopes"
+        ),
+        password(token_url = "/oauth/token", scopes = "ApiScopes")
+    ),
     checker = "check_bearer"
 )]
 pub struct BearerAuth(pub AccessClaims);

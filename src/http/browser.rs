@@ -144,10 +144,14 @@ fn query_param(query: &str, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// The authorization request to resume after a sign-in: `prompt=login` is satisfied now.
-fn without_login_prompt(query: &str) -> String {
+/// The authorization request to resume after a sign-in: `prompt=login` and `max_age` are
+/// satisfied by the sign-in that just happened (and would ask for it again a second later).
+fn resumed_after_sign_in(query: &str) -> String {
     let mut out = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        if k == "max_age" {
+            continue;
+        }
         if k == "prompt" {
             let rest: Vec<&str> = v
                 .split(' ')
@@ -351,7 +355,7 @@ pub async fn login_submit(req: &Request, body: Body) -> Response {
                 started.cookie.expose_secret(),
                 Some(front.browser.session_lifetime_secs()),
             );
-            let next = format!("{AUTHORIZE_PREFIX}{}", without_login_prompt(query));
+            let next = format!("{AUTHORIZE_PREFIX}{}", resumed_after_sign_in(query));
             with_cookies(see_other(&next), &[cookie])
         }
         Err(SignInFailure::Invalid) => failed(
@@ -505,12 +509,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn resuming_drops_only_the_login_prompt() {
+    fn resuming_drops_only_what_the_sign_in_satisfied() {
         assert_eq!(
-            without_login_prompt("client_id=a&prompt=login+consent&state=x"),
+            resumed_after_sign_in("client_id=a&prompt=login+consent&state=x&max_age=0"),
             "client_id=a&prompt=consent&state=x"
         );
-        assert_eq!(without_login_prompt("prompt=login&x=1"), "x=1");
+        assert_eq!(resumed_after_sign_in("prompt=login&x=1"), "x=1");
     }
 
     #[test]
