@@ -59,6 +59,11 @@ const server = createServer(async (req, res) => {
   const path = new URL(req.url ?? '/', 'http://localhost').pathname;
   let body;
   let type;
+  if (path === '/favicon.ico') {
+    // No icon: answered without a 404, which would only add noise to the browser's console.
+    res.writeHead(204, headers).end();
+    return;
+  }
   if (path === '/config.js') {
     const config = configFor(server.address().port);
     body = `export const config = ${JSON.stringify(config, null, 2)};\n`;
