@@ -1,6 +1,7 @@
 // End-to-end browser test of Portcullis's browser sign-in: headless Chromium (through
-// playwright-core) drives the example SPA in examples/spa and the hosted login and consent
-// pages. Started by run.sh, which sets up the server, the users, the client and the SPA.
+// playwright-core) drives the example SPA in examples/spa, Swagger UI at /docs, and the hosted
+// login and consent pages. Started by run.sh, which sets up the server (with the seeded
+// Swagger UI client portcullis-spa), the users, the SPA's client and the SPA.
 //
 // Environment:
 //   E2E_ISSUER          the server's issuer URL, e.g. http://127.0.0.1:8080
@@ -8,6 +9,7 @@
 //   E2E_CLIENT_ID       the SPA's public client id
 //   E2E_ALICE_PASSWORD  alice's password (alice signs in)
 //   E2E_BOB_PASSWORD    bob's password (bob gets locked out)
+//   E2E_CAROL_PASSWORD  carol's password (carol authorizes Swagger UI)
 //   E2E_CHROMIUM        the Chromium binary (default /usr/bin/chromium)
 //   E2E_TIMEOUT_MS      per-step timeout (default 20000)
 //
@@ -31,6 +33,7 @@ const SPA = required('E2E_SPA_URL').replace(/\/+$/, '');
 const CLIENT_ID = required('E2E_CLIENT_ID');
 const ALICE = { username: 'alice', password: required('E2E_ALICE_PASSWORD') };
 const BOB = { username: 'bob', password: required('E2E_BOB_PASSWORD') };
+const CAROL = { username: 'carol', password: required('E2E_CAROL_PASSWORD') };
 const CHROMIUM = process.env.E2E_CHROMIUM || '/usr/bin/chromium';
 const TIMEOUT = Number.parseInt(process.env.E2E_TIMEOUT_MS || '20000', 10);
 
@@ -38,6 +41,9 @@ const ISSUER_ORIGIN = new URL(ISSUER).origin;
 const REDIRECT_URI = `${SPA}/callback.html`;
 const POST_LOGOUT_URI = `${SPA}/`;
 const INCORRECT = 'The username or password is incorrect.';
+// Swagger UI at /docs: the client it is set up with (seeded by the server) and its receiver.
+const SWAGGER_CLIENT_ID = 'portcullis-spa';
+const SWAGGER_RECEIVER = `${ISSUER}/docs/oauth-receiver.html`;
 // Statuses that app.js shows while it is still working.
 const BUSY = new Set(['loading', 'completing sign-in', 'redirecting to sign in', 'refreshing', 'signing out']);
 
@@ -484,6 +490,138 @@ const scenarios = [
     const child = page.mainFrame().childFrames()[0];
     assert.ok(child, 'no iframe');
     assert.equal(await child.locator('#password').count(), 0, 'the login page rendered inside a frame');
+    await context.close();
+  }],
+
+  ['Swagger UI: Authorize (authorization code + PKCE) in a popup, then Try it out on /users/me', async () => {
+    const context = await newContext();
+    const page = await context.newPage();
+    const authorizeRequests = [];
+    context.on('request', (r) => {
+      if (r.url().startsWith(`${discovery.authorization_endpoint}?`)) authorizeRequests.push(new URL(r.url()));
+    });
+    const docs = await page.goto(`${ISSUER}/docs`);
+    assert.equal(docs?.status(), 200, `GET /docs answered ${docs?.status()}`);
+    const authorizeButton = page.locator('.scheme-container .btn.authorize');
+    await authorizeButton.click();
+    // One dialog section per flow of the oauth2 scheme; this one is the authorization code's.
+    const section = page.locator('.modal-ux .auth-container')
+      .filter({ has: page.locator('h4', { hasText: 'authorizationCode' }) });
+    await section.waitFor({ state: 'visible' });
+    assert.match(await section.locator('h4').innerText(), /with PKCE/, 'Swagger UI does not use PKCE');
+    assert.equal(
+      await section.locator('#client_id_authorizationCode').inputValue(), SWAGGER_CLIENT_ID,
+      'the dialog is not prefilled with the seeded client',
+    );
+    for (const scope of ['openid', 'profile']) {
+      // The checkbox itself is hidden; its label is what a user clicks.
+      await section.locator(`label[for="${scope}-authorizationCode-checkbox-oauth2"]`).click();
+      assert.ok(await section.locator(`input[data-value="${scope}"]`).isChecked(), `the ${scope} scope is not ticked`);
+    }
+
+    const [popup] = await Promise.all([
+      context.waitForEvent('page'),
+      section.locator('.auth-btn-wrapper button.authorize').click(),
+    ]);
+    // Every document the popup shows, and its closing by the receiver.
+    const shown = [];
+    popup.on('framenavigated', (f) => {
+      if (f === popup.mainFrame()) shown.push(f.url());
+    });
+    const closed = new Promise((resolve) => {
+      popup.once('close', resolve);
+    });
+    await popup.waitForURL((u) => isLoginPage(u)).catch(() => {
+      throw new Error(`the popup did not show the login page but ${popup.isClosed() ? '(closed)' : popup.url()}`);
+    });
+    assert.equal(authorizeRequests.length, 1, 'the popup did not start at the authorization endpoint');
+    const authz = authorizeRequests[0].searchParams;
+    assert.equal(authz.get('response_type'), 'code');
+    assert.equal(authz.get('client_id'), SWAGGER_CLIENT_ID);
+    assert.equal(authz.get('redirect_uri'), SWAGGER_RECEIVER, 'Swagger UI sent another redirect_uri');
+    assert.equal(authz.get('code_challenge_method'), 'S256', 'Swagger UI did not use PKCE S256');
+    assert.match(authz.get('code_challenge') ?? '', /^[A-Za-z0-9_-]{43}$/, 'no S256 code_challenge');
+    assert.deepEqual((authz.get('scope') ?? '').split(' ').sort(), ['openid', 'profile'], `scope: ${authz.get('scope')}`);
+
+    // Sign in: the popup goes back to the authorization endpoint, then (first-party client,
+    // no consent) to the receiver, which hands the code to Swagger UI, which redeems it.
+    const tokenResponse = page.waitForResponse(
+      (r) => r.request().method() === 'POST' && r.url() === discovery.token_endpoint,
+      { timeout: TIMEOUT },
+    );
+    tokenResponse.catch(() => {}); // awaited below, unless the scenario fails before
+    await popup.fill('#username', CAROL.username);
+    await popup.fill('#password', CAROL.password);
+    const [login] = await Promise.all([
+      popup.waitForResponse(
+        (r) => r.request().method() === 'POST' && new URL(r.url()).pathname === '/ui/login',
+        { timeout: TIMEOUT },
+      ),
+      popup.click('form[action="/ui/login"] button[type="submit"]'),
+    ]);
+    assert.ok([302, 303].includes(login.status()), `POST /ui/login answered ${login.status()}, expected a redirect`);
+    const token = await tokenResponse.catch(() => {
+      throw new Error(`Swagger UI made no token request; the popup showed: ${shown.join(', ')}`);
+    });
+    await withTimeout(closed, TIMEOUT, 'the receiver closing the popup').catch(() => {
+      throw new Error(`the popup did not close; it showed: ${shown.join(', ')}`);
+    });
+    const receiver = shown.map((u) => new URL(u)).find((u) => `${u.origin}${u.pathname}` === SWAGGER_RECEIVER);
+    assert.ok(receiver, `the popup never reached ${SWAGGER_RECEIVER}; it showed: ${shown.join(', ')}`);
+    assert.equal(receiver.searchParams.get('state'), authz.get('state'), 'the receiver got another state');
+    assert.equal(receiver.searchParams.get('iss'), ISSUER, 'the receiver got no iss');
+    const code = receiver.searchParams.get('code');
+    assert.ok(code, `no code at the receiver: ${receiver.search}`);
+
+    const sent = new URLSearchParams(token.request().postData() ?? '');
+    assert.equal(sent.get('grant_type'), 'authorization_code');
+    assert.equal(sent.get('code'), code, 'Swagger UI redeemed another code');
+    assert.equal(sent.get('client_id'), SWAGGER_CLIENT_ID);
+    assert.equal(sent.get('redirect_uri'), SWAGGER_RECEIVER);
+    const verifier = sent.get('code_verifier') ?? '';
+    assert.match(verifier, /^[A-Za-z0-9._~-]{43,128}$/, 'Swagger UI sent no code_verifier');
+    assert.equal(b64url(createHash('sha256').update(verifier).digest()), authz.get('code_challenge'), 'the verifier does not match the challenge');
+    const tokenText = await token.text();
+    assert.equal(token.status(), 200, `POST /oauth/token answered ${token.status()}: ${tokenText}`);
+    const tokens = JSON.parse(tokenText);
+    assert.ok(tokens.access_token, `no access token: ${tokenText}`);
+    assert.match(tokens.scope ?? '', /(^| )profile( |$)/, `the token's scope: ${tokens.scope}`);
+
+    // The dialog shows the flow authorized, and Swagger UI holds the token it was given.
+    const logout = section.locator('.auth-btn-wrapper button', { hasText: 'Logout' });
+    await logout.waitFor({ state: 'visible' });
+    assert.match(await section.innerText(), /Authorized/, 'the section does not say "Authorized"');
+    const held = await page.evaluate(() => window.ui.authSelectors.authorized().toJS());
+    assert.equal(held?.oauth2?.schema?.flow, 'authorizationCode', `Swagger UI's authorization: ${JSON.stringify(held?.oauth2?.schema)}`);
+    assert.equal(held.oauth2.token?.access_token, tokens.access_token, 'Swagger UI holds another access token');
+    await section.locator('.auth-btn-wrapper button.btn-done').click();
+    await page.locator('.modal-ux').waitFor({ state: 'hidden' });
+    assert.match(await authorizeButton.getAttribute('class'), /\blocked\b/, 'the Authorize button is not shown locked');
+
+    // Try it out: GET /api/v1/users/me with the token.
+    const op = page.locator('.opblock.opblock-get')
+      .filter({ has: page.locator('.opblock-summary-path[data-path="/api/v1/users/me"]') });
+    assert.equal(await op.count(), 1, 'no GET /api/v1/users/me operation on the page');
+    await op.locator('.opblock-summary-control').click();
+    await op.locator('.try-out__btn').click();
+    const [api] = await Promise.all([
+      page.waitForResponse((r) => new URL(r.url()).pathname === '/api/v1/users/me', { timeout: TIMEOUT }),
+      op.locator('.execute').click(),
+    ]);
+    assert.equal(await api.request().headerValue('authorization'), `Bearer ${tokens.access_token}`, 'the call did not carry the token');
+    assert.equal(api.status(), 200, `GET /api/v1/users/me answered ${api.status()}: ${await api.text()}`);
+    const row = op.locator('.responses-wrapper .live-responses-table .response');
+    await row.first().waitFor({ state: 'visible' });
+    const status = (await row.first().locator('.response-col_status').innerText()).trim();
+    assert.equal(status, '200', `Swagger UI shows the code ${status}`);
+    const body = await row.first().locator('.response-col_description .highlight-code code').innerText();
+    let me;
+    try {
+      me = JSON.parse(body);
+    } catch {
+      assert.fail(`Swagger UI shows a body that is not JSON: ${body}`);
+    }
+    assert.equal(me.username, CAROL.username, `Swagger UI shows: ${JSON.stringify(me)}`);
     await context.close();
   }],
 ];

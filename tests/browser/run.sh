@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Browser end-to-end driver: start a throw-away Portcullis and the example SPA
 # (examples/spa), then let headless Chromium (playwright-core, tests/browser/e2e.mjs) sign in
-# through the authorization code flow with PKCE, refresh, list sessions, sign out, and probe
-# the login page (wrong password, lockout, CSRF, clickjacking headers).
+# through the authorization code flow with PKCE, refresh, list sessions, sign out, probe
+# the login page (wrong password, lockout, CSRF, clickjacking headers), and authorize Swagger
+# UI at /docs (the seeded client portcullis-spa, code flow with PKCE in a popup) to call the API.
 #
 # Usage: tests/browser/run.sh BIN        e.g. tests/browser/run.sh target/debug/portcullis
 #
@@ -126,15 +127,20 @@ export PORTCULLIS_ISSUER="$BASE_URL"
 export PORTCULLIS_LOCKOUT_THRESHOLD=3
 export PORTCULLIS_RATE_LIMIT_ENABLED=false
 export PORTCULLIS_LOG="${BROWSER_LOG:-info}"
+# Seed Swagger UI's public client (portcullis-spa, redirect URI {issuer}/docs/oauth-receiver.html):
+# by default only the embedded database gets it, and this run names its own database.
+export PORTCULLIS_SEED_PUBLIC_CLIENT=true
 
 ALICE_PASSWORD="$(random_secret)"
 BOB_PASSWORD="$(random_secret)"
+CAROL_PASSWORD="$(random_secret)"
 
 log "migrate"
 "$BIN" migrate
-log "create users alice and bob"
+log "create users alice, bob and carol"
 printf '%s' "$ALICE_PASSWORD" | "$BIN" user create --username alice --email alice@example.com --password-stdin >/dev/null
 printf '%s' "$BOB_PASSWORD" | "$BIN" user create --username bob --email bob@example.com --password-stdin >/dev/null
+printf '%s' "$CAROL_PASSWORD" | "$BIN" user create --username carol --email carol@example.com --password-stdin >/dev/null
 log "create public client spa-demo for $SPA_URL"
 "$BIN" client create --client-id spa-demo --public \
     --grant-types authorization_code,refresh_token --scopes "openid profile email" \
@@ -170,4 +176,5 @@ TMPDIR="$TMP" \
     E2E_CLIENT_ID=spa-demo \
     E2E_ALICE_PASSWORD="$ALICE_PASSWORD" \
     E2E_BOB_PASSWORD="$BOB_PASSWORD" \
+    E2E_CAROL_PASSWORD="$CAROL_PASSWORD" \
     node "$HERE/e2e.mjs"
