@@ -7,10 +7,12 @@
 //! Then it tries to take the `duties` lease in the store (Redis: shared by all instances, a Lua
 //! script with a growing fencing token; embedded default: in-process). The holder alone runs
 //! the shared duties: keep a `current` and a `next` key, rotate on schedule, remove keys whose
-//! publication has ended and, at most once a minute, purge expired refresh tokens. The lease
-//! lasts three reload intervals (at least 3 s) and the holder renews it on every tick; when the
-//! holder dies another instance takes over once it lapses. Writes that must not come from a
-//! superseded holder (the scheduled rotation) carry the fencing token into the database.
+//! publication has ended, send the outbox's due e-mail (`mail::Sender`, every pass) and, at
+//! most once a minute, purge expired refresh tokens. The lease lasts three reload intervals
+//! (at least 3 s) and the holder renews it on every tick; when the holder dies another
+//! instance takes over once it lapses. Writes that must not come from a superseded holder (the
+//! scheduled rotation) carry the fencing token into the database; the outbox is claimed row
+//! by row, so a superseded holder still sending cannot send a message twice.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -40,6 +42,8 @@ pub struct TickReport {
     pub removed: Vec<String>,
     /// Refresh-token rows purged.
     pub purged: u64,
+    /// What the outbox pass did (the lease holder sends mail on every pass).
+    pub mail: Option<crate::mail::SendReport>,
 }
 
 /// One instance's duty runner. The lease is held in the name of the instance
@@ -148,6 +152,10 @@ impl Duties {
                 Ok(n) => report.purged = report.purged.saturating_add(n),
                 Err(e) => tracing::warn!(error = %e, "could not purge expired authorization codes"),
             }
+        }
+        match self.state.mail_sender.send_due().await {
+            Ok(sent) => report.mail = Some(sent),
+            Err(e) => tracing::warn!(error = %e, "could not send the outbox; will retry"),
         }
         if keys.reload().await.unwrap_or(false) {
             report.reloaded = true;

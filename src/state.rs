@@ -41,6 +41,8 @@ pub enum StartError {
     Seed(#[from] crate::clients::ClientError),
     #[error("password hashing: {0}")]
     Hash(#[from] crate::users::HashError),
+    #[error("outgoing mail (PORTCULLIS_SMTP_URL): {0}")]
+    Mail(#[from] crate::mail::MailError),
     #[error("{0}")]
     Io(String),
 }
@@ -86,6 +88,8 @@ pub struct AppState {
     pub csrf_key: Arc<ring::hmac::Key>,
     /// Outgoing e-mail: use cases enqueue in their transaction (see [`crate::mail`]).
     pub outbox: crate::mail::Outbox,
+    /// Sends the outbox (run by the background duties' lease holder).
+    pub mail_sender: crate::mail::Sender,
 }
 
 /// Options for building the state.
@@ -260,6 +264,7 @@ impl AppState {
             codes,
             csrf_key,
             outbox: crate::mail::Outbox::new(db.clone(), clock.clone()),
+            mail_sender: crate::mail::Sender::new(db.clone(), clock.clone(), &settings.mail)?,
             store_is_shared,
             users,
             sign_ins,

@@ -9,6 +9,7 @@
 mod abuse;
 mod database;
 mod keys;
+mod mail;
 mod passwords;
 mod server;
 mod sessions;
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 pub use abuse::{AbuseSettings, ForwardedHeader};
 pub use database::{DEFAULT_DATABASE_URL, DatabaseSettings};
 pub use keys::{KeySettings, KeyTimings, MasterKeySource, decode_master_key};
+pub use mail::{MailSettings, SmtpCredentials, SmtpSecurity, SmtpSettings};
 pub use passwords::PasswordSettings;
 pub use server::{ServerSettings, TlsSettings};
 pub use sessions::SessionSettings;
@@ -146,6 +148,12 @@ pub struct RawSettings {
     pub session_lifetime: DurationSetting,
     /// `max-age` of `Strict-Transport-Security`; `0` tells browsers to forget the policy.
     pub hsts_max_age: DurationSetting,
+    /// Outgoing mail server (`smtp://…`, `smtps://…`); none: `.eml` files in `mail_dir`.
+    pub smtp_url: Option<String>,
+    /// The sender of every message (`Name <address>`).
+    pub mail_from: Option<String>,
+    /// Where messages are written when no SMTP server is configured.
+    pub mail_dir: PathBuf,
 }
 
 impl Default for RawSettings {
@@ -188,6 +196,9 @@ impl Default for RawSettings {
             session_idle_timeout: DurationSetting::Text("1h".into()),
             session_lifetime: DurationSetting::Text("12h".into()),
             hsts_max_age: DurationSetting::Text("365d".into()),
+            smtp_url: None,
+            mail_from: None,
+            mail_dir: PathBuf::from("data/mail"),
         }
     }
 }
@@ -203,6 +214,7 @@ pub struct Settings {
     pub passwords: PasswordSettings,
     pub abuse: AbuseSettings,
     pub sessions: SessionSettings,
+    pub mail: MailSettings,
     /// Log filter, e.g. `info` or `portcullis=debug`.
     pub log: String,
 }
@@ -232,7 +244,8 @@ impl RawSettings {
     }
 
     /// Validates each section, then links them. The rules that span sections live here and
-    /// only here: the audience defaults to the issuer, and signed tokens (whose lifetime the
+    /// only here: the audience defaults to the issuer, the default mail sender is at the
+    /// issuer's host, and signed tokens (whose lifetime the
     /// key timings need) live as long as access tokens. Rules within a section (the refresh
     /// reuse window against the access-token TTL, HSTS against TLS and the issuer, the key
     /// timings against each other) are checked by that section.
@@ -246,6 +259,7 @@ impl RawSettings {
             passwords: PasswordSettings::from_raw(&self)?,
             abuse: AbuseSettings::from_raw(&self)?,
             sessions: SessionSettings::from_raw(&self)?,
+            mail: MailSettings::from_raw(&self, &server.issuer)?,
             server,
             tokens,
             keys,

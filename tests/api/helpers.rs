@@ -52,6 +52,7 @@ pub fn test_settings(dir: &std::path::Path) -> RawSettings {
     RawSettings {
         bcrypt_cost: 4,
         keys_dir: dir.join("keys"),
+        mail_dir: dir.join("mail"),
         seed_public_client: Some(true),
         database_url: Some(format!(
             "sqlite://{}?mode=rwc",
