@@ -1,9 +1,9 @@
 //! Portcullis: a standalone OAuth 2.0 / OpenID Connect authorization server.
 //!
 //! Where things are: `oauth/` (token endpoint and its grants, revocation, introspection,
-//! userinfo, discovery), `keys/` (signing keys and JWKS), `users/`, `clients/`, `store/`
-//! (Redis and in-process shared state), `http/` (app assembly, middleware, errors), `audit`,
-//! `config`, `cli`.
+//! userinfo, discovery), `keys/` (signing keys and JWKS), `users/`, `clients/`, `mail/`
+//! (outgoing e-mail through an outbox), `store/` (Redis and in-process shared state), `http/`
+//! (app assembly, middleware, errors), `audit`, `config`, `cli`.
 
 pub mod abuse;
 pub mod articles;
