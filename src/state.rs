@@ -210,6 +210,7 @@ impl AppState {
             limits: limits.clone(),
             audit: audit.clone(),
             codes: codes.clone(),
+            require_verified_email: settings.accounts.require_verified_email,
         };
         let sessions = crate::sessions::Sessions::new(
             db.clone(),

@@ -7,6 +7,7 @@
 //! is read by `http::tls` when the server starts.
 
 mod abuse;
+mod accounts;
 mod database;
 mod keys;
 mod passwords;
@@ -23,6 +24,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 pub use abuse::{AbuseSettings, ForwardedHeader};
+pub use accounts::AccountSettings;
 pub use database::{DEFAULT_DATABASE_URL, DatabaseSettings};
 pub use keys::{KeySettings, KeyTimings, MasterKeySource, decode_master_key};
 pub use passwords::PasswordSettings;
@@ -129,6 +131,10 @@ pub struct RawSettings {
     pub rate_limit_login: String,
     pub rate_limit_client: String,
     pub rate_limit_register_ip: String,
+    pub rate_limit_recovery_ip: String,
+    pub rate_limit_recovery_address: String,
+    /// Whether an account must confirm its address before it may sign in.
+    pub require_verified_email: bool,
     pub lockout_threshold: u32,
     pub lockout_ip_threshold: u32,
     pub lockout_base: DurationSetting,
@@ -177,6 +183,9 @@ impl Default for RawSettings {
             rate_limit_login: "20/1m".into(),
             rate_limit_client: "6000/1m".into(),
             rate_limit_register_ip: "20/1h".into(),
+            rate_limit_recovery_ip: "20/1h".into(),
+            rate_limit_recovery_address: "5/1h".into(),
+            require_verified_email: false,
             lockout_threshold: 10,
             lockout_ip_threshold: 5,
             lockout_base: DurationSetting::Text("1m".into()),
@@ -203,6 +212,7 @@ pub struct Settings {
     pub passwords: PasswordSettings,
     pub abuse: AbuseSettings,
     pub sessions: SessionSettings,
+    pub accounts: AccountSettings,
     /// Log filter, e.g. `info` or `portcullis=debug`.
     pub log: String,
 }
@@ -246,6 +256,7 @@ impl RawSettings {
             passwords: PasswordSettings::from_raw(&self)?,
             abuse: AbuseSettings::from_raw(&self)?,
             sessions: SessionSettings::from_raw(&self)?,
+            accounts: AccountSettings::from_raw(&self)?,
             server,
             tokens,
             keys,
