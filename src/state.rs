@@ -84,6 +84,8 @@ pub struct AppState {
     /// The key of the hosted pages' CSRF tokens, derived from the master key (the same on
     /// every instance).
     pub csrf_key: Arc<ring::hmac::Key>,
+    /// Outgoing e-mail: use cases enqueue in their transaction (see [`crate::mail`]).
+    pub outbox: crate::mail::Outbox,
 }
 
 /// Options for building the state.
@@ -258,6 +260,7 @@ impl AppState {
             session_ops,
             codes,
             csrf_key,
+            outbox: crate::mail::Outbox::new(db.clone(), clock.clone()),
             store_is_shared,
             users,
             sign_ins,

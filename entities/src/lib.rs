@@ -10,6 +10,7 @@ pub mod authorization_codes;
 pub mod clients;
 pub mod consents;
 pub mod fences;
+pub mod outbox;
 pub mod permissions;
 pub mod refresh_families;
 pub mod refresh_replays;
