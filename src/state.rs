@@ -86,6 +86,8 @@ pub struct AppState {
     pub csrf_key: Arc<ring::hmac::Key>,
     /// Outgoing e-mail: use cases enqueue in their transaction (see [`crate::mail`]).
     pub outbox: crate::mail::Outbox,
+    /// Registration with verification, password reset, credential changes.
+    pub recovery: crate::ops::Recovery,
 }
 
 /// Options for building the state.
@@ -231,6 +233,7 @@ impl AppState {
             limits.clone(),
             audit.clone(),
         );
+        let outbox = crate::mail::Outbox::new(db.clone(), clock.clone());
         let session_ops =
             crate::ops::SessionOps::new(sign_ins.clone(), consents, users.clone(), audit.clone());
         let state = Self {
@@ -250,7 +253,6 @@ impl AppState {
                 roles.clone(),
                 sign_ins.clone(),
                 lockout.clone(),
-                limits.clone(),
                 audit.clone(),
             ),
             client_admin: ClientAdmin::new(clients.clone(), audit.clone()),
@@ -260,7 +262,18 @@ impl AppState {
             session_ops,
             codes,
             csrf_key,
-            outbox: crate::mail::Outbox::new(db.clone(), clock.clone()),
+            outbox: outbox.clone(),
+            recovery: crate::ops::Recovery::new(
+                db.clone(),
+                users.clone(),
+                sign_ins.clone(),
+                outbox,
+                limits.clone(),
+                audit.clone(),
+                clock.clone(),
+                settings.server.issuer.clone(),
+                settings.accounts.require_verified_email,
+            ),
             store_is_shared,
             users,
             sign_ins,

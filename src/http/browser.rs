@@ -39,7 +39,11 @@ pub(crate) fn see_other(location: &str) -> Response {
         .finish()
 }
 
-pub(crate) fn error_page(status: StatusCode, kind: pages::ErrorKind, detail: Option<&str>) -> Response {
+pub(crate) fn error_page(
+    status: StatusCode,
+    kind: pages::ErrorKind,
+    detail: Option<&str>,
+) -> Response {
     ui::html(status, pages::error(kind, detail))
 }
 

@@ -8,7 +8,7 @@ use poem::http::StatusCode;
 use poem::{Body, Request, Response, handler};
 use secrecy::SecretString;
 
-use super::browser::{check_post, error_page, field, form, front, internal};
+use super::browser::{check_post, field, form, front, internal};
 use super::cookies::{browser_id, with_cookies};
 use super::deps::deps;
 use super::origin::origin;
@@ -54,7 +54,9 @@ fn link_invalid() -> Response {
 #[handler]
 pub async fn verify_page(req: &Request) -> Response {
     let token = token_param(req);
-    page_with_browser_cookie(req, StatusCode::OK, |csrf| pages::verify_email(csrf, &token))
+    page_with_browser_cookie(req, StatusCode::OK, |csrf| {
+        pages::verify_email(csrf, &token)
+    })
 }
 
 /// `POST /ui/email/verify`
@@ -111,9 +113,11 @@ pub async fn forgot_submit(req: &Request, body: Body) -> Response {
             StatusCode::OK,
             pages::message(texts::FORGOT_SENT_HEADING, texts::FORGOT_SENT_MESSAGE, None),
         ),
-        Err(OpError::Limited(_)) => page_with_browser_cookie(req, StatusCode::TOO_MANY_REQUESTS, |csrf| {
-            pages::forgot_password(csrf, &email, Some(texts::TOO_MANY))
-        }),
+        Err(OpError::Limited(_)) => {
+            page_with_browser_cookie(req, StatusCode::TOO_MANY_REQUESTS, |csrf| {
+                pages::forgot_password(csrf, &email, Some(texts::TOO_MANY))
+            })
+        }
         Err(e) => {
             tracing::error!(error = %e, "could not ask for a password reset");
             internal()
@@ -156,7 +160,11 @@ pub async fn reset_submit(req: &Request, body: Body) -> Response {
     }
     match deps
         .recovery
-        .confirm_reset(&origin(req), &token, &SecretString::from(password.to_string()))
+        .confirm_reset(
+            &origin(req),
+            &token,
+            &SecretString::from(password.to_string()),
+        )
         .await
     {
         Ok(()) => ui::html(
@@ -167,7 +175,6 @@ pub async fn reset_submit(req: &Request, body: Body) -> Response {
         Err(OpError::Invalid(e)) => retry(StatusCode::BAD_REQUEST, e.reason),
         Err(e) => {
             tracing::error!(error = %e, "could not reset a password");
-            let _ = error_page;
             internal()
         }
     }

@@ -7,8 +7,8 @@ use serde_json::json;
 
 use super::caller::Caller;
 use super::error::OpError;
-use crate::abuse::{Lockout, RateLimiter};
-use crate::audit::{Audit, Event, EventType, Origin, Outcome};
+use crate::abuse::Lockout;
+use crate::audit::{Audit, EventType};
 use crate::domain::{Email, Password, Scope, Username};
 use crate::oauth::scope::permission_scopes;
 use crate::rbac::{Role, RoleService};
@@ -38,7 +38,6 @@ pub struct Accounts {
     roles: RoleService,
     sign_ins: SignIns,
     lockout: Lockout,
-    limits: RateLimiter,
     audit: Audit,
 }
 
@@ -48,7 +47,6 @@ impl Accounts {
         roles: RoleService,
         sign_ins: SignIns,
         lockout: Lockout,
-        limits: RateLimiter,
         audit: Audit,
     ) -> Self {
         Self {
@@ -56,29 +54,8 @@ impl Accounts {
             roles,
             sign_ins,
             lockout,
-            limits,
             audit,
         }
-    }
-
-    /// Self-registration: the new account gets the default role.
-    pub async fn register(
-        &self,
-        origin: &Origin,
-        username: &Username,
-        email: &Email,
-        password: &Password,
-    ) -> Result<User, OpError> {
-        let user = self.users.register(username, email, password, &[]).await?;
-        self.audit
-            .record(
-                origin,
-                Event::new(EventType::UserRegistered, Outcome::Success)
-                    .actor(&user.id)
-                    .details(json!({"username": user.username})),
-            )
-            .await;
-        Ok(user)
     }
 
     /// An account created by an administrator (or the operator) with `roles` (the default

@@ -99,7 +99,13 @@ impl Recovery {
         format!("{}{path}?token={token}", self.issuer)
     }
 
-    async fn audit(&self, origin: &Origin, kind: EventType, user_id: Option<&str>, details: serde_json::Value) {
+    async fn audit(
+        &self,
+        origin: &Origin,
+        kind: EventType,
+        user_id: Option<&str>,
+        details: serde_json::Value,
+    ) {
         let mut event = Event::new(kind, Outcome::Success).details(details);
         if let Some(user) = user_id {
             event = event.actor(user);
@@ -121,7 +127,9 @@ impl Recovery {
             .prepare(username, email, password, &[], false)
             .await?;
         let now = self.clock.now();
-        let txn = crate::db::begin_write(&self.db).await.map_err(|e| internal(&e))?;
+        let txn = crate::db::begin_write(&self.db)
+            .await
+            .map_err(|e| internal(&e))?;
         let created = match self.users.create_in(&txn, &new).await {
             Ok(id) => Some(id),
             Err(UserError::Duplicate) if self.require_verified => None,
@@ -132,18 +140,28 @@ impl Recovery {
                 let token = tokens::issue_in(&txn, Purpose::VerifyEmail, id, email.as_str(), now)
                     .await
                     .map_err(|e| internal(&e))?;
-                self.mail(&txn, email.as_str(), username.as_str(), MailTemplate::VerifyEmail {
-                    link: self.link(VERIFY_PATH, &token),
-                })
+                self.mail(
+                    &txn,
+                    email.as_str(),
+                    username.as_str(),
+                    MailTemplate::VerifyEmail {
+                        link: self.link(VERIFY_PATH, &token),
+                    },
+                )
                 .await?;
             }
             None => {
                 // Taken: the owner of the address (if it is the address that is taken) learns
                 // that someone tried; the caller learns nothing.
                 if let Some(owner) = self.users.by_email(email.as_str()).await? {
-                    self.mail(&txn, &owner.email, &owner.username, MailTemplate::AlreadyRegistered {
-                        reset_link: format!("{}{FORGOT_PATH}", self.issuer),
-                    })
+                    self.mail(
+                        &txn,
+                        &owner.email,
+                        &owner.username,
+                        MailTemplate::AlreadyRegistered {
+                            reset_link: format!("{}{FORGOT_PATH}", self.issuer),
+                        },
+                    )
                     .await?;
                 }
             }
@@ -191,7 +209,9 @@ impl Recovery {
     /// address change (which then replaces the old one, and the old one is told).
     pub async fn confirm_email(&self, origin: &Origin, token: &str) -> Result<(), OpError> {
         let now = self.clock.now();
-        let txn = crate::db::begin_write(&self.db).await.map_err(|e| internal(&e))?;
+        let txn = crate::db::begin_write(&self.db)
+            .await
+            .map_err(|e| internal(&e))?;
         if let Some(c) = tokens::consume_in(&txn, token, Purpose::VerifyEmail, now)
             .await
             .map_err(|e| internal(&e))?
@@ -202,9 +222,12 @@ impl Recovery {
             if user.email != c.email {
                 return Err(bad_token());
             }
-            self.users.set_verified_email_in(&txn, &user.id, &c.email).await?;
+            self.users
+                .set_verified_email_in(&txn, &user.id, &c.email)
+                .await?;
             txn.commit().await.map_err(|e| internal(&e))?;
-            self.audit(origin, EventType::EmailVerified, Some(&user.id), json!({})).await;
+            self.audit(origin, EventType::EmailVerified, Some(&user.id), json!({}))
+                .await;
             return Ok(());
         }
         let Some(c) = tokens::consume_in(&txn, token, Purpose::ChangeEmail, now)
@@ -214,7 +237,11 @@ impl Recovery {
             return Err(bad_token());
         };
         let user = self.users.get(&c.user_id).await?;
-        match self.users.set_verified_email_in(&txn, &user.id, &c.email).await {
+        match self
+            .users
+            .set_verified_email_in(&txn, &user.id, &c.email)
+            .await
+        {
             Ok(()) => {}
             Err(UserError::Duplicate) => {
                 return Err(OpError::Conflict(
@@ -227,12 +254,18 @@ impl Recovery {
         tokens::revoke_in(&txn, &user.id, Purpose::PasswordReset, now)
             .await
             .map_err(|e| internal(&e))?;
-        self.mail(&txn, &user.email, &user.username, MailTemplate::EmailChanged {
-            new_email: c.email.clone(),
-        })
+        self.mail(
+            &txn,
+            &user.email,
+            &user.username,
+            MailTemplate::EmailChanged {
+                new_email: c.email.clone(),
+            },
+        )
         .await?;
         txn.commit().await.map_err(|e| internal(&e))?;
-        self.audit(origin, EventType::EmailChanged, Some(&user.id), json!({})).await;
+        self.audit(origin, EventType::EmailChanged, Some(&user.id), json!({}))
+            .await;
         Ok(())
     }
 
@@ -268,16 +301,29 @@ impl Recovery {
             return Ok(());
         }
         let now = self.clock.now();
-        let txn = crate::db::begin_write(&self.db).await.map_err(|e| internal(&e))?;
+        let txn = crate::db::begin_write(&self.db)
+            .await
+            .map_err(|e| internal(&e))?;
         let token = tokens::issue_in(&txn, Purpose::PasswordReset, &user.id, &user.email, now)
             .await
             .map_err(|e| internal(&e))?;
-        self.mail(&txn, &user.email, &user.username, MailTemplate::PasswordReset {
-            link: self.link(RESET_PATH, &token),
-        })
+        self.mail(
+            &txn,
+            &user.email,
+            &user.username,
+            MailTemplate::PasswordReset {
+                link: self.link(RESET_PATH, &token),
+            },
+        )
         .await?;
         txn.commit().await.map_err(|e| internal(&e))?;
-        self.audit(origin, EventType::PasswordResetRequested, Some(&user.id), json!({})).await;
+        self.audit(
+            origin,
+            EventType::PasswordResetRequested,
+            Some(&user.id),
+            json!({}),
+        )
+        .await;
         Ok(())
     }
 
@@ -306,7 +352,9 @@ impl Recovery {
         let email = Email::parse(&user.email)?;
         let password = Password::parse(new_password.expose_secret(), &username, &email)?;
         let hash = self.users.hash_password(&password).await?;
-        let txn = crate::db::begin_write(&self.db).await.map_err(|e| internal(&e))?;
+        let txn = crate::db::begin_write(&self.db)
+            .await
+            .map_err(|e| internal(&e))?;
         if tokens::consume_in(&txn, token, Purpose::PasswordReset, now)
             .await
             .map_err(|e| internal(&e))?
@@ -315,8 +363,13 @@ impl Recovery {
             return Err(bad_token());
         }
         self.users.set_password_in(&txn, &user.id, &hash).await?;
-        self.mail(&txn, &user.email, &user.username, MailTemplate::PasswordChanged)
-            .await?;
+        self.mail(
+            &txn,
+            &user.email,
+            &user.username,
+            MailTemplate::PasswordChanged,
+        )
+        .await?;
         txn.commit().await.map_err(|e| internal(&e))?;
         let ended = self
             .sign_ins
@@ -360,13 +413,20 @@ impl Recovery {
         let password = Password::parse(new_password.expose_secret(), &username, &email)?;
         let hash = self.users.hash_password(&password).await?;
         let now = self.clock.now();
-        let txn = crate::db::begin_write(&self.db).await.map_err(|e| internal(&e))?;
+        let txn = crate::db::begin_write(&self.db)
+            .await
+            .map_err(|e| internal(&e))?;
         self.users.set_password_in(&txn, user_id, &hash).await?;
         tokens::revoke_in(&txn, user_id, Purpose::PasswordReset, now)
             .await
             .map_err(|e| internal(&e))?;
-        self.mail(&txn, &user.email, &user.username, MailTemplate::PasswordChanged)
-            .await?;
+        self.mail(
+            &txn,
+            &user.email,
+            &user.username,
+            MailTemplate::PasswordChanged,
+        )
+        .await?;
         txn.commit().await.map_err(|e| internal(&e))?;
         let mut ended = Vec::new();
         for record in self
@@ -375,7 +435,8 @@ impl Recovery {
             .await
             .map_err(|e| internal(&e))?
         {
-            let current = keep.is_some_and(|k| k == record.id || record.members.iter().any(|m| m == k));
+            let current =
+                keep.is_some_and(|k| k == record.id || record.members.iter().any(|m| m == k));
             if !current
                 && self
                     .sign_ins
@@ -428,18 +489,29 @@ impl Recovery {
             return Ok(());
         }
         let now = self.clock.now();
-        let txn = crate::db::begin_write(&self.db).await.map_err(|e| internal(&e))?;
+        let txn = crate::db::begin_write(&self.db)
+            .await
+            .map_err(|e| internal(&e))?;
         let token = tokens::issue_in(&txn, Purpose::ChangeEmail, user_id, new_email.as_str(), now)
             .await
             .map_err(|e| internal(&e))?;
-        self.mail(&txn, new_email.as_str(), &user.username, MailTemplate::EmailChangeConfirm {
-            link: self.link(VERIFY_PATH, &token),
-            new_email: new_email.as_str().to_string(),
-        })
+        self.mail(
+            &txn,
+            new_email.as_str(),
+            &user.username,
+            MailTemplate::EmailChangeConfirm {
+                link: self.link(VERIFY_PATH, &token),
+                new_email: new_email.as_str().to_string(),
+            },
+        )
         .await?;
         txn.commit().await.map_err(|e| internal(&e))?;
         caller
-            .record(&self.audit, EventType::EmailChangeRequested, json!({"user_id": user_id}))
+            .record(
+                &self.audit,
+                EventType::EmailChangeRequested,
+                json!({"user_id": user_id}),
+            )
             .await;
         Ok(())
     }

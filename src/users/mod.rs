@@ -95,7 +95,9 @@ impl UserService {
         password: &Password,
         roles: &[String],
     ) -> Result<User, UserError> {
-        let new = self.prepare(username, email, password, roles, false).await?;
+        let new = self
+            .prepare(username, email, password, roles, false)
+            .await?;
         let txn = crate::db::begin_write(&self.db).await?;
         let id = self.create_in(&txn, &new).await?;
         txn.commit().await?;
@@ -171,7 +173,11 @@ impl UserService {
     }
 
     /// Whether an account uses this username, or this address (case-insensitive).
-    pub async fn taken(&self, username: &Username, email: &Email) -> Result<(bool, Option<User>), UserError> {
+    pub async fn taken(
+        &self,
+        username: &Username,
+        email: &Email,
+    ) -> Result<(bool, Option<User>), UserError> {
         let by_name = users::Entity::find()
             .filter(users::Column::Username.eq(username.as_str()))
             .one(&self.db)

@@ -18,6 +18,7 @@ mod file_modes;
 mod introspection;
 mod key_lifecycle;
 mod openapi;
+mod recovery;
 mod redis_outage;
 mod refresh;
 mod refresh_cluster;

@@ -179,7 +179,9 @@ async fn profile_read_and_update() {
     assert_eq!(updated.body["name"], "Carol C.");
     // The address is not changed here (POST /users/me/email, confirmed from the new address).
     assert_eq!(
-        patch(json!({"email": "carol@new.example.com"})).await.status,
+        patch(json!({"email": "carol@new.example.com"}))
+            .await
+            .status,
         StatusCode::BAD_REQUEST
     );
     let cleared = patch(json!({"name": null})).await;

@@ -111,7 +111,11 @@ impl AccountApi {
     /// Always 202, at once, whether or not an account has this address; if one has, a link
     /// valid for 30 minutes is mailed to it (a newer request, a password change or a sign-in
     /// makes it void). Limited per address and per client address.
-    #[oai(path = "/password-reset", method = "post", operation_id = "request_password_reset")]
+    #[oai(
+        path = "/password-reset",
+        method = "post",
+        operation_id = "request_password_reset"
+    )]
     async fn request_reset(
         &self,
         recovery: &Recovery,
@@ -138,7 +142,11 @@ impl AccountApi {
     ) -> Result<NoContent, ApiError> {
         let body = body.0;
         recovery
-            .confirm_reset(&origin(req), &body.token, &SecretString::from(body.new_password))
+            .confirm_reset(
+                &origin(req),
+                &body.token,
+                &SecretString::from(body.new_password),
+            )
             .await?;
         Ok(NoContent::NoContent)
     }
@@ -147,7 +155,11 @@ impl AccountApi {
     ///
     /// Needs `profile:write` and the current password. The user's other sign-ins end; the
     /// address is told.
-    #[oai(path = "/users/me/password", method = "post", operation_id = "change_password")]
+    #[oai(
+        path = "/users/me/password",
+        method = "post",
+        operation_id = "change_password"
+    )]
     async fn change_password(
         &self,
         recovery: &Recovery,
@@ -173,7 +185,11 @@ impl AccountApi {
     ///
     /// Needs `profile:write` and the current password. The new address gets a confirmation
     /// link; the address changes when it is followed (and the old address is told then).
-    #[oai(path = "/users/me/email", method = "post", operation_id = "change_email")]
+    #[oai(
+        path = "/users/me/email",
+        method = "post",
+        operation_id = "change_email"
+    )]
     async fn change_email(
         &self,
         recovery: &Recovery,

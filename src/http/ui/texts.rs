@@ -162,8 +162,7 @@ pub const VERIFY_SUBMIT: &str = "Confirm my address";
 pub const VERIFIED_HEADING: &str = "Address confirmed";
 pub const VERIFIED_MESSAGE: &str = "Thank you: your e-mail address is confirmed.";
 pub const FORGOT_HEADING: &str = "Reset your password";
-pub const FORGOT_MESSAGE: &str =
-    "Enter the e-mail address of your account and we will send you a link to choose a new password.";
+pub const FORGOT_MESSAGE: &str = "Enter the e-mail address of your account and we will send you a link to choose a new password.";
 pub const FORGOT_EMAIL_LABEL: &str = "E-mail address";
 pub const FORGOT_SUBMIT: &str = "Send the link";
 pub const FORGOT_SENT_HEADING: &str = "Check your mail";
@@ -178,7 +177,6 @@ pub const RESET_DONE_HEADING: &str = "Password changed";
 pub const RESET_DONE_MESSAGE: &str = "Your password is changed and every session of your account has ended. Sign in again with the new password.";
 pub const LINK_INVALID: &str = "This link is invalid, expired or already used. Ask for a new one.";
 pub const TOO_MANY: &str = "Too many requests. Wait a while and try again.";
-
 
 /// The whole page shown if a template ever fails to render (it cannot with the values the
 /// pages pass): static, with no value in it.

@@ -176,7 +176,8 @@ pub async fn check_credentials(
     };
     // An address not yet confirmed, where confirmation is required: the same answer as a
     // wrong password (it does not count toward the lockout: the password was right).
-    let unverified = state.require_verified_email && user.as_ref().is_some_and(|u| !u.email_verified);
+    let unverified =
+        state.require_verified_email && user.as_ref().is_some_and(|u| !u.email_verified);
     let user = user.filter(|_| !unverified);
     let Some(user) = user else {
         // `invalid_credentials`: the password was checked (wrong, unknown user or disabled
