@@ -426,3 +426,119 @@ async fn a_new_address_is_confirmed_from_itself_and_the_old_one_is_told() {
         .await;
     assert_eq!(jwt(&t.str("id_token"))["email_verified"], true);
 }
+
+#[tokio::test]
+async fn the_pages_of_the_links_reset_a_password_and_confirm_an_address() {
+    use super::browser_support::Browser;
+    let app = spawn_app().await;
+    app.register("alice").await;
+    let mut browser = Browser::new(&app);
+
+    // Forgot: the same page whatever the address.
+    let page = browser.get("/ui/password/forgot").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let csrf = page.input("csrf_token").unwrap();
+    let sent = browser
+        .post(
+            "/ui/password/forgot",
+            &[("csrf_token", &csrf), ("email", "alice@example.com")],
+        )
+        .await;
+    let unknown = browser
+        .post(
+            "/ui/password/forgot",
+            &[("csrf_token", &csrf), ("email", "nobody@example.com")],
+        )
+        .await;
+    assert_eq!(sent.status, StatusCode::OK);
+    assert_eq!(sent.body, unknown.body);
+    // Without the form's token: refused.
+    let forged = browser
+        .post("/ui/password/forgot", &[("email", "alice@example.com")])
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+
+    // The link's page: two passwords that differ are refused; then the reset.
+    let token = token_in(&mail(&app, "alice@example.com", "password_reset").await);
+    let page = browser
+        .get(&format!("/ui/password/reset?token={token}"))
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.header("content-security-policy")
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    let csrf = page.input("csrf_token").unwrap();
+    let new = "a brand new passphrase 42";
+    let differ = browser
+        .post(
+            "/ui/password/reset",
+            &[
+                ("csrf_token", &csrf),
+                ("token", &token),
+                ("new_password", new),
+                ("new_password_again", "something else entirely"),
+            ],
+        )
+        .await;
+    assert_eq!(differ.status, StatusCode::BAD_REQUEST);
+    let done = browser
+        .post(
+            "/ui/password/reset",
+            &[
+                ("csrf_token", &csrf),
+                ("token", &token),
+                ("new_password", new),
+                ("new_password_again", new),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    let again = browser
+        .post(
+            "/ui/password/reset",
+            &[
+                ("csrf_token", &csrf),
+                ("token", &token),
+                ("new_password", new),
+                ("new_password_again", new),
+            ],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST);
+    app.password_grant("alice", "openid")
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+
+    // The verification link: fetching the page confirms nothing; the button does.
+    let token = token_in(&mail(&app, "alice@example.com", "verify_email").await);
+    let page = browser
+        .get(&format!("/ui/email/verify?token={token}"))
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    let user = app
+        .state
+        .users
+        .by_email("alice@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!user.email_verified);
+    let csrf = page.input("csrf_token").unwrap();
+    let ok = browser
+        .post(
+            "/ui/email/verify",
+            &[("csrf_token", &csrf), ("token", &token)],
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    let user = app
+        .state
+        .users
+        .by_email("alice@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(user.email_verified);
+}
