@@ -47,6 +47,12 @@ pub enum EventType {
     ConsentWithdrawn,
     /// An authorization code was presented again; the sign-in it started was ended.
     CodeReplayDetected,
+    EmailVerified,
+    EmailChangeRequested,
+    EmailChanged,
+    PasswordResetRequested,
+    PasswordReset,
+    PasswordChanged,
 }
 
 impl EventType {
@@ -79,6 +85,12 @@ impl EventType {
             Self::ConsentGranted => "consent.granted",
             Self::ConsentWithdrawn => "consent.withdrawn",
             Self::CodeReplayDetected => "token.code_replay_detected",
+            Self::EmailVerified => "user.email_verified",
+            Self::EmailChangeRequested => "user.email_change_requested",
+            Self::EmailChanged => "user.email_changed",
+            Self::PasswordResetRequested => "user.password_reset_requested",
+            Self::PasswordReset => "user.password_reset",
+            Self::PasswordChanged => "user.password_changed",
         }
     }
 }

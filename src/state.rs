@@ -90,6 +90,8 @@ pub struct AppState {
     pub outbox: crate::mail::Outbox,
     /// Sends the outbox (run by the background duties' lease holder).
     pub mail_sender: crate::mail::Sender,
+    /// Registration with verification, password reset, credential changes.
+    pub recovery: crate::ops::Recovery,
 }
 
 /// Options for building the state.
@@ -216,6 +218,7 @@ impl AppState {
             limits: limits.clone(),
             audit: audit.clone(),
             codes: codes.clone(),
+            require_verified_email: settings.accounts.require_verified_email,
         };
         let sessions = crate::sessions::Sessions::new(
             db.clone(),
@@ -234,6 +237,7 @@ impl AppState {
             limits.clone(),
             audit.clone(),
         );
+        let outbox = crate::mail::Outbox::new(db.clone(), clock.clone());
         let session_ops =
             crate::ops::SessionOps::new(sign_ins.clone(), consents, users.clone(), audit.clone());
         let state = Self {
@@ -253,7 +257,6 @@ impl AppState {
                 roles.clone(),
                 sign_ins.clone(),
                 lockout.clone(),
-                limits.clone(),
                 audit.clone(),
             ),
             client_admin: ClientAdmin::new(clients.clone(), audit.clone()),
@@ -263,8 +266,19 @@ impl AppState {
             session_ops,
             codes,
             csrf_key,
-            outbox: crate::mail::Outbox::new(db.clone(), clock.clone()),
             mail_sender: crate::mail::Sender::new(db.clone(), clock.clone(), &settings.mail)?,
+            outbox: outbox.clone(),
+            recovery: crate::ops::Recovery::new(
+                db.clone(),
+                users.clone(),
+                sign_ins.clone(),
+                outbox,
+                limits.clone(),
+                audit.clone(),
+                clock.clone(),
+                settings.server.issuer.clone(),
+                settings.accounts.require_verified_email,
+            ),
             store_is_shared,
             users,
             sign_ins,

@@ -3,6 +3,7 @@
 //! These mirror the migrations in the `migration` crate; they are storage types only and never
 //! leave the service layer (HTTP types are mapped from them).
 
+pub mod account_tokens;
 pub mod articles;
 pub mod audit_events;
 pub mod authorization_codes;

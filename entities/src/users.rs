@@ -16,6 +16,8 @@ pub struct Model {
     /// Bumped by every operation that ends the user's access; a sign-in is recorded only
     /// while the version it read is current.
     pub access_version: i64,
+    /// Whether the owner of `email` confirmed it (the `email_verified` claim).
+    pub email_verified: bool,
     pub created_at: i64,
     pub updated_at: i64,
 }

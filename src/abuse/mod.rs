@@ -24,6 +24,10 @@ pub enum LimitClass {
     Client,
     /// Registrations per client IP.
     RegisterIp,
+    /// Password-reset and address-verification mails asked for, per client IP.
+    RecoveryIp,
+    /// Password-reset mails asked for, per address.
+    RecoveryAddress,
 }
 
 impl LimitClass {
@@ -33,12 +37,14 @@ impl LimitClass {
             Self::Login => "login",
             Self::Client => "client",
             Self::RegisterIp => "register-ip",
+            Self::RecoveryIp => "recovery-ip",
+            Self::RecoveryAddress => "recovery-address",
         }
     }
 
     /// Whether the subject is a client address, counted by its [`ip_bucket`].
     fn per_ip(self) -> bool {
-        matches!(self, Self::TokenIp | Self::RegisterIp)
+        matches!(self, Self::TokenIp | Self::RegisterIp | Self::RecoveryIp)
     }
 }
 
@@ -78,6 +84,8 @@ impl RateLimiter {
             LimitClass::Login => self.settings.login,
             LimitClass::Client => self.settings.client,
             LimitClass::RegisterIp => self.settings.register_ip,
+            LimitClass::RecoveryIp => self.settings.recovery_ip,
+            LimitClass::RecoveryAddress => self.settings.recovery_address,
         }
     }
 

@@ -56,6 +56,10 @@ pub struct AbuseSettings {
     pub client: Quota,
     /// Registrations per client IP.
     pub register_ip: Quota,
+    /// Password-reset requests per client IP.
+    pub recovery_ip: Quota,
+    /// Password-reset requests per address.
+    pub recovery_address: Quota,
     /// Consecutive failed sign-ins that lock an account.
     pub lockout_threshold: u32,
     /// Consecutive failed sign-ins from one IP that block that IP for that account.
@@ -77,6 +81,14 @@ impl AbuseSettings {
             register_ip: parse_quota(
                 &raw.rate_limit_register_ip,
                 "PORTCULLIS_RATE_LIMIT_REGISTER_IP",
+            )?,
+            recovery_ip: parse_quota(
+                &raw.rate_limit_recovery_ip,
+                "PORTCULLIS_RATE_LIMIT_RECOVERY_IP",
+            )?,
+            recovery_address: parse_quota(
+                &raw.rate_limit_recovery_address,
+                "PORTCULLIS_RATE_LIMIT_RECOVERY_ADDRESS",
             )?,
             lockout_threshold: positive(raw.lockout_threshold, "PORTCULLIS_LOCKOUT_THRESHOLD")?,
             lockout_ip_threshold: positive(

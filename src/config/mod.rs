@@ -7,6 +7,7 @@
 //! is read by `http::tls` when the server starts.
 
 mod abuse;
+mod accounts;
 mod database;
 mod keys;
 mod mail;
@@ -24,6 +25,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 pub use abuse::{AbuseSettings, ForwardedHeader};
+pub use accounts::AccountSettings;
 pub use database::{DEFAULT_DATABASE_URL, DatabaseSettings};
 pub use keys::{KeySettings, KeyTimings, MasterKeySource, decode_master_key};
 pub use mail::{MailSettings, SmtpCredentials, SmtpSecurity, SmtpSettings};
@@ -131,6 +133,10 @@ pub struct RawSettings {
     pub rate_limit_login: String,
     pub rate_limit_client: String,
     pub rate_limit_register_ip: String,
+    pub rate_limit_recovery_ip: String,
+    pub rate_limit_recovery_address: String,
+    /// Whether an account must confirm its address before it may sign in.
+    pub require_verified_email: bool,
     pub lockout_threshold: u32,
     pub lockout_ip_threshold: u32,
     pub lockout_base: DurationSetting,
@@ -185,6 +191,9 @@ impl Default for RawSettings {
             rate_limit_login: "20/1m".into(),
             rate_limit_client: "6000/1m".into(),
             rate_limit_register_ip: "20/1h".into(),
+            rate_limit_recovery_ip: "20/1h".into(),
+            rate_limit_recovery_address: "5/1h".into(),
+            require_verified_email: false,
             lockout_threshold: 10,
             lockout_ip_threshold: 5,
             lockout_base: DurationSetting::Text("1m".into()),
@@ -215,6 +224,7 @@ pub struct Settings {
     pub abuse: AbuseSettings,
     pub sessions: SessionSettings,
     pub mail: MailSettings,
+    pub accounts: AccountSettings,
     /// Log filter, e.g. `info` or `portcullis=debug`.
     pub log: String,
 }
@@ -260,6 +270,7 @@ impl RawSettings {
             abuse: AbuseSettings::from_raw(&self)?,
             sessions: SessionSettings::from_raw(&self)?,
             mail: MailSettings::from_raw(&self, &server.issuer)?,
+            accounts: AccountSettings::from_raw(&self)?,
             server,
             tokens,
             keys,

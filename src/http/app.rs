@@ -8,6 +8,7 @@ use poem::middleware::CatchPanic;
 use poem::{Endpoint, EndpointExt, Route, get, post};
 use poem_openapi::OpenApiService;
 
+use super::api::account::AccountApi;
 use super::api::admin::AdminApi;
 use super::api::articles::ArticlesApi;
 use super::api::discovery::{DiscoveryApi, metadata_bytes};
@@ -16,6 +17,7 @@ use super::api::oauth::OAuthApi;
 use super::api::sessions::SessionsApi;
 use super::api::users::UsersApi;
 use super::browser;
+use super::browser_account;
 use super::cookies::BrowserFront;
 use super::deps::{Deps, Jwks, Metadata, Proxies};
 use super::middleware;
@@ -27,6 +29,7 @@ type Apis = (
     OAuthApi,
     DiscoveryApi,
     UsersApi,
+    AccountApi,
     SessionsApi,
     ArticlesApi,
     AdminApi,
@@ -41,6 +44,7 @@ pub fn api_service() -> OpenApiService<Apis, ()> {
             OAuthApi,
             DiscoveryApi,
             UsersApi,
+            AccountApi,
             SessionsApi,
             ArticlesApi,
             AdminApi,
@@ -103,6 +107,7 @@ pub fn app(state: AppState) -> impl Endpoint {
             &state.settings.server.issuer,
         ),
         session_ops: state.session_ops.clone(),
+        recovery: state.recovery.clone(),
     };
     Route::new()
         .at(
@@ -118,6 +123,18 @@ pub fn app(state: AppState) -> impl Endpoint {
             get(browser::login_page).post(browser::login_submit),
         )
         .at("/ui/consent", post(browser::consent_submit))
+        .at(
+            "/ui/email/verify",
+            get(browser_account::verify_page).post(browser_account::verify_submit),
+        )
+        .at(
+            "/ui/password/forgot",
+            get(browser_account::forgot_page).post(browser_account::forgot_submit),
+        )
+        .at(
+            "/ui/password/reset",
+            get(browser_account::reset_page).post(browser_account::reset_submit),
+        )
         .at(ui::STYLESHEET_PATH, get(ui::stylesheet))
         .at("/openapi.json", api.spec_endpoint())
         .nest("/docs", super::swagger::endpoint(&api.swagger_ui_html()))

@@ -30,7 +30,7 @@ use crate::ops::browser::{AuthorizeStep, LogoutRequest, LogoutStep, SignInFailur
 /// Where an authorization request resumes after the sign-in page.
 const AUTHORIZE_PREFIX: &str = "/oauth/authorize?";
 
-fn see_other(location: &str) -> Response {
+pub(crate) fn see_other(location: &str) -> Response {
     Response::builder()
         .status(StatusCode::SEE_OTHER)
         .header(header::LOCATION, location)
@@ -39,7 +39,11 @@ fn see_other(location: &str) -> Response {
         .finish()
 }
 
-fn error_page(status: StatusCode, kind: pages::ErrorKind, detail: Option<&str>) -> Response {
+pub(crate) fn error_page(
+    status: StatusCode,
+    kind: pages::ErrorKind,
+    detail: Option<&str>,
+) -> Response {
     ui::html(status, pages::error(kind, detail))
 }
 
@@ -51,11 +55,11 @@ fn problem_kind(problem: PageProblem) -> pages::ErrorKind {
     }
 }
 
-fn front(req: &Request) -> Option<&BrowserFront> {
+pub(crate) fn front(req: &Request) -> Option<&BrowserFront> {
     deps(req).ok().map(|d| &d.browser)
 }
 
-fn internal() -> Response {
+pub(crate) fn internal() -> Response {
     error_page(
         StatusCode::INTERNAL_SERVER_ERROR,
         pages::ErrorKind::Internal,
@@ -64,7 +68,7 @@ fn internal() -> Response {
 }
 
 /// A form body, parsed (`None`: not a form, or too large).
-async fn form(req: &Request, body: Body) -> Result<Vec<(String, String)>, Response> {
+pub(crate) async fn form(req: &Request, body: Body) -> Result<Vec<(String, String)>, Response> {
     let is_form = req
         .header(header::CONTENT_TYPE)
         .and_then(|ct| ct.split(';').next())
@@ -91,7 +95,7 @@ async fn form(req: &Request, body: Body) -> Result<Vec<(String, String)>, Respon
     }
 }
 
-fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
     let mut values = form
         .iter()
         .filter(|(k, _)| k == name)
@@ -104,7 +108,7 @@ fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
 
 /// A form post must come from Portcullis's own pages: the CSRF token of this browser, and no
 /// foreign `Origin`.
-fn check_post(
+pub(crate) fn check_post(
     front: &BrowserFront,
     req: &Request,
     form: &[(String, String)],

@@ -7,6 +7,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod browser;
+pub mod browser_account;
 pub mod cookies;
 pub mod cors;
 pub mod deps;

@@ -85,6 +85,9 @@ pub struct IdClaims {
     pub preferred_username: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// Whether the owner of `email` confirmed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
 }
 
 /// OIDC `at_hash` / `c_hash` for RS256: the left half of the SHA-256 of the value, base64url

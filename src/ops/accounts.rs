@@ -7,8 +7,8 @@ use serde_json::json;
 
 use super::caller::Caller;
 use super::error::OpError;
-use crate::abuse::{LimitClass, Lockout, RateLimiter};
-use crate::audit::{Audit, Event, EventType, Origin, Outcome};
+use crate::abuse::Lockout;
+use crate::audit::{Audit, EventType};
 use crate::domain::{Email, Password, Scope, Username};
 use crate::oauth::scope::permission_scopes;
 use crate::rbac::{Role, RoleService};
@@ -24,12 +24,10 @@ pub struct RolesChanged {
     pub sign_ins_ended: usize,
 }
 
-/// A change to one's own profile; `None` leaves a field as it is.
+/// A change to one's own profile; `None` leaves a field as it is. (The address changes
+/// through `ops::Recovery::change_email`, confirmed from the new address.)
 #[derive(Debug, Default)]
 pub struct ProfileChange {
-    pub email: Option<Email>,
-    /// Required to change the email address.
-    pub current_password: Option<secrecy::SecretString>,
     /// `Some(None)` clears the display name.
     pub name: Option<Option<String>>,
 }
@@ -40,7 +38,6 @@ pub struct Accounts {
     roles: RoleService,
     sign_ins: SignIns,
     lockout: Lockout,
-    limits: RateLimiter,
     audit: Audit,
 }
 
@@ -50,7 +47,6 @@ impl Accounts {
         roles: RoleService,
         sign_ins: SignIns,
         lockout: Lockout,
-        limits: RateLimiter,
         audit: Audit,
     ) -> Self {
         Self {
@@ -58,29 +54,8 @@ impl Accounts {
             roles,
             sign_ins,
             lockout,
-            limits,
             audit,
         }
-    }
-
-    /// Self-registration: the new account gets the default role.
-    pub async fn register(
-        &self,
-        origin: &Origin,
-        username: &Username,
-        email: &Email,
-        password: &Password,
-    ) -> Result<User, OpError> {
-        let user = self.users.register(username, email, password, &[]).await?;
-        self.audit
-            .record(
-                origin,
-                Event::new(EventType::UserRegistered, Outcome::Success)
-                    .actor(&user.id)
-                    .details(json!({"username": user.username})),
-            )
-            .await;
-        Ok(user)
     }
 
     /// An account created by an administrator (or the operator) with `roles` (the default
@@ -129,56 +104,24 @@ impl Accounts {
         Ok(self.users.search(query, after, limit).await?)
     }
 
-    /// Changes the caller's own profile. A new email address needs the current password,
-    /// whose checks count against the account's sign-in rate limit.
+    /// Changes the caller's own profile (the display name).
     pub async fn update_profile(
         &self,
         caller: &Caller,
         change: ProfileChange,
     ) -> Result<User, OpError> {
-        use secrecy::ExposeSecret as _;
         let user_id = caller
             .actor()
             .user_id()
             .ok_or_else(|| OpError::NotFound("no such user".into()))?
             .to_string();
-        if change.email.is_some() {
-            let Some(current) = change
-                .current_password
-                .as_ref()
-                .filter(|p| !p.expose_secret().is_empty())
-            else {
-                return Err(crate::domain::Invalid {
-                    field: "current_password",
-                    reason: "the current password is required to change the email address".into(),
-                }
-                .into());
-            };
-            self.limits
-                .check(LimitClass::Login, &user_id)
-                .await
-                .map_err(OpError::Limited)?;
-            if !self
-                .users
-                .verify_current_password(&user_id, current.expose_secret())
-                .await?
-            {
-                return Err(OpError::WrongPassword);
-            }
-        }
-        let fields: Vec<&str> = [
-            change.email.as_ref().map(|_| "email"),
-            change.name.as_ref().map(|_| "name"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+        let fields: Vec<&str> = change.name.as_ref().map(|_| "name").into_iter().collect();
         let user = self
             .users
             .update_profile(
                 &user_id,
                 ProfileUpdate {
-                    email: change.email,
+                    email: None,
                     name: change.name,
                 },
             )

@@ -14,6 +14,7 @@ pub mod clients;
 mod error;
 pub mod keys;
 pub mod readiness;
+pub mod recovery;
 pub mod sessions;
 pub mod tokens;
 
@@ -24,5 +25,6 @@ pub use self::clients::ClientAdmin;
 pub use self::error::OpError;
 pub use self::keys::KeyAdmin;
 pub use self::readiness::Readiness;
+pub use self::recovery::Recovery;
 pub use self::sessions::SessionOps;
 pub use self::tokens::TokenOps;

@@ -2,6 +2,7 @@
 //! user holds.
 
 mod password;
+pub mod tokens;
 
 use std::collections::BTreeSet;
 
@@ -44,6 +45,8 @@ pub struct User {
     pub disabled: bool,
     pub roles: Vec<String>,
     pub created_at: i64,
+    /// Whether the owner of `email` confirmed it (the `email_verified` claim).
+    pub email_verified: bool,
     /// Changes whenever the user's access is ended (see `signins`).
     #[serde(skip)]
     pub access_version: i64,
@@ -92,18 +95,48 @@ impl UserService {
         password: &Password,
         roles: &[String],
     ) -> Result<User, UserError> {
-        let hash = self.hasher.hash(password.expose()).await?;
+        let new = self
+            .prepare(username, email, password, roles, false)
+            .await?;
+        let txn = crate::db::begin_write(&self.db).await?;
+        let id = self.create_in(&txn, &new).await?;
+        txn.commit().await?;
+        self.get(&id).await
+    }
+
+    /// A new account, its password hashed (on the bcrypt pool), ready for [`Self::create_in`].
+    pub async fn prepare(
+        &self,
+        username: &Username,
+        email: &Email,
+        password: &Password,
+        roles: &[String],
+        email_verified: bool,
+    ) -> Result<NewUser, UserError> {
+        Ok(NewUser {
+            username: username.as_str().to_string(),
+            email: email.as_str().to_string(),
+            password_hash: self.hasher.hash(password.expose()).await?,
+            roles: if roles.is_empty() {
+                vec![DEFAULT_ROLE.to_string()]
+            } else {
+                roles.to_vec()
+            },
+            email_verified,
+        })
+    }
+
+    /// Inserts a prepared account inside the caller's transaction; returns its id.
+    pub async fn create_in(
+        &self,
+        txn: &impl ConnectionTrait,
+        new: &NewUser,
+    ) -> Result<String, UserError> {
         let now = self.clock.now();
         let id = uuid::Uuid::new_v4().to_string();
-        let roles: Vec<String> = if roles.is_empty() {
-            vec![DEFAULT_ROLE.to_string()]
-        } else {
-            roles.to_vec()
-        };
-        let txn = crate::db::begin_write(&self.db).await?;
-        for role in &roles {
+        for role in &new.roles {
             if roles::Entity::find_by_id(role.clone())
-                .one(&txn)
+                .one(txn)
                 .await?
                 .is_none()
             {
@@ -112,31 +145,117 @@ impl UserService {
         }
         let row = users::ActiveModel {
             id: Set(id.clone()),
-            username: Set(username.as_str().to_string()),
-            email: Set(email.as_str().to_string()),
+            username: Set(new.username.clone()),
+            email: Set(new.email.clone()),
             name: Set(None),
-            password_hash: Set(hash),
+            password_hash: Set(new.password_hash.clone()),
             disabled: Set(false),
             access_version: Set(0),
+            email_verified: Set(new.email_verified),
             created_at: Set(now),
             updated_at: Set(now),
         };
-        if let Err(e) = row.insert(&txn).await {
+        if let Err(e) = row.insert(txn).await {
             return Err(match e.sql_err() {
                 Some(SqlErr::UniqueConstraintViolation(_)) => UserError::Duplicate,
                 _ => e.into(),
             });
         }
-        for role in &roles {
+        for role in &new.roles {
             user_roles::ActiveModel {
                 user_id: Set(id.clone()),
                 role: Set(role.clone()),
             }
-            .insert(&txn)
+            .insert(txn)
             .await?;
         }
-        txn.commit().await?;
-        self.get(&id).await
+        Ok(id)
+    }
+
+    /// Whether an account uses this username, or this address (case-insensitive).
+    pub async fn taken(
+        &self,
+        username: &Username,
+        email: &Email,
+    ) -> Result<(bool, Option<User>), UserError> {
+        let by_name = users::Entity::find()
+            .filter(users::Column::Username.eq(username.as_str()))
+            .one(&self.db)
+            .await?
+            .is_some();
+        Ok((by_name, self.by_email(email.as_str()).await?))
+    }
+
+    /// The account with this address, if any.
+    pub async fn by_email(&self, email: &str) -> Result<Option<User>, UserError> {
+        let Some(row) = users::Entity::find()
+            .filter(users::Column::Email.eq(email.to_ascii_lowercase()))
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let roles = self.roles(&row.id).await?;
+        Ok(Some(to_user(row, roles)))
+    }
+
+    /// Revokes the user's unused password-reset links (a sign-in with the password).
+    pub async fn forget_reset_links(&self, user_id: &str) -> Result<(), tokens::TokenError> {
+        tokens::revoke_in(
+            &self.db,
+            user_id,
+            tokens::Purpose::PasswordReset,
+            self.clock.now(),
+        )
+        .await
+    }
+
+    /// Hashes a new password on the bcrypt pool.
+    pub async fn hash_password(&self, password: &Password) -> Result<String, UserError> {
+        Ok(self.hasher.hash(password.expose()).await?)
+    }
+
+    /// Sets a user's password hash inside the caller's transaction.
+    pub async fn set_password_in(
+        &self,
+        txn: &impl ConnectionTrait,
+        user_id: &str,
+        hash: &str,
+    ) -> Result<(), UserError> {
+        let done = users::Entity::update_many()
+            .col_expr(users::Column::PasswordHash, Expr::value(hash))
+            .col_expr(users::Column::UpdatedAt, Expr::value(self.clock.now()))
+            .filter(users::Column::Id.eq(user_id))
+            .exec(txn)
+            .await?;
+        if done.rows_affected != 1 {
+            return Err(UserError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Sets a user's address, confirmed, inside the caller's transaction.
+    pub async fn set_verified_email_in(
+        &self,
+        txn: &impl ConnectionTrait,
+        user_id: &str,
+        email: &str,
+    ) -> Result<(), UserError> {
+        let done = users::Entity::update_many()
+            .col_expr(users::Column::Email, Expr::value(email))
+            .col_expr(users::Column::EmailVerified, Expr::value(true))
+            .col_expr(users::Column::UpdatedAt, Expr::value(self.clock.now()))
+            .filter(users::Column::Id.eq(user_id))
+            .exec(txn)
+            .await;
+        match done {
+            Ok(d) if d.rows_affected == 1 => Ok(()),
+            Ok(_) => Err(UserError::NotFound),
+            Err(e) => Err(match e.sql_err() {
+                Some(SqlErr::UniqueConstraintViolation(_)) => UserError::Duplicate,
+                _ => e.into(),
+            }),
+        }
     }
 
     /// The id of the user with this username (case-insensitive).
@@ -364,6 +483,16 @@ fn to_user(row: users::Model, roles: Vec<String>) -> User {
         disabled: row.disabled,
         roles,
         created_at: row.created_at,
+        email_verified: row.email_verified,
         access_version: row.access_version,
     }
+}
+
+/// An account about to be created (password already hashed).
+pub struct NewUser {
+    pub username: String,
+    pub email: String,
+    pub password_hash: String,
+    pub roles: Vec<String>,
+    pub email_verified: bool,
 }

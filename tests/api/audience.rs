@@ -238,12 +238,27 @@ async fn the_profile_needs_its_scopes_and_the_address_the_password() {
         .password_grant("carol", "profile email profile:write")
         .await
         .str("access_token");
+    // The address changes only through POST /users/me/email, with the current password.
     let a = patch(writer.clone(), json!({"email": "mallory@evil.example.com"})).await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.body);
-    assert_eq!(a.body["field"], "current_password");
-    let a = patch(
+    let change = |token: String, body: serde_json::Value| {
+        let app = &app;
+        async move {
+            Answer::from(
+                app.http
+                    .post(app.url("/api/v1/users/me/email"))
+                    .bearer_auth(token)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let a = change(
         writer.clone(),
-        json!({"email": "mallory@evil.example.com", "current_password": "not the password at all"}),
+        json!({"new_email": "mallory@evil.example.com", "current_password": "not the password at all"}),
     )
     .await;
     assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
@@ -252,13 +267,28 @@ async fn the_profile_needs_its_scopes_and_the_address_the_password() {
     app.password_grant("mallory@evil.example.com", "openid")
         .await
         .assert_oauth_error(400, "invalid_grant");
-    let a = patch(
-        writer,
-        json!({"email": "carol@new.example.com", "current_password": PASSWORD}),
+    // With the password, a confirmation goes to the new address; nothing moves until then.
+    let a = change(
+        writer.clone(),
+        json!({"new_email": "carol@new.example.com", "current_password": PASSWORD}),
     )
     .await;
-    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
-    assert_eq!(a.body["email"], "carol@new.example.com");
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
+    let me = app.get_bearer("/api/v1/users/me", &writer).await;
+    assert_eq!(me.body["email"], "carol@example.com", "{}", me.body);
+    // Without profile:write: refused.
+    let a = change(
+        profile_only(&app).await,
+        json!({"new_email": "x@example.com", "current_password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+}
+
+async fn profile_only(app: &super::helpers::TestApp) -> String {
+    app.password_grant("carol", "profile email")
+        .await
+        .str("access_token")
 }
 
 #[tokio::test]

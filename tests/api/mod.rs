@@ -19,6 +19,7 @@ mod introspection;
 mod key_lifecycle;
 mod mail;
 mod openapi;
+mod recovery;
 mod redis_outage;
 mod refresh;
 mod refresh_cluster;

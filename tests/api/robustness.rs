@@ -401,14 +401,14 @@ async fn json_bodies_have_their_documented_types() {
         (
             "PATCH",
             "/api/v1/users/me",
-            serde_json::json!({"email": null}),
-            "email",
+            serde_json::json!({"name": true}),
+            "name",
         ),
         (
-            "PATCH",
-            "/api/v1/users/me",
-            serde_json::json!({"email": true}),
-            "email",
+            "POST",
+            "/api/v1/users/me/email",
+            serde_json::json!({"new_email": true, "current_password": "x"}),
+            "new_email",
         ),
         (
             "POST",

@@ -1,5 +1,6 @@
 //! The operations of the API, one module per area (combined in `http::app`).
 
+pub mod account;
 pub mod admin;
 pub mod admin_views;
 pub mod articles;

@@ -308,7 +308,7 @@ impl OAuthApi {
             preferred_username: profile.then_some(user.username),
             name: if profile { user.name } else { None },
             email: email.then_some(user.email),
-            email_verified: email.then_some(false),
+            email_verified: email.then_some(user.email_verified),
         }))
     }
 }

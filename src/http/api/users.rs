@@ -8,19 +8,19 @@
 use poem::Request;
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
-use poem_openapi::{Object, OpenApi};
-use secrecy::SecretString;
+use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use crate::abuse::{LimitClass, RateLimiter};
 use crate::domain::{Email, Password, Username, display_name};
 use crate::http::auth::ApiScopes;
 use crate::http::guard::{Profile, ProfileWrite, Require};
 use crate::http::origin::origin;
-use crate::http::problem::{ApiError, Created};
+use crate::http::problem::ApiError;
 use crate::http::tags::ApiTags;
 use crate::oauth::tokens::AccessClaims;
 use crate::ops::accounts::ProfileChange;
-use crate::ops::{Accounts, OpError};
+use crate::ops::recovery::Registered;
+use crate::ops::{Accounts, OpError, Recovery};
 use crate::users::User;
 
 /// New account.
@@ -36,15 +36,11 @@ pub struct Registration {
     pub password: String,
 }
 
-/// Changes to one's own profile; absent fields stay as they are.
+/// Changes to one's own profile; absent fields stay as they are. The address changes with
+/// `POST /api/v1/users/me/email` (confirmed from the new address).
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct ProfilePatch {
-    /// New email address (needs `current_password`).
-    pub email: Option<String>,
-    /// The account's current password: required to change the email address.
-    #[oai(write_only)]
-    pub current_password: Option<String>,
     /// Display name (at most 200 characters); `null` clears it.
     #[oai(nullable)]
     pub name: MaybeUndefined<String>,
@@ -100,21 +96,41 @@ fn profile_view(user: User, claims: &AccessClaims) -> UserView {
     view
 }
 
+/// Registration is accepted; the account becomes usable once its address is confirmed.
+#[derive(Debug, Object)]
+pub struct RegisterStatus {
+    /// `verification_sent`.
+    pub status: String,
+}
+
+#[derive(Debug, ApiResponse)]
+pub enum RegisterResponse {
+    /// The account, created (a confirmation link went to its address).
+    #[oai(status = 201)]
+    Created(Json<UserView>),
+    /// Accepted: a link was sent, or the owner of a taken address was told.
+    #[oai(status = 202)]
+    Accepted(Json<RegisterStatus>),
+}
+
 pub struct UsersApi;
 
 #[OpenApi(prefix_path = "/api/v1/users", tag = "ApiTags::Users")]
 impl UsersApi {
     /// Register a new account
     ///
-    /// New users get the `reader` role.
+    /// New users get the `reader` role, and their address a confirmation link. With
+    /// `PORTCULLIS_REQUIRE_VERIFIED_EMAIL=true` the answer is 202 whether or not the username or
+    /// address is taken (the owner of a taken address is mailed instead), and the account may
+    /// sign in once its address is confirmed; otherwise 201 with the account.
     #[oai(path = "/", method = "post", operation_id = "register")]
     async fn register(
         &self,
-        accounts: &Accounts,
+        recovery: &Recovery,
         limits: &RateLimiter,
         req: &Request,
         body: Json<Registration>,
-    ) -> Result<Created<UserView>, ApiError> {
+    ) -> Result<RegisterResponse, ApiError> {
         let origin = origin(req);
         if let Some(ip) = &origin.ip {
             limits.check(LimitClass::RegisterIp, ip).await?;
@@ -122,10 +138,17 @@ impl UsersApi {
         let username = Username::parse(&body.username)?;
         let email = Email::parse(&body.email)?;
         let password = Password::parse(&body.password, &username, &email)?;
-        let user = accounts
-            .register(&origin, &username, &email, &password)
-            .await?;
-        Ok(Created::Created(Json(user.into())))
+        Ok(
+            match recovery
+                .register(&origin, &username, &email, &password)
+                .await?
+            {
+                Registered::Created(user) => RegisterResponse::Created(Json(user.into())),
+                Registered::VerificationSent => RegisterResponse::Accepted(Json(RegisterStatus {
+                    status: "verification_sent".into(),
+                })),
+            },
+        )
     }
 
     /// The signed-in user's profile
@@ -141,10 +164,10 @@ impl UsersApi {
         Ok(Json(profile_view(user, &auth.claims)))
     }
 
-    /// Update the signed-in user's email or display name
+    /// Update the signed-in user's display name
     ///
-    /// Needs `profile:write`. Changing the email address also needs the current password.
-    /// Roles cannot be changed here.
+    /// Needs `profile:write`. Roles cannot be changed here; the address changes with
+    /// `POST /api/v1/users/me/email`.
     #[oai(path = "/me", method = "patch", operation_id = "update_me")]
     async fn update_me(
         &self,
@@ -156,8 +179,6 @@ impl UsersApi {
         auth.user_id()?;
         let body = body.0;
         let change = ProfileChange {
-            email: body.email.as_deref().map(Email::parse).transpose()?,
-            current_password: body.current_password.map(SecretString::from),
             name: match body.name {
                 MaybeUndefined::Undefined => None,
                 MaybeUndefined::Null => Some(None),

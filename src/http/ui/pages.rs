@@ -165,6 +165,81 @@ pub fn signed_out() -> String {
     })
 }
 
+/// A page that says what happened, with an optional link onward (`href`, label).
+pub fn message(heading: &str, message: &str, link: Option<(&str, &str)>) -> String {
+    render(&MessagePage {
+        title: texts::ACCOUNT_TITLE,
+        heading,
+        message,
+        link,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "message.html", config = "src/http/ui/askama.toml")]
+struct MessagePage<'a> {
+    title: &'static str,
+    heading: &'a str,
+    message: &'a str,
+    link: Option<(&'a str, &'a str)>,
+}
+
+/// The page a verification link opens: one button that posts the token (a link scanner
+/// that only fetches the page confirms nothing).
+pub fn verify_email(csrf_token: &str, token: &str) -> String {
+    render(&VerifyEmailPage {
+        title: texts::VERIFY_HEADING,
+        csrf_token,
+        token,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "verify_email.html", config = "src/http/ui/askama.toml")]
+struct VerifyEmailPage<'a> {
+    title: &'static str,
+    csrf_token: &'a str,
+    token: &'a str,
+}
+
+/// The "forgot your password" form.
+pub fn forgot_password(csrf_token: &str, email: &str, error: Option<&str>) -> String {
+    render(&ForgotPage {
+        title: texts::FORGOT_HEADING,
+        csrf_token,
+        email,
+        error,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "forgot_password.html", config = "src/http/ui/askama.toml")]
+struct ForgotPage<'a> {
+    title: &'static str,
+    csrf_token: &'a str,
+    email: &'a str,
+    error: Option<&'a str>,
+}
+
+/// The page a reset link opens: the new password, twice.
+pub fn reset_password(csrf_token: &str, token: &str, error: Option<&str>) -> String {
+    render(&ResetPage {
+        title: texts::RESET_HEADING,
+        csrf_token,
+        token,
+        error,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "reset_password.html", config = "src/http/ui/askama.toml")]
+struct ResetPage<'a> {
+    title: &'static str,
+    csrf_token: &'a str,
+    token: &'a str,
+    error: Option<&'a str>,
+}
+
 /// Renders `page`, or a static error page if rendering fails (writing to a `String` with the
 /// values above cannot fail; the fallback keeps the handlers free of a panic path).
 fn render(page: &impl Template) -> String {

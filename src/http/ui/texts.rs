@@ -153,6 +153,31 @@ pub fn error_message(kind: ErrorKind) -> &'static str {
     }
 }
 
+// ---- Account pages (links from mails) -------------------------------------------------------
+
+pub const ACCOUNT_TITLE: &str = "Your account";
+pub const VERIFY_HEADING: &str = "Confirm your e-mail address";
+pub const VERIFY_MESSAGE: &str = "Press the button to confirm that this address is yours.";
+pub const VERIFY_SUBMIT: &str = "Confirm my address";
+pub const VERIFIED_HEADING: &str = "Address confirmed";
+pub const VERIFIED_MESSAGE: &str = "Thank you: your e-mail address is confirmed.";
+pub const FORGOT_HEADING: &str = "Reset your password";
+pub const FORGOT_MESSAGE: &str = "Enter the e-mail address of your account and we will send you a link to choose a new password.";
+pub const FORGOT_EMAIL_LABEL: &str = "E-mail address";
+pub const FORGOT_SUBMIT: &str = "Send the link";
+pub const FORGOT_SENT_HEADING: &str = "Check your mail";
+pub const FORGOT_SENT_MESSAGE: &str = "If an account uses this address, a link to choose a new password is on its way. It works for 30 minutes.";
+pub const FORGOT_LINK: &str = "Forgot your password?";
+pub const RESET_HEADING: &str = "Choose a new password";
+pub const RESET_PASSWORD_LABEL: &str = "New password (at least 12 characters)";
+pub const RESET_AGAIN_LABEL: &str = "New password, again";
+pub const RESET_SUBMIT: &str = "Set the new password";
+pub const RESET_MISMATCH: &str = "The two passwords are not the same.";
+pub const RESET_DONE_HEADING: &str = "Password changed";
+pub const RESET_DONE_MESSAGE: &str = "Your password is changed and every session of your account has ended. Sign in again with the new password.";
+pub const LINK_INVALID: &str = "This link is invalid, expired or already used. Ask for a new one.";
+pub const TOO_MANY: &str = "Too many requests. Wait a while and try again.";
+
 /// The whole page shown if a template ever fails to render (it cannot with the values the
 /// pages pass): static, with no value in it.
 pub const RENDER_FAILED_PAGE: &str = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\

@@ -156,6 +156,8 @@ pub struct Grants {
     pub limits: RateLimiter,
     pub audit: Audit,
     pub codes: crate::oauth::authorize::Codes,
+    /// Whether an account must have confirmed its address to sign in.
+    pub require_verified_email: bool,
 }
 
 /// What a grant needs besides its own parameters.
@@ -288,6 +290,7 @@ pub(super) async fn user_tokens(
             at_hash: Some(super::tokens::at_hash(&access.token)),
             preferred_username: scope.contains("profile").then(|| user.username.clone()),
             email: scope.contains("email").then(|| user.email.clone()),
+            email_verified: scope.contains("email").then_some(user.email_verified),
         };
         Some(
             tokens

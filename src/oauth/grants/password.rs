@@ -174,16 +174,23 @@ pub async fn check_credentials(
         ),
         _ => None,
     };
+    // An address not yet confirmed, where confirmation is required: the same answer as a
+    // wrong password (it does not count toward the lockout: the password was right).
+    let unverified =
+        state.require_verified_email && user.as_ref().is_some_and(|u| !u.email_verified);
+    let user = user.filter(|_| !unverified);
     let Some(user) = user else {
         // `invalid_credentials`: the password was checked (wrong, unknown user or disabled
         // account); `locked`: refused unchecked (account locked or address blocked for it).
-        let reason = if checked {
+        let reason = if unverified {
+            "email_not_verified"
+        } else if checked {
             "invalid_credentials"
         } else {
             "locked"
         };
         let details = json!({"method": method, "reason": reason});
-        if let Some(c) = &candidate {
+        if let Some(c) = candidate.as_ref().filter(|_| !unverified) {
             record_lock(
                 state,
                 origin,
@@ -207,6 +214,10 @@ pub async fn check_credentials(
     };
     if let Err(e) = state.lockout.succeeded(&attempt).await {
         tracing::warn!(error = %e, "could not reset failed sign-in counts");
+    }
+    // A sign-in shows the user knows the password: a pending reset link is not needed.
+    if let Err(e) = state.users.forget_reset_links(&user.id).await {
+        tracing::warn!(error = %e, "could not revoke pending password-reset links");
     }
     Ok(user)
 }

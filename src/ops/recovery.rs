@@ -1,0 +1,518 @@
+//! Account recovery and address changes: registration with address verification, the
+//! verification and address-change links, password reset, and changing one's password or
+//! address. Every mail is written to the outbox in the transaction of the change that causes
+//! it (`mail::Outbox`), with the single-use token it carries (`users::tokens`), so a token, its
+//! change and its mail exist together or not at all.
+//!
+//! Nothing here tells a caller whether an address has an account: a reset request answers the
+//! same at once and does its work afterwards; with verification required, registration answers
+//! the same whether or not the name or address is taken (the owner of a taken address is
+//! mailed instead).
+
+use sea_orm::DatabaseConnection;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+
+use super::caller::Caller;
+use super::error::OpError;
+use crate::abuse::{LimitClass, RateLimiter};
+use crate::audit::{Audit, Event, EventType, Origin, Outcome};
+use crate::clock::SharedClock;
+use crate::domain::{Email, Invalid, Password, Username};
+use crate::mail::{Mail, MailTemplate, Outbox};
+use crate::signins::SignIns;
+use crate::users::tokens::{self, Purpose};
+use crate::users::{User, UserError, UserService};
+
+/// The outcome of a registration.
+#[derive(Debug)]
+pub enum Registered {
+    /// Created, and signing in is allowed at once (verification not required).
+    Created(User),
+    /// Verification is required: a link is on its way (or the owner of a taken address was
+    /// told); the answer is the same either way.
+    VerificationSent,
+}
+
+/// Where the links in mails lead (hosted pages that post the token to the API).
+pub const VERIFY_PATH: &str = "/ui/email/verify";
+pub const RESET_PATH: &str = "/ui/password/reset";
+pub const FORGOT_PATH: &str = "/ui/password/forgot";
+
+fn bad_token() -> OpError {
+    OpError::Invalid(Invalid {
+        field: "token",
+        reason: "the link is invalid, expired or already used".into(),
+    })
+}
+
+fn internal(e: &dyn std::fmt::Display) -> OpError {
+    OpError::internal(e)
+}
+
+#[derive(Clone)]
+pub struct Recovery {
+    /// Only to open the transactions that join a change, its token and its mail.
+    db: DatabaseConnection,
+    users: UserService,
+    sign_ins: SignIns,
+    outbox: Outbox,
+    limits: RateLimiter,
+    audit: Audit,
+    clock: SharedClock,
+    issuer: String,
+    require_verified: bool,
+}
+
+impl Recovery {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        db: DatabaseConnection,
+        users: UserService,
+        sign_ins: SignIns,
+        outbox: Outbox,
+        limits: RateLimiter,
+        audit: Audit,
+        clock: SharedClock,
+        issuer: String,
+        require_verified: bool,
+    ) -> Self {
+        Self {
+            db,
+            users,
+            sign_ins,
+            outbox,
+            limits,
+            audit,
+            clock,
+            issuer: issuer.trim_end_matches('/').to_string(),
+            require_verified,
+        }
+    }
+
+    /// Whether an account must confirm its address before it may sign in.
+    pub fn verification_required(&self) -> bool {
+        self.require_verified
+    }
+
+    fn link(&self, path: &str, token: &str) -> String {
+        format!("{}{path}?token={token}", self.issuer)
+    }
+
+    async fn audit(
+        &self,
+        origin: &Origin,
+        kind: EventType,
+        user_id: Option<&str>,
+        details: serde_json::Value,
+    ) {
+        let mut event = Event::new(kind, Outcome::Success).details(details);
+        if let Some(user) = user_id {
+            event = event.actor(user);
+        }
+        self.audit.record(origin, event).await;
+    }
+
+    /// Self-registration (the default role). The account's address gets a verification link.
+    pub async fn register(
+        &self,
+        origin: &Origin,
+        username: &Username,
+        email: &Email,
+        password: &Password,
+    ) -> Result<Registered, OpError> {
+        // The password is hashed whatever happens next, so every answer costs the same.
+        let new = self
+            .users
+            .prepare(username, email, password, &[], false)
+            .await?;
+        let now = self.clock.now();
+        let txn = crate::db::begin_write(&self.db)
+            .await
+            .map_err(|e| internal(&e))?;
+        let created = match self.users.create_in(&txn, &new).await {
+            Ok(id) => Some(id),
+            Err(UserError::Duplicate) if self.require_verified => None,
+            Err(e) => return Err(e.into()),
+        };
+        match &created {
+            Some(id) => {
+                let token = tokens::issue_in(&txn, Purpose::VerifyEmail, id, email.as_str(), now)
+                    .await
+                    .map_err(|e| internal(&e))?;
+                self.mail(
+                    &txn,
+                    email.as_str(),
+                    username.as_str(),
+                    MailTemplate::VerifyEmail {
+                        link: self.link(VERIFY_PATH, &token),
+                    },
+                )
+                .await?;
+            }
+            None => {
+                // Taken: the owner of the address (if it is the address that is taken) learns
+                // that someone tried; the caller learns nothing.
+                if let Some(owner) = self.users.by_email(email.as_str()).await? {
+                    self.mail(
+                        &txn,
+                        &owner.email,
+                        &owner.username,
+                        MailTemplate::AlreadyRegistered {
+                            reset_link: format!("{}{FORGOT_PATH}", self.issuer),
+                        },
+                    )
+                    .await?;
+                }
+            }
+        }
+        txn.commit().await.map_err(|e| internal(&e))?;
+        let Some(id) = created else {
+            return Ok(Registered::VerificationSent);
+        };
+        let user = self.users.get(&id).await?;
+        self.audit(
+            origin,
+            EventType::UserRegistered,
+            Some(&user.id),
+            json!({"username": user.username}),
+        )
+        .await;
+        if self.require_verified {
+            Ok(Registered::VerificationSent)
+        } else {
+            Ok(Registered::Created(user))
+        }
+    }
+
+    async fn mail(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        to: &str,
+        username: &str,
+        template: MailTemplate,
+    ) -> Result<(), OpError> {
+        self.outbox
+            .enqueue(
+                txn,
+                &Mail {
+                    to: to.to_string(),
+                    username: username.to_string(),
+                    template,
+                },
+            )
+            .await
+            .map_err(|e| internal(&e))
+    }
+
+    /// Confirms an address from a mailed link: a new account's, or the new address of an
+    /// address change (which then replaces the old one, and the old one is told).
+    pub async fn confirm_email(&self, origin: &Origin, token: &str) -> Result<(), OpError> {
+        let now = self.clock.now();
+        let txn = crate::db::begin_write(&self.db)
+            .await
+            .map_err(|e| internal(&e))?;
+        if let Some(c) = tokens::consume_in(&txn, token, Purpose::VerifyEmail, now)
+            .await
+            .map_err(|e| internal(&e))?
+        {
+            let user = self.users.get(&c.user_id).await?;
+            // Bound to the address it was sent to: a link for an address the account no
+            // longer has confirms nothing.
+            if user.email != c.email {
+                return Err(bad_token());
+            }
+            self.users
+                .set_verified_email_in(&txn, &user.id, &c.email)
+                .await?;
+            txn.commit().await.map_err(|e| internal(&e))?;
+            self.audit(origin, EventType::EmailVerified, Some(&user.id), json!({}))
+                .await;
+            return Ok(());
+        }
+        let Some(c) = tokens::consume_in(&txn, token, Purpose::ChangeEmail, now)
+            .await
+            .map_err(|e| internal(&e))?
+        else {
+            return Err(bad_token());
+        };
+        let user = self.users.get(&c.user_id).await?;
+        match self
+            .users
+            .set_verified_email_in(&txn, &user.id, &c.email)
+            .await
+        {
+            Ok(()) => {}
+            Err(UserError::Duplicate) => {
+                return Err(OpError::Conflict(
+                    "another account uses this address now".into(),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        // A reset link sent to the old address must not work any more.
+        tokens::revoke_in(&txn, &user.id, Purpose::PasswordReset, now)
+            .await
+            .map_err(|e| internal(&e))?;
+        self.mail(
+            &txn,
+            &user.email,
+            &user.username,
+            MailTemplate::EmailChanged {
+                new_email: c.email.clone(),
+            },
+        )
+        .await?;
+        txn.commit().await.map_err(|e| internal(&e))?;
+        self.audit(origin, EventType::EmailChanged, Some(&user.id), json!({}))
+            .await;
+        Ok(())
+    }
+
+    /// Asks for a password-reset link. Answers at once and the same for every address; the
+    /// work (finding the account, the token and the mail, in one transaction) happens after.
+    pub async fn request_reset(&self, origin: &Origin, email: &str) -> Result<(), OpError> {
+        if let Some(ip) = origin.ip.as_deref() {
+            self.limits
+                .check(LimitClass::RecoveryIp, ip)
+                .await
+                .map_err(OpError::Limited)?;
+        }
+        let address = email.trim().to_ascii_lowercase();
+        self.limits
+            .check(LimitClass::RecoveryAddress, &address)
+            .await
+            .map_err(OpError::Limited)?;
+        let this = self.clone();
+        let origin = origin.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.send_reset(&origin, &address).await {
+                tracing::error!(error = %e, "could not prepare a password-reset mail");
+            }
+        });
+        Ok(())
+    }
+
+    async fn send_reset(&self, origin: &Origin, address: &str) -> Result<(), OpError> {
+        let Some(user) = self.users.by_email(address).await? else {
+            return Ok(());
+        };
+        if user.disabled {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let txn = crate::db::begin_write(&self.db)
+            .await
+            .map_err(|e| internal(&e))?;
+        let token = tokens::issue_in(&txn, Purpose::PasswordReset, &user.id, &user.email, now)
+            .await
+            .map_err(|e| internal(&e))?;
+        self.mail(
+            &txn,
+            &user.email,
+            &user.username,
+            MailTemplate::PasswordReset {
+                link: self.link(RESET_PATH, &token),
+            },
+        )
+        .await?;
+        txn.commit().await.map_err(|e| internal(&e))?;
+        self.audit(
+            origin,
+            EventType::PasswordResetRequested,
+            Some(&user.id),
+            json!({}),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Sets a new password from a reset link: the token is used up, every sign-in of the user
+    /// ends, and the address is told.
+    pub async fn confirm_reset(
+        &self,
+        origin: &Origin,
+        token: &str,
+        new_password: &SecretString,
+    ) -> Result<(), OpError> {
+        let now = self.clock.now();
+        // The password is checked against the account before the token is used up, so a
+        // refused password leaves the link working.
+        let Some(peek) = tokens::peek(&self.db, token, Purpose::PasswordReset, now)
+            .await
+            .map_err(|e| internal(&e))?
+        else {
+            return Err(bad_token());
+        };
+        let user = self.users.get(&peek.user_id).await?;
+        if user.email != peek.email || user.disabled {
+            return Err(bad_token());
+        }
+        let username = Username::parse(&user.username)?;
+        let email = Email::parse(&user.email)?;
+        let password = Password::parse(new_password.expose_secret(), &username, &email)?;
+        let hash = self.users.hash_password(&password).await?;
+        let txn = crate::db::begin_write(&self.db)
+            .await
+            .map_err(|e| internal(&e))?;
+        if tokens::consume_in(&txn, token, Purpose::PasswordReset, now)
+            .await
+            .map_err(|e| internal(&e))?
+            .is_none()
+        {
+            return Err(bad_token());
+        }
+        self.users.set_password_in(&txn, &user.id, &hash).await?;
+        self.mail(
+            &txn,
+            &user.email,
+            &user.username,
+            MailTemplate::PasswordChanged,
+        )
+        .await?;
+        txn.commit().await.map_err(|e| internal(&e))?;
+        let ended = self
+            .sign_ins
+            .end_all(&user.id, "password_reset")
+            .await
+            .map_err(|e| internal(&e))?;
+        self.audit(
+            origin,
+            EventType::PasswordReset,
+            Some(&user.id),
+            json!({"sign_ins_ended": ended.len()}),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Changes one's password (the current one required). The other sign-ins of the user end;
+    /// `keep` (the sign-in of this request) stays.
+    pub async fn change_password(
+        &self,
+        caller: &Caller,
+        user_id: &str,
+        current: &SecretString,
+        new_password: &SecretString,
+        keep: Option<&str>,
+    ) -> Result<(), OpError> {
+        let user = self.users.get(user_id).await?;
+        self.limits
+            .check(LimitClass::Login, user_id)
+            .await
+            .map_err(OpError::Limited)?;
+        if !self
+            .users
+            .verify_current_password(user_id, current.expose_secret())
+            .await?
+        {
+            return Err(OpError::WrongPassword);
+        }
+        let username = Username::parse(&user.username)?;
+        let email = Email::parse(&user.email)?;
+        let password = Password::parse(new_password.expose_secret(), &username, &email)?;
+        let hash = self.users.hash_password(&password).await?;
+        let now = self.clock.now();
+        let txn = crate::db::begin_write(&self.db)
+            .await
+            .map_err(|e| internal(&e))?;
+        self.users.set_password_in(&txn, user_id, &hash).await?;
+        tokens::revoke_in(&txn, user_id, Purpose::PasswordReset, now)
+            .await
+            .map_err(|e| internal(&e))?;
+        self.mail(
+            &txn,
+            &user.email,
+            &user.username,
+            MailTemplate::PasswordChanged,
+        )
+        .await?;
+        txn.commit().await.map_err(|e| internal(&e))?;
+        let mut ended = Vec::new();
+        for record in self
+            .sign_ins
+            .list(user_id)
+            .await
+            .map_err(|e| internal(&e))?
+        {
+            let current =
+                keep.is_some_and(|k| k == record.id || record.members.iter().any(|m| m == k));
+            if !current
+                && self
+                    .sign_ins
+                    .end(&record.id, "password_changed")
+                    .await
+                    .map_err(|e| internal(&e))?
+            {
+                ended.push(record.id);
+            }
+        }
+        caller
+            .record(
+                &self.audit,
+                EventType::PasswordChanged,
+                json!({"user_id": user_id, "sign_ins_ended": ended.len()}),
+            )
+            .await;
+        Ok(())
+    }
+
+    /// Starts an address change (the current password required): the new address gets a
+    /// link; nothing changes until it is followed. An address another account uses gets
+    /// nothing, and the answer is the same.
+    pub async fn change_email(
+        &self,
+        caller: &Caller,
+        user_id: &str,
+        current: &SecretString,
+        new_email: &Email,
+    ) -> Result<(), OpError> {
+        let user = self.users.get(user_id).await?;
+        self.limits
+            .check(LimitClass::Login, user_id)
+            .await
+            .map_err(OpError::Limited)?;
+        if !self
+            .users
+            .verify_current_password(user_id, current.expose_secret())
+            .await?
+        {
+            return Err(OpError::WrongPassword);
+        }
+        if new_email.as_str() == user.email {
+            return Err(OpError::Invalid(Invalid {
+                field: "new_email",
+                reason: "this is already the account's address".into(),
+            }));
+        }
+        if self.users.by_email(new_email.as_str()).await?.is_some() {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let txn = crate::db::begin_write(&self.db)
+            .await
+            .map_err(|e| internal(&e))?;
+        let token = tokens::issue_in(&txn, Purpose::ChangeEmail, user_id, new_email.as_str(), now)
+            .await
+            .map_err(|e| internal(&e))?;
+        self.mail(
+            &txn,
+            new_email.as_str(),
+            &user.username,
+            MailTemplate::EmailChangeConfirm {
+                link: self.link(VERIFY_PATH, &token),
+                new_email: new_email.as_str().to_string(),
+            },
+        )
+        .await?;
+        txn.commit().await.map_err(|e| internal(&e))?;
+        caller
+            .record(
+                &self.audit,
+                EventType::EmailChangeRequested,
+                json!({"user_id": user_id}),
+            )
+            .await;
+        Ok(())
+    }
+}
