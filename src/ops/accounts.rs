@@ -67,13 +67,14 @@ impl Accounts {
         email: &Email,
         password: &Password,
         roles: &[String],
+        email_verified: bool,
     ) -> Result<User, OpError> {
         caller
             .authority
             .ensure_holds(&self.users.permissions(roles).await?)?;
         let user = self
             .users
-            .register(username, email, password, roles)
+            .register(username, email, password, roles, email_verified)
             .await?;
         caller
             .record(

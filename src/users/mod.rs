@@ -86,7 +86,8 @@ impl UserService {
         Self { db, hasher, clock }
     }
 
-    /// Registers a user with the given roles (the default role when `roles` is empty).
+    /// Registers a user with the given roles (the default role when `roles` is empty), its
+    /// address confirmed or not (an operator may vouch for it).
     #[tracing::instrument(skip_all, fields(username = username.as_str()))]
     pub async fn register(
         &self,
