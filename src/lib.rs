@@ -18,6 +18,7 @@ pub mod domain;
 pub mod duties;
 pub mod http;
 pub mod keys;
+pub mod mfa;
 pub mod oauth;
 pub mod ops;
 pub mod rbac;

@@ -11,6 +11,7 @@ mod m20261124_000003_key_lifecycle;
 mod m20261124_000004_refresh_replay;
 mod m20261126_000005_sign_ins_and_audiences;
 mod m20261126_000006_browser_sign_in;
+mod m20261126_000008_mfa;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000004_refresh_replay::Migration),
             Box::new(m20261126_000005_sign_ins_and_audiences::Migration),
             Box::new(m20261126_000006_browser_sign_in::Migration),
+            Box::new(m20261126_000008_mfa::Migration),
         ]
     }
 }
