@@ -47,6 +47,18 @@ pub enum EventType {
     ConsentWithdrawn,
     /// An authorization code was presented again; the sign-in it started was ended.
     CodeReplayDetected,
+    /// The password was right and a second factor is needed (the sign-in is pending).
+    MfaRequired,
+    /// Two-factor authentication was turned on (an enrolment confirmed).
+    MfaEnrolled,
+    /// Two-factor authentication was turned off.
+    MfaDisabled,
+    /// New recovery codes replaced the old ones.
+    MfaRecoveryCodesRegenerated,
+    /// A recovery code was used to sign in or to turn MFA off.
+    MfaRecoveryCodeUsed,
+    /// An administrator changed whether a role requires MFA.
+    RoleMfaChanged,
 }
 
 impl EventType {
@@ -79,6 +91,12 @@ impl EventType {
             Self::ConsentGranted => "consent.granted",
             Self::ConsentWithdrawn => "consent.withdrawn",
             Self::CodeReplayDetected => "token.code_replay_detected",
+            Self::MfaRequired => "auth.mfa_required",
+            Self::MfaEnrolled => "mfa.enrolled",
+            Self::MfaDisabled => "mfa.disabled",
+            Self::MfaRecoveryCodesRegenerated => "mfa.recovery_codes_regenerated",
+            Self::MfaRecoveryCodeUsed => "mfa.recovery_code_used",
+            Self::RoleMfaChanged => "role.mfa_changed",
         }
     }
 }

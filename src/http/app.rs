@@ -12,6 +12,7 @@ use super::api::admin::AdminApi;
 use super::api::articles::ArticlesApi;
 use super::api::discovery::{DiscoveryApi, metadata_bytes};
 use super::api::health::OpsApi;
+use super::api::mfa::MfaApi;
 use super::api::oauth::OAuthApi;
 use super::api::sessions::SessionsApi;
 use super::api::users::UsersApi;
@@ -27,6 +28,7 @@ type Apis = (
     OAuthApi,
     DiscoveryApi,
     UsersApi,
+    MfaApi,
     SessionsApi,
     ArticlesApi,
     AdminApi,
@@ -41,6 +43,7 @@ pub fn api_service() -> OpenApiService<Apis, ()> {
             OAuthApi,
             DiscoveryApi,
             UsersApi,
+            MfaApi,
             SessionsApi,
             ArticlesApi,
             AdminApi,
@@ -103,6 +106,7 @@ pub fn app(state: AppState) -> impl Endpoint {
             &state.settings.server.issuer,
         ),
         session_ops: state.session_ops.clone(),
+        mfa_ops: state.mfa_ops.clone(),
     };
     Route::new()
         .at(
@@ -117,6 +121,7 @@ pub fn app(state: AppState) -> impl Endpoint {
             "/ui/login",
             get(browser::login_page).post(browser::login_submit),
         )
+        .at("/ui/login/mfa", post(browser::login_mfa_submit))
         .at("/ui/consent", post(browser::consent_submit))
         .at(ui::STYLESHEET_PATH, get(ui::stylesheet))
         .at("/openapi.json", api.spec_endpoint())

@@ -66,6 +66,7 @@ pub struct Deps {
     /// The browser sign-in pages (`http::browser`).
     pub browser: super::cookies::BrowserFront,
     pub session_ops: crate::ops::SessionOps,
+    pub mfa_ops: crate::ops::MfaOps,
 }
 
 /// The [`Deps`] of a request (a 500 if the app was assembled without them, which is a bug).
@@ -100,4 +101,5 @@ given! {
     Metadata => metadata,
     Jwks => jwks,
     crate::ops::SessionOps => session_ops,
+    crate::ops::MfaOps => mfa_ops,
 }
