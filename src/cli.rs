@@ -256,7 +256,14 @@ async fn operate(state: &AppState, command: Command) -> anyhow::Result<()> {
             let password = Password::parse(raw, &username, &email)?;
             let user = state
                 .accounts
-                .create(&operator, &username, &email, &password, &roles, email_verified)
+                .create(
+                    &operator,
+                    &username,
+                    &email,
+                    &password,
+                    &roles,
+                    email_verified,
+                )
                 .await?;
             print(&user)
         }

@@ -79,6 +79,10 @@ pub struct AppState {
     pub readiness: crate::ops::Readiness,
     pub browser: crate::ops::BrowserSignIn,
     pub session_ops: crate::ops::SessionOps,
+    pub mfa_ops: crate::ops::MfaOps,
+    /// Second factors (TOTP secrets sealed under the master key, recovery codes, pending
+    /// second steps).
+    pub mfa: crate::mfa::MfaService,
     /// Authorization codes (purged by the background duties).
     pub codes: crate::oauth::authorize::Codes,
     /// The key of the hosted pages' CSRF tokens, derived from the master key (the same on
@@ -157,6 +161,12 @@ impl AppState {
         let master = Arc::new(load_master_key(&settings.keys)?);
         let csrf_key = Arc::new(master.hmac_key(b"portcullis csrf v1")?);
         let ring = KeyRing::default();
+        let mfa = crate::mfa::MfaService::new(
+            db.clone(),
+            master.clone(),
+            clock.clone(),
+            &settings.server.issuer,
+        );
         let keys = KeyService::new(
             db.clone(),
             master,
@@ -215,7 +225,17 @@ impl AppState {
             audit: audit.clone(),
             codes: codes.clone(),
             require_verified_email: settings.accounts.require_verified_email,
+            mfa: mfa.clone(),
         };
+        let notices = crate::ops::MfaNotices::new(users.clone());
+        let mfa_ops = crate::ops::MfaOps::new(
+            users.clone(),
+            mfa.clone(),
+            grants.clone(),
+            limits.clone(),
+            audit.clone(),
+            notices.clone(),
+        );
         let sessions = crate::sessions::Sessions::new(
             db.clone(),
             sign_ins.clone(),
@@ -232,6 +252,7 @@ impl AppState {
             tokens.clone(),
             limits.clone(),
             audit.clone(),
+            notices.clone(),
         );
         let outbox = crate::mail::Outbox::new(db.clone(), clock.clone());
         let session_ops =
@@ -247,6 +268,7 @@ impl AppState {
                 sign_ins.clone(),
                 users.clone(),
                 audit.clone(),
+                notices,
             ),
             accounts: Accounts::new(
                 users.clone(),
@@ -260,6 +282,8 @@ impl AppState {
             readiness: Readiness::new(db.clone(), store.clone()),
             browser,
             session_ops,
+            mfa_ops,
+            mfa,
             codes,
             csrf_key,
             outbox: outbox.clone(),

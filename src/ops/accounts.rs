@@ -263,6 +263,26 @@ impl Accounts {
         Ok(updated)
     }
 
+    /// Sets whether holders of `role` must have MFA on (audited when it changes).
+    pub async fn set_role_mfa(
+        &self,
+        caller: &Caller,
+        role: &str,
+        required: bool,
+    ) -> Result<Role, OpError> {
+        let (updated, changed) = self.roles.set_require_mfa(role, required).await?;
+        if changed {
+            caller
+                .record(
+                    &self.audit,
+                    EventType::RoleMfaChanged,
+                    json!({"role": updated.name, "require_mfa": required}),
+                )
+                .await;
+        }
+        Ok(updated)
+    }
+
     /// Adds (`grant`) or removes one permission of a role.
     pub async fn change_role_permission(
         &self,

@@ -95,9 +95,10 @@ impl UserService {
         email: &Email,
         password: &Password,
         roles: &[String],
+        email_verified: bool,
     ) -> Result<User, UserError> {
         let new = self
-            .prepare(username, email, password, roles, false)
+            .prepare(username, email, password, roles, email_verified)
             .await?;
         let txn = crate::db::begin_write(&self.db).await?;
         let id = self.create_in(&txn, &new).await?;

@@ -17,6 +17,7 @@ mod escalation;
 mod file_modes;
 mod introspection;
 mod key_lifecycle;
+mod mfa;
 mod openapi;
 mod recovery;
 mod redis_outage;
