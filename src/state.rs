@@ -227,7 +227,8 @@ impl AppState {
             require_verified_email: settings.accounts.require_verified_email,
             mfa: mfa.clone(),
         };
-        let notices = crate::ops::MfaNotices::new(users.clone());
+        let outbox = crate::mail::Outbox::new(db.clone(), clock.clone());
+        let notices = crate::ops::MfaNotices::new(users.clone(), mfa.clone(), outbox.clone());
         let mfa_ops = crate::ops::MfaOps::new(
             users.clone(),
             mfa.clone(),
@@ -254,7 +255,6 @@ impl AppState {
             audit.clone(),
             notices.clone(),
         );
-        let outbox = crate::mail::Outbox::new(db.clone(), clock.clone());
         let session_ops =
             crate::ops::SessionOps::new(sign_ins.clone(), consents, users.clone(), audit.clone());
         let state = Self {

@@ -10,10 +10,10 @@ use super::caller::Caller;
 use super::error::OpError;
 use crate::abuse::{LimitClass, RateLimiter};
 use crate::audit::{Audit, EventType};
+use crate::mail::{Mail, MailTemplate, Outbox};
 use crate::mfa::{Enrolment, MfaService, RecoveryCodes, SecondFactor};
 use crate::oauth::error::OAuthError;
 use crate::oauth::grants::{Grants, check_second_factor};
-use crate::mail::{Mail, MailTemplate, Outbox};
 use crate::users::UserService;
 
 /// What a user is told about their second factor, one function per notice (each called once

@@ -842,3 +842,44 @@ async fn the_sign_in_page_asks_for_a_second_factor() {
         json!(["pwd", "rcode"])
     );
 }
+
+#[tokio::test]
+async fn the_owner_is_mailed_when_mfa_goes_on_off_or_a_recovery_code_is_used() {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let app = spawn_app().await;
+    let (token, secret, codes) = enrolled(&app, "nina").await;
+    let kinds = |app: &TestApp| {
+        let db = app.state.db.clone();
+        async move {
+            entities::outbox::Entity::find()
+                .filter(entities::outbox::Column::Recipient.eq("nina@example.com"))
+                .all(&db)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|m| (m.kind, m.text_body))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert!(kinds(&app).await.iter().any(|(k, _)| k == "mfa_enabled"));
+    let first = mfa_token(&app, "nina", "openid").await;
+    let used = complete(&app, SPA, &first, "recovery_code", &codes[0]).await;
+    assert_eq!(used.status, StatusCode::OK, "{}", used.body);
+    let mails = kinds(&app).await;
+    let (_, text) = mails
+        .iter()
+        .find(|(k, _)| k == "recovery_code_used")
+        .expect("a recovery_code_used mail");
+    assert!(text.contains('9'), "the remaining count: {text}");
+    app.clock.advance(30);
+    let off = call(
+        &app,
+        reqwest::Method::DELETE,
+        "/api/v1/users/me/mfa/totp",
+        &token,
+        json!({"password": PASSWORD, "code": code_at(&secret, now(&app))}),
+    )
+    .await;
+    assert_eq!(off.status, StatusCode::NO_CONTENT, "{}", off.body);
+    assert!(kinds(&app).await.iter().any(|(k, _)| k == "mfa_disabled"));
+}
