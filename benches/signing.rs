@@ -62,6 +62,7 @@ fn main() {
         sid: None,
         auth_time: None,
         amr: vec![],
+        mfa_enrolment_required: false,
     };
     let token = sign_with(&key, "at+jwt", &claims).unwrap();
     let (message, _) = token.rsplit_once('.').unwrap();

@@ -53,6 +53,18 @@ pub enum EventType {
     PasswordResetRequested,
     PasswordReset,
     PasswordChanged,
+    /// The password was right and a second factor is needed (the sign-in is pending).
+    MfaRequired,
+    /// Two-factor authentication was turned on (an enrolment confirmed).
+    MfaEnrolled,
+    /// Two-factor authentication was turned off.
+    MfaDisabled,
+    /// New recovery codes replaced the old ones.
+    MfaRecoveryCodesRegenerated,
+    /// A recovery code was used to sign in or to turn MFA off.
+    MfaRecoveryCodeUsed,
+    /// An administrator changed whether a role requires MFA.
+    RoleMfaChanged,
 }
 
 impl EventType {
@@ -91,6 +103,12 @@ impl EventType {
             Self::PasswordResetRequested => "user.password_reset_requested",
             Self::PasswordReset => "user.password_reset",
             Self::PasswordChanged => "user.password_changed",
+            Self::MfaRequired => "auth.mfa_required",
+            Self::MfaEnrolled => "mfa.enrolled",
+            Self::MfaDisabled => "mfa.disabled",
+            Self::MfaRecoveryCodesRegenerated => "mfa.recovery_codes_regenerated",
+            Self::MfaRecoveryCodeUsed => "mfa.recovery_code_used",
+            Self::RoleMfaChanged => "role.mfa_changed",
         }
     }
 }

@@ -133,6 +133,9 @@ pub enum UserCommand {
         /// Role to grant (repeatable; default: reader).
         #[arg(long = "role")]
         roles: Vec<String>,
+        /// The operator vouches for the address: mark it confirmed (no verification mail).
+        #[arg(long)]
+        email_verified: bool,
     },
     /// Replace a user's roles; removing a role ends the user's sign-ins.
     SetRoles {
@@ -238,6 +241,7 @@ async fn operate(state: &AppState, command: Command) -> anyhow::Result<()> {
             email,
             password_stdin: _,
             roles,
+            email_verified,
         }) => {
             let mut input = String::new();
             std::io::stdin()
@@ -252,7 +256,14 @@ async fn operate(state: &AppState, command: Command) -> anyhow::Result<()> {
             let password = Password::parse(raw, &username, &email)?;
             let user = state
                 .accounts
-                .create(&operator, &username, &email, &password, &roles)
+                .create(
+                    &operator,
+                    &username,
+                    &email,
+                    &password,
+                    &roles,
+                    email_verified,
+                )
                 .await?;
             print(&user)
         }

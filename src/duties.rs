@@ -8,11 +8,12 @@
 //! script with a growing fencing token; embedded default: in-process). The holder alone runs
 //! the shared duties: keep a `current` and a `next` key, rotate on schedule, remove keys whose
 //! publication has ended, send the outbox's due e-mail (`mail::Sender`, every pass) and, at
-//! most once a minute, purge expired refresh tokens. The lease lasts three reload intervals
-//! (at least 3 s) and the holder renews it on every tick; when the holder dies another
-//! instance takes over once it lapses. Writes that must not come from a superseded holder (the
-//! scheduled rotation) carry the fencing token into the database; the outbox is claimed row
-//! by row, so a superseded holder still sending cannot send a message twice.
+//! most once a minute, purge expired refresh tokens (and codes and pending second steps). The
+//! lease lasts three reload intervals (at least 3 s) and the holder renews it on every tick;
+//! when the holder dies another instance takes over once it lapses. Writes that must not come
+//! from a superseded holder (the scheduled rotation) carry the fencing token into the
+//! database; the outbox is claimed row by row, so a superseded holder still sending cannot
+//! send a message twice.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -151,6 +152,10 @@ impl Duties {
             match self.state.codes.purge_expired().await {
                 Ok(n) => report.purged = report.purged.saturating_add(n),
                 Err(e) => tracing::warn!(error = %e, "could not purge expired authorization codes"),
+            }
+            match self.state.mfa.purge_challenges(now).await {
+                Ok(n) => report.purged = report.purged.saturating_add(n),
+                Err(e) => tracing::warn!(error = %e, "could not purge expired second steps"),
             }
         }
         match self.state.mail_sender.send_due().await {

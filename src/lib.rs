@@ -19,6 +19,7 @@ pub mod duties;
 pub mod http;
 pub mod keys;
 pub mod mail;
+pub mod mfa;
 pub mod oauth;
 pub mod ops;
 pub mod rbac;

@@ -81,6 +81,10 @@ pub struct AppState {
     pub readiness: crate::ops::Readiness,
     pub browser: crate::ops::BrowserSignIn,
     pub session_ops: crate::ops::SessionOps,
+    pub mfa_ops: crate::ops::MfaOps,
+    /// Second factors (TOTP secrets sealed under the master key, recovery codes, pending
+    /// second steps).
+    pub mfa: crate::mfa::MfaService,
     /// Authorization codes (purged by the background duties).
     pub codes: crate::oauth::authorize::Codes,
     /// The key of the hosted pages' CSRF tokens, derived from the master key (the same on
@@ -161,6 +165,12 @@ impl AppState {
         let master = Arc::new(load_master_key(&settings.keys)?);
         let csrf_key = Arc::new(master.hmac_key(b"portcullis csrf v1")?);
         let ring = KeyRing::default();
+        let mfa = crate::mfa::MfaService::new(
+            db.clone(),
+            master.clone(),
+            clock.clone(),
+            &settings.server.issuer,
+        );
         let keys = KeyService::new(
             db.clone(),
             master,
@@ -219,7 +229,18 @@ impl AppState {
             audit: audit.clone(),
             codes: codes.clone(),
             require_verified_email: settings.accounts.require_verified_email,
+            mfa: mfa.clone(),
         };
+        let outbox = crate::mail::Outbox::new(db.clone(), clock.clone());
+        let notices = crate::ops::MfaNotices::new(users.clone(), mfa.clone(), outbox.clone());
+        let mfa_ops = crate::ops::MfaOps::new(
+            users.clone(),
+            mfa.clone(),
+            grants.clone(),
+            limits.clone(),
+            audit.clone(),
+            notices.clone(),
+        );
         let sessions = crate::sessions::Sessions::new(
             db.clone(),
             sign_ins.clone(),
@@ -236,8 +257,8 @@ impl AppState {
             tokens.clone(),
             limits.clone(),
             audit.clone(),
+            notices.clone(),
         );
-        let outbox = crate::mail::Outbox::new(db.clone(), clock.clone());
         let session_ops =
             crate::ops::SessionOps::new(sign_ins.clone(), consents, users.clone(), audit.clone());
         let state = Self {
@@ -251,6 +272,7 @@ impl AppState {
                 sign_ins.clone(),
                 users.clone(),
                 audit.clone(),
+                notices,
             ),
             accounts: Accounts::new(
                 users.clone(),
@@ -264,6 +286,8 @@ impl AppState {
             readiness: Readiness::new(db.clone(), store.clone()),
             browser,
             session_ops,
+            mfa_ops,
+            mfa,
             codes,
             csrf_key,
             mail_sender: crate::mail::Sender::new(db.clone(), clock.clone(), &settings.mail)?,

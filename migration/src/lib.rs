@@ -12,6 +12,7 @@ mod m20261124_000004_refresh_replay;
 mod m20261126_000005_sign_ins_and_audiences;
 mod m20261126_000006_browser_sign_in;
 mod m20261126_000007_mail;
+mod m20261126_000008_mfa;
 mod m20261126_000009_account_recovery;
 
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000005_sign_ins_and_audiences::Migration),
             Box::new(m20261126_000006_browser_sign_in::Migration),
             Box::new(m20261126_000007_mail::Migration),
+            Box::new(m20261126_000008_mfa::Migration),
             Box::new(m20261126_000009_account_recovery::Migration),
         ]
     }

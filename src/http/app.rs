@@ -13,6 +13,7 @@ use super::api::admin::AdminApi;
 use super::api::articles::ArticlesApi;
 use super::api::discovery::{DiscoveryApi, metadata_bytes};
 use super::api::health::OpsApi;
+use super::api::mfa::MfaApi;
 use super::api::oauth::OAuthApi;
 use super::api::sessions::SessionsApi;
 use super::api::users::UsersApi;
@@ -30,6 +31,7 @@ type Apis = (
     DiscoveryApi,
     UsersApi,
     AccountApi,
+    MfaApi,
     SessionsApi,
     ArticlesApi,
     AdminApi,
@@ -45,6 +47,7 @@ pub fn api_service() -> OpenApiService<Apis, ()> {
             DiscoveryApi,
             UsersApi,
             AccountApi,
+            MfaApi,
             SessionsApi,
             ArticlesApi,
             AdminApi,
@@ -108,6 +111,7 @@ pub fn app(state: AppState) -> impl Endpoint {
         ),
         session_ops: state.session_ops.clone(),
         recovery: state.recovery.clone(),
+        mfa_ops: state.mfa_ops.clone(),
     };
     Route::new()
         .at(
@@ -122,6 +126,7 @@ pub fn app(state: AppState) -> impl Endpoint {
             "/ui/login",
             get(browser::login_page).post(browser::login_submit),
         )
+        .at("/ui/login/mfa", post(browser::login_mfa_submit))
         .at("/ui/consent", post(browser::consent_submit))
         .at(
             "/ui/email/verify",

@@ -1,5 +1,6 @@
 //! The browser front end of sign-in: the authorization endpoint (`GET|POST /oauth/authorize`),
-//! the hosted sign-in and consent forms (`/ui/login`, `/ui/consent`) and RP-initiated logout
+//! the hosted sign-in and consent forms (`/ui/login`, its second step `/ui/login/mfa` for users
+//! with MFA on, `/ui/consent`) and RP-initiated logout
 //! (`GET|POST /oauth/end_session`). These answer browsers with pages and redirects, not JSON,
 //! so they are plain poem handlers outside the OpenAPI document; every decision is
 //! `ops::BrowserSignIn`'s, and this module owns only what is about browsers:
@@ -23,9 +24,11 @@ use super::cookies::{BrowserFront, browser_id, cookie, with_cookies};
 use super::deps::deps;
 use super::origin::origin;
 use super::ui::{self, pages};
+use crate::mfa::SecondFactor;
 use crate::oauth::authorize::PageProblem;
 use crate::oauth::authorize::request::MAX_QUERY_LEN;
-use crate::ops::browser::{AuthorizeStep, LogoutRequest, LogoutStep, SignInFailure};
+use crate::ops::browser::{AuthorizeStep, LogoutRequest, LogoutStep, SignInFailure, SignInStep};
+use crate::sessions::Started;
 
 /// Where an authorization request resumes after the sign-in page.
 const AUTHORIZE_PREFIX: &str = "/oauth/authorize?";
@@ -352,24 +355,16 @@ pub async fn login_submit(req: &Request, body: Body) -> Response {
         .sign_in(&username, &password, &client_id, &origin)
         .await
     {
-        Ok(started) => {
-            // A session the browser had before is ended: one browser, one session.
-            if let Some(previous) = front
-                .browser
-                .session(cookie(req, &front.cookie_name("session")))
-                .await
-            {
-                front.browser.end_session(&previous.id, &origin).await;
-            }
-            let cookie = front.set_cookie(
-                "session",
-                started.cookie.expose_secret(),
-                Some(front.browser.session_lifetime_secs()),
-            );
-            let next = format!("{AUTHORIZE_PREFIX}{}", resumed_after_sign_in(query));
-            with_cookies(see_other(&next), &[cookie])
-        }
-        Err(SignInFailure::Invalid) => failed(
+        Ok(SignInStep::Started(started)) => signed_in(front, req, &origin, &started, query).await,
+        Ok(SignInStep::SecondFactor { mfa_token }) => mfa_form(
+            front,
+            req,
+            StatusCode::OK,
+            mfa_token.expose_secret(),
+            &return_to,
+            None,
+        ),
+        Err(SignInFailure::Invalid | SignInFailure::WrongCode | SignInFailure::Expired) => failed(
             StatusCode::BAD_REQUEST,
             pages::LoginError::InvalidCredentials,
         ),
@@ -385,6 +380,130 @@ pub async fn login_submit(req: &Request, body: Body) -> Response {
             pages::ErrorKind::UnknownClient,
             None,
         ),
+        Err(SignInFailure::Internal) => internal(),
+    }
+}
+
+/// A browser session started: the session cookie set (a session the browser had before is
+/// ended: one browser, one session) and the authorization request `query` resumed.
+async fn signed_in(
+    front: &BrowserFront,
+    req: &Request,
+    origin: &crate::audit::Origin,
+    started: &Started,
+    query: &str,
+) -> Response {
+    if let Some(previous) = front
+        .browser
+        .session(cookie(req, &front.cookie_name("session")))
+        .await
+    {
+        front.browser.end_session(&previous.id, origin).await;
+    }
+    let cookie = front.set_cookie(
+        "session",
+        started.cookie.expose_secret(),
+        Some(front.browser.session_lifetime_secs()),
+    );
+    let next = format!("{AUTHORIZE_PREFIX}{}", resumed_after_sign_in(query));
+    with_cookies(see_other(&next), &[cookie])
+}
+
+fn mfa_form(
+    front: &BrowserFront,
+    req: &Request,
+    status: StatusCode,
+    mfa_token: &str,
+    return_to: &str,
+    error: Option<pages::LoginError>,
+) -> Response {
+    let (id, set) = browser_id(front, req);
+    let page = pages::mfa(&pages::MfaView {
+        csrf_token: &front.csrf_token(&id),
+        mfa_token,
+        return_to,
+        error,
+    });
+    with_cookies(ui::html(status, page), &set.into_iter().collect::<Vec<_>>())
+}
+
+/// `POST /ui/login/mfa`: the second step of a sign-in with MFA (a TOTP code in `otp`, or a
+/// `recovery_code`); starts the browser session and resumes the authorization request.
+#[handler]
+pub async fn login_mfa_submit(req: &Request, body: Body) -> Response {
+    let Some(front) = front(req) else {
+        return internal();
+    };
+    let form = match form(req, body).await {
+        Ok(f) => f,
+        Err(resp) => return resp,
+    };
+    if let Err(refused) = check_post(front, req, &form) {
+        return *refused;
+    }
+    let return_to = field(&form, "return_to").unwrap_or_default().to_string();
+    let Some(query) = authorize_query(&return_to) else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            pages::ErrorKind::InvalidRequest,
+            Some("this page is reached from an authorization request"),
+        );
+    };
+    let mfa_token = field(&form, "mfa_token").unwrap_or_default().to_string();
+    let given = |name: &str| {
+        field(&form, name)
+            .map(str::trim)
+            .filter(|v| !v.is_empty() && v.len() <= 64)
+            .map(str::to_string)
+    };
+    let factor = match (given("otp"), given("recovery_code")) {
+        (Some(otp), _) => SecondFactor::Totp(otp.into()),
+        (None, Some(code)) => SecondFactor::RecoveryCode(code.into()),
+        (None, None) => {
+            return mfa_form(
+                front,
+                req,
+                StatusCode::BAD_REQUEST,
+                &mfa_token,
+                &return_to,
+                Some(pages::LoginError::WrongCode),
+            );
+        }
+    };
+    let client_id = query_param(query, "client_id").unwrap_or_default();
+    let origin = origin(req);
+    let retry = |status, error| mfa_form(front, req, status, &mfa_token, &return_to, Some(error));
+    match front
+        .browser
+        .second_factor(
+            &SecretString::from(mfa_token.clone()),
+            &factor,
+            &client_id,
+            &origin,
+        )
+        .await
+    {
+        Ok(started) => signed_in(front, req, &origin, &started, query).await,
+        Err(SignInFailure::WrongCode | SignInFailure::Invalid) => {
+            retry(StatusCode::BAD_REQUEST, pages::LoginError::WrongCode)
+        }
+        Err(SignInFailure::TooMany) => retry(
+            StatusCode::TOO_MANY_REQUESTS,
+            pages::LoginError::TooManyAttempts,
+        ),
+        Err(SignInFailure::Busy) => retry(StatusCode::SERVICE_UNAVAILABLE, pages::LoginError::Busy),
+        Err(SignInFailure::Expired | SignInFailure::UnknownClient) => {
+            let client_name = front.browser.client_name(&client_id).await;
+            login_form(
+                front,
+                req,
+                StatusCode::BAD_REQUEST,
+                &return_to,
+                "",
+                client_name.as_deref(),
+                Some(pages::LoginError::Expired),
+            )
+        }
         Err(SignInFailure::Internal) => internal(),
     }
 }

@@ -67,6 +67,7 @@ pub struct Deps {
     pub browser: super::cookies::BrowserFront,
     pub session_ops: crate::ops::SessionOps,
     pub recovery: crate::ops::Recovery,
+    pub mfa_ops: crate::ops::MfaOps,
 }
 
 /// The [`Deps`] of a request (a 500 if the app was assembled without them, which is a bug).
@@ -102,4 +103,5 @@ given! {
     Jwks => jwks,
     crate::ops::SessionOps => session_ops,
     crate::ops::Recovery => recovery,
+    crate::ops::MfaOps => mfa_ops,
 }

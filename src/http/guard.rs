@@ -5,8 +5,11 @@
 //! scope carries the permission `P`, answering 401 `invalid_token` / 403 `insufficient_scope`
 //! (RFC 6750 §3) before the handler runs. For an administrative permission it also reads what
 //! the caller holds now (`rbac::AuthorityService`): a demoted or disabled administrator gets 403
-//! `permission_revoked` (or 401) at once. Per-object rules (who may edit an article) are
-//! [`Require::owns_or_admin`]. Operations also name the scope in `#[oai(scope = ...)]`, so the
+//! `permission_revoked` (or 401) at once. A token issued to a user who must set up MFA first
+//! (claim `mfa_enrolment_required`, set at issuance by `oauth::grants`) gets 403
+//! `mfa_enrolment_required` from every operation whose permission is not marked
+//! [`Permission::DURING_MFA_ENROLMENT`] (reading one's profile, the enrolment operations).
+//! Per-object rules (who may edit an article) are [`Require::owns_or_admin`]. Operations also name the scope in `#[oai(scope = ...)]`, so the
 //! OpenAPI document shows it; a test checks the two agree.
 
 use std::marker::PhantomData;
@@ -27,6 +30,9 @@ use crate::rbac::{ADMIN_ROLE, Authority, AuthorityError};
 /// A permission, named as the scope that carries it.
 pub trait Permission: Send + Sync + 'static {
     const NAME: &'static str;
+    /// Whether a token whose user must set up MFA first (`mfa_enrolment_required`) may use
+    /// it: only reading one's profile and the enrolment operations.
+    const DURING_MFA_ENROLMENT: bool = false;
 }
 
 macro_rules! permissions {
@@ -65,6 +71,20 @@ permissions! {
     AuditRead => scope::AUDIT_READ,
     /// Administer signing keys.
     KeysAdmin => scope::KEYS_ADMIN,
+}
+
+/// Read one's own profile, also before setting up a required second factor.
+pub struct ProfileOrEnrolling;
+impl Permission for ProfileOrEnrolling {
+    const NAME: &'static str = scope::PROFILE.name;
+    const DURING_MFA_ENROLMENT: bool = true;
+}
+
+/// Manage one's own second factor (`profile:write`), also before a required one is set up.
+pub struct MfaEnrolment;
+impl Permission for MfaEnrolment {
+    const NAME: &'static str = scope::PROFILE_WRITE.name;
+    const DURING_MFA_ENROLMENT: bool = true;
 }
 
 /// A request authorized for permission `P`. For an administrative `P`, `authority` holds
@@ -151,6 +171,16 @@ impl<'a, P: Permission> ApiExtractor<'a> for Require<P> {
         param_opts: ExtractParamOptions<Self::ParamType>,
     ) -> poem::Result<Self> {
         let auth = <BearerAuth as ApiExtractor>::from_request(request, body, param_opts).await?;
+        // Checked before the scope: such a token's scope is cut to what enrolling needs, and
+        // the answer should say why.
+        if auth.0.mfa_enrolment_required && !P::DURING_MFA_ENROLMENT {
+            return Err(ApiError::forbidden(
+                "mfa_enrolment_required",
+                "your role requires two-factor authentication: set it up under \
+                 /api/v1/users/me/mfa, then sign in again",
+            )
+            .into());
+        }
         if !auth.0.has_scope(P::NAME) {
             return Err(ApiError::insufficient_scope(P::NAME).into());
         }

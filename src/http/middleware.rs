@@ -150,6 +150,7 @@ async fn limit_body(mut req: Request, oauth: bool) -> Result<Request, Response> 
             let body = OAuthErrorBody {
                 error: ErrorCode::InvalidRequest,
                 error_description: message,
+                mfa_token: None,
             };
             return json(status, &body);
         }
@@ -300,6 +301,7 @@ fn render_error(err: poem::Error, oauth: bool) -> Response {
             &OAuthErrorBody {
                 error: code,
                 error_description: description,
+                mfa_token: None,
             },
         );
     }

@@ -168,6 +168,7 @@ impl From<crate::ops::OpError> for ApiError {
             OpError::WrongPassword => {
                 Self::forbidden("wrong_password", "the current password is incorrect")
             }
+            OpError::WrongCode => Self::forbidden("wrong_code", "the code is incorrect"),
             OpError::Limited(limited) => limited.into(),
             OpError::Busy => Self::Unavailable(Json(Problem::new(
                 "busy",

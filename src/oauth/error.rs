@@ -20,6 +20,19 @@ pub enum ErrorCode {
     /// RFC 6749 §4.1.2.1: the server is temporarily unable to answer (e.g. storage down).
     TemporarilyUnavailable,
     ServerError,
+    /// The password was right; a second factor completes the sign-in (grant type
+    /// `urn:portcullis:params:oauth:grant-type:mfa-otp` with the `mfa_token`).
+    MfaRequired,
+}
+
+/// The `mfa_token` of an `mfa_required` answer (never shown by `Debug`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct MfaToken(pub String);
+
+impl std::fmt::Debug for MfaToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MfaToken(<hidden>)")
+    }
 }
 
 /// An OAuth endpoint's refusal.
@@ -34,6 +47,8 @@ pub enum OAuthError {
     TooMany(Limited),
     /// Every password-hashing slot and the queue are busy: retry shortly.
     Busy,
+    /// The password was right and the user has MFA on: complete with the token.
+    MfaRequired(MfaToken),
 }
 
 impl OAuthError {
@@ -86,6 +101,7 @@ impl OAuthError {
         match self {
             Self::Refused { code, .. } => *code,
             Self::TooMany(_) | Self::Busy => ErrorCode::TemporarilyUnavailable,
+            Self::MfaRequired(_) => ErrorCode::MfaRequired,
         }
     }
 }

@@ -44,6 +44,10 @@ pub struct AccessClaims {
     /// How the user authenticated (RFC 8176), for user tokens.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub amr: Vec<String>,
+    /// The user must set up two-factor authentication first: Portcullis's API accepts the
+    /// token only for the profile and the enrolment endpoints (`http::guard`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mfa_enrolment_required: bool,
 }
 
 impl AccessClaims {
@@ -203,6 +207,7 @@ impl TokenService {
         sid: Option<&str>,
         auth_time: Option<i64>,
         amr: Vec<String>,
+        mfa_enrolment_required: bool,
     ) -> Result<MintedAccess, SignError> {
         let now = self.clock.now();
         let claims = AccessClaims {
@@ -219,6 +224,7 @@ impl TokenService {
             sid: sid.map(str::to_string),
             auth_time,
             amr,
+            mfa_enrolment_required,
         };
         let token = self.keys.sign("at+jwt", &claims)?;
         Ok(MintedAccess { token, claims })
@@ -418,6 +424,7 @@ mod tests {
             sid: Some("sid-1".into()),
             auth_time: Some(now),
             amr: vec!["pwd".into()],
+            mfa_enrolment_required: false,
         }
     }
 
@@ -619,6 +626,7 @@ mod tests {
                     Some("sid-1"),
                     Some(0),
                     vec![],
+                    false,
                 )
                 .unwrap();
             prop_assert_eq!(service.decode_access(&minted.token).ok(), Some(minted.claims.clone()));
@@ -652,6 +660,7 @@ mod tests {
                     Some("sid-1"),
                     Some(0),
                     vec![],
+                    false,
                 )
                 .unwrap();
             clock.advance(shift);

@@ -67,13 +67,14 @@ impl Accounts {
         email: &Email,
         password: &Password,
         roles: &[String],
+        email_verified: bool,
     ) -> Result<User, OpError> {
         caller
             .authority
             .ensure_holds(&self.users.permissions(roles).await?)?;
         let user = self
             .users
-            .register(username, email, password, roles)
+            .register(username, email, password, roles, email_verified)
             .await?;
         caller
             .record(
@@ -259,6 +260,26 @@ impl Accounts {
                 }),
             )
             .await;
+        Ok(updated)
+    }
+
+    /// Sets whether holders of `role` must have MFA on (audited when it changes).
+    pub async fn set_role_mfa(
+        &self,
+        caller: &Caller,
+        role: &str,
+        required: bool,
+    ) -> Result<Role, OpError> {
+        let (updated, changed) = self.roles.set_require_mfa(role, required).await?;
+        if changed {
+            caller
+                .record(
+                    &self.audit,
+                    EventType::RoleMfaChanged,
+                    json!({"role": updated.name, "require_mfa": required}),
+                )
+                .await;
+        }
         Ok(updated)
     }
 

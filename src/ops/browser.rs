@@ -1,6 +1,7 @@
 //! The browser sign-in use cases behind the authorization endpoint and the hosted pages:
 //! deciding what an authorization request needs (sign-in, consent, or a code), signing in
-//! with a password on the sign-in page, recording consent, and RP-initiated logout.
+//! with a password on the sign-in page (and a second factor when the user has MFA on),
+//! recording consent, and RP-initiated logout.
 //!
 //! The HTTP front end owns cookies, CSRF tokens and rendering; everything that grants or ends
 //! power is here: the browser session is checked and recorded through `sessions`, the request
@@ -15,12 +16,14 @@ use crate::abuse::{LimitClass, RateLimiter};
 use crate::audit::{Audit, Event, EventType, Origin, Outcome};
 use crate::clients::{Client, ClientService};
 use crate::domain::Scope;
+use crate::mfa::SecondFactor;
+use crate::mfa::challenges::ChallengePurpose;
 use crate::oauth::authorize::{
     AuthorizeRequest, AuthzError, CodeGrant, CodeSlot, Codes, Consents, ErrorRedirect, PageProblem,
     Rejection, validate,
 };
 use crate::oauth::error::OAuthError;
-use crate::oauth::grants::{Grants, check_credentials, user_permitted_scopes};
+use crate::oauth::grants::{Grants, check_credentials, check_second_factor, user_permitted_scopes};
 use crate::oauth::scope::narrow;
 use crate::oauth::tokens::TokenService;
 use crate::sessions::{BrowserSession, Sessions, Started};
@@ -60,6 +63,18 @@ pub enum SignInFailure {
     TooMany,
     Busy,
     Internal,
+    /// The second factor was wrong (the second step may be tried again).
+    WrongCode,
+    /// The second step is over (expired, used, or too many wrong codes): sign in again.
+    Expired,
+}
+
+/// What a right password leads to on the sign-in page.
+pub enum SignInStep {
+    /// Signed in: the session started.
+    Started(Started),
+    /// The user has MFA on: the second form, carrying this token.
+    SecondFactor { mfa_token: secrecy::SecretString },
 }
 
 /// RP-initiated logout parameters (OpenID Connect RP-Initiated Logout 1.0 §2).
@@ -98,6 +113,7 @@ pub struct BrowserSignIn {
     tokens: TokenService,
     limits: RateLimiter,
     audit: Audit,
+    notices: super::mfa::MfaNotices,
 }
 
 impl BrowserSignIn {
@@ -111,6 +127,7 @@ impl BrowserSignIn {
         tokens: TokenService,
         limits: RateLimiter,
         audit: Audit,
+        notices: super::mfa::MfaNotices,
     ) -> Self {
         Self {
             clients,
@@ -121,6 +138,7 @@ impl BrowserSignIn {
             tokens,
             limits,
             audit,
+            notices,
         }
     }
 
@@ -397,14 +415,14 @@ impl BrowserSignIn {
 
     /// Signs in with a password on the sign-in page: the password grant's checks (per-address
     /// and per-account limits, lockout, bcrypt pool, one answer for every failure), then a new
-    /// browser session.
+    /// browser session, or, for a user with MFA on, the second step.
     pub async fn sign_in(
         &self,
         username: &str,
         password: &secrecy::SecretString,
         client_id: &str,
         origin: &Origin,
-    ) -> Result<Started, SignInFailure> {
+    ) -> Result<SignInStep, SignInFailure> {
         match self.clients.get(client_id).await {
             Ok(Some(_)) => {}
             Ok(None) | Err(crate::clients::ClientError::Invalid(_)) => {
@@ -415,12 +433,8 @@ impl BrowserSignIn {
                 return Err(SignInFailure::Internal);
             }
         }
-        if let Some(ip) = origin.ip.as_deref()
-            && self.limits.check(LimitClass::TokenIp, ip).await.is_err()
-        {
-            return Err(SignInFailure::TooMany);
-        }
-        let user = check_credentials(
+        self.address_limit(origin).await?;
+        let verified = check_credentials(
             &self.grants,
             origin,
             Some(client_id),
@@ -429,20 +443,119 @@ impl BrowserSignIn {
             password,
         )
         .await
-        .map_err(|e| match e {
-            OAuthError::TooMany(_) => SignInFailure::TooMany,
-            OAuthError::Busy => SignInFailure::Busy,
-            OAuthError::Refused {
-                code: crate::oauth::error::ErrorCode::InvalidGrant,
-                ..
-            } => SignInFailure::Invalid,
-            OAuthError::Refused { .. } => SignInFailure::Internal,
-        })?;
-        let started = match self
-            .sessions
-            .start(&user, client_id, &["pwd"], origin)
+        .map_err(failure)?;
+        if verified.second_factor {
+            let mfa_token = self
+                .grants
+                .mfa
+                .challenge(
+                    ChallengePurpose::Browser,
+                    &verified.user.id,
+                    client_id,
+                    "",
+                    None,
+                )
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "could not start a second step");
+                    SignInFailure::Internal
+                })?;
+            self.audit
+                .record(
+                    origin,
+                    Event::new(EventType::MfaRequired, Outcome::Success)
+                        .actor(&verified.user.id)
+                        .client(client_id)
+                        .details(json!({"method": "browser"})),
+                )
+                .await;
+            return Ok(SignInStep::SecondFactor { mfa_token });
+        }
+        self.start(&verified.user, client_id, &["pwd"], origin)
             .await
+            .map(SignInStep::Started)
+    }
+
+    /// The second step on the sign-in page: the token of the first and a TOTP or recovery
+    /// code (counted toward lockout like a password); then a new browser session.
+    pub async fn second_factor(
+        &self,
+        mfa_token: &secrecy::SecretString,
+        factor: &SecondFactor,
+        client_id: &str,
+        origin: &Origin,
+    ) -> Result<Started, SignInFailure> {
+        self.address_limit(origin).await?;
+        let internal = |e: &dyn std::fmt::Display| {
+            tracing::error!(error = %e, "could not check a second step");
+            SignInFailure::Internal
+        };
+        let challenge = self
+            .grants
+            .mfa
+            .pending_challenge(ChallengePurpose::Browser, mfa_token, client_id)
+            .await
+            .map_err(|e| internal(&e))?
+            .ok_or(SignInFailure::Expired)?;
+        let user = match self.grants.users.get(&challenge.user_id).await {
+            Ok(u) if !u.disabled => u,
+            Ok(_) | Err(UserError::NotFound) => return Err(SignInFailure::Expired),
+            Err(e) => return Err(internal(&e)),
+        };
+        if let Err(e) = check_second_factor(
+            &self.grants,
+            origin,
+            Some(client_id),
+            "browser",
+            &user.id,
+            factor,
+        )
+        .await
         {
+            if let Err(e) = self.grants.mfa.challenge_failed(&challenge).await {
+                tracing::warn!(error = %e, "could not count a wrong code against its challenge");
+            }
+            return Err(match failure(e) {
+                SignInFailure::Invalid => SignInFailure::WrongCode,
+                other => other,
+            });
+        }
+        if !self
+            .grants
+            .mfa
+            .claim_challenge(&challenge)
+            .await
+            .map_err(|e| internal(&e))?
+        {
+            return Err(SignInFailure::Expired);
+        }
+        let started = self
+            .start(&user, client_id, &["pwd", factor.amr()], origin)
+            .await?;
+        if matches!(factor, SecondFactor::RecoveryCode(_)) {
+            self.notices.recovery_code_used(&user.id).await;
+        }
+        Ok(started)
+    }
+
+    async fn address_limit(&self, origin: &Origin) -> Result<(), SignInFailure> {
+        if let Some(ip) = origin.ip.as_deref()
+            && self.limits.check(LimitClass::TokenIp, ip).await.is_err()
+        {
+            return Err(SignInFailure::TooMany);
+        }
+        Ok(())
+    }
+
+    /// Records the browser session of `user`, authenticated by `amr`.
+    async fn start(
+        &self,
+        user: &User,
+        client_id: &str,
+        amr: &[&str],
+        origin: &Origin,
+    ) -> Result<Started, SignInFailure> {
+        let started = match self.sessions.start(user, client_id, amr, origin).await {
             Ok(s) => s,
             Err(crate::sessions::SessionError::SignIn(SignInError::UserChanged)) => {
                 return Err(SignInFailure::Invalid);
@@ -457,9 +570,7 @@ impl BrowserSignIn {
                 origin,
                 Event::new(EventType::SignIn, Outcome::Success)
                     .actor(&user.id)
-                    .details(
-                        json!({"method": "browser", "sid": started.session.id, "amr": ["pwd"]}),
-                    ),
+                    .details(json!({"method": "browser", "sid": started.session.id, "amr": amr})),
             )
             .await;
         Ok(started)
@@ -569,6 +680,19 @@ impl BrowserSignIn {
             }
             None => LogoutStep::SignedOut,
         }
+    }
+}
+
+/// The sign-in page's answer to a refused check.
+fn failure(e: OAuthError) -> SignInFailure {
+    match e {
+        OAuthError::TooMany(_) => SignInFailure::TooMany,
+        OAuthError::Busy => SignInFailure::Busy,
+        OAuthError::Refused {
+            code: crate::oauth::error::ErrorCode::InvalidGrant,
+            ..
+        } => SignInFailure::Invalid,
+        OAuthError::Refused { .. } | OAuthError::MfaRequired(_) => SignInFailure::Internal,
     }
 }
 

@@ -19,6 +19,9 @@ pub enum OpError {
     Escalation(#[from] Escalation),
     #[error("the current password is incorrect")]
     WrongPassword,
+    /// A TOTP or recovery code was wrong (or already used).
+    #[error("the code is incorrect")]
+    WrongCode,
     #[error("too many attempts; retry in {} s", .0.retry_after_secs)]
     Limited(Limited),
     /// Every password-hashing slot is busy: retry shortly.
@@ -96,6 +99,18 @@ impl From<crate::keys::KeyError> for OpError {
         match e {
             KeyError::UnknownKid(_) => Self::NotFound(e.to_string()),
             KeyError::AlreadyRevoked(_) | KeyError::Conflict | KeyError::NoNext => {
+                Self::Conflict(e.to_string())
+            }
+            other => Self::internal(&other),
+        }
+    }
+}
+
+impl From<crate::mfa::MfaError> for OpError {
+    fn from(e: crate::mfa::MfaError) -> Self {
+        use crate::mfa::MfaError;
+        match e {
+            MfaError::AlreadyOn | MfaError::NotPending | MfaError::NotOn => {
                 Self::Conflict(e.to_string())
             }
             other => Self::internal(&other),

@@ -37,6 +37,7 @@ pub struct TokenOps {
     sign_ins: SignIns,
     users: UserService,
     audit: Audit,
+    notices: super::mfa::MfaNotices,
 }
 
 impl TokenOps {
@@ -50,6 +51,7 @@ impl TokenOps {
         sign_ins: SignIns,
         users: UserService,
         audit: Audit,
+        notices: super::mfa::MfaNotices,
     ) -> Self {
         Self {
             clients,
@@ -60,6 +62,7 @@ impl TokenOps {
             sign_ins,
             users,
             audit,
+            notices,
         }
     }
 
@@ -96,7 +99,7 @@ impl TokenOps {
         }
         let request = TokenRequest::parse(raw)?;
         let client = self.authenticate(presented).await?;
-        grants::handle(
+        let response = grants::handle(
             GrantContext {
                 grants: &self.grants,
                 client: &client,
@@ -104,7 +107,11 @@ impl TokenOps {
             },
             request,
         )
-        .await
+        .await?;
+        if let Some(user_id) = &response.recovery_code_used_by {
+            self.notices.recovery_code_used(user_id).await;
+        }
+        Ok(response)
     }
 
     /// RFC 7009: revoking a refresh token ends its whole sign-in; revoking an access token

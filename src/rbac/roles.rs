@@ -24,6 +24,8 @@ pub struct Role {
     pub name: String,
     pub description: String,
     pub permissions: Vec<String>,
+    /// Holders must have two-factor authentication on before they may use the API.
+    pub require_mfa: bool,
 }
 
 #[derive(Clone)]
@@ -54,6 +56,7 @@ impl RoleService {
                 permissions: grants.remove(&r.name).unwrap_or_default(),
                 name: r.name,
                 description: r.description,
+                require_mfa: r.require_mfa,
             })
             .collect())
     }
@@ -64,6 +67,22 @@ impl RoleService {
             .into_iter()
             .find(|r| r.name == name)
             .ok_or_else(|| RoleError::UnknownRole(name.to_string()))
+    }
+
+    /// Sets whether holders of `role` must have MFA on. Returns the role and whether the flag
+    /// changed.
+    pub async fn set_require_mfa(
+        &self,
+        role: &str,
+        required: bool,
+    ) -> Result<(Role, bool), RoleError> {
+        let before = self.get(role).await?;
+        roles::Entity::update_many()
+            .col_expr(roles::Column::RequireMfa, Expr::value(required))
+            .filter(roles::Column::Name.eq(role))
+            .exec(&self.db)
+            .await?;
+        Ok((self.get(role).await?, before.require_mfa != required))
     }
 
     /// Replaces the permissions of `role`. Returns the role and the permissions removed.

@@ -86,7 +86,8 @@ impl UserService {
         Self { db, hasher, clock }
     }
 
-    /// Registers a user with the given roles (the default role when `roles` is empty).
+    /// Registers a user with the given roles (the default role when `roles` is empty), its
+    /// address confirmed or not (an operator may vouch for it).
     #[tracing::instrument(skip_all, fields(username = username.as_str()))]
     pub async fn register(
         &self,
@@ -94,9 +95,10 @@ impl UserService {
         email: &Email,
         password: &Password,
         roles: &[String],
+        email_verified: bool,
     ) -> Result<User, UserError> {
         let new = self
-            .prepare(username, email, password, roles, false)
+            .prepare(username, email, password, roles, email_verified)
             .await?;
         let txn = crate::db::begin_write(&self.db).await?;
         let id = self.create_in(&txn, &new).await?;

@@ -22,7 +22,7 @@ async fn token_for(app: &TestApp, username: &str, roles: &[&str], scope: &str) -
     let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
     app.state
         .users
-        .register(&name, &email, &password, &roles)
+        .register(&name, &email, &password, &roles, false)
         .await
         .unwrap();
     let answer = app.password_grant(username, scope).await;

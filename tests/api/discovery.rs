@@ -27,7 +27,8 @@ async fn metadata_advertises_what_works() {
                 "authorization_code",
                 "password",
                 "refresh_token",
-                "client_credentials"
+                "client_credentials",
+                "urn:portcullis:params:oauth:grant-type:mfa-otp"
             ])
         );
         // The code flow, advertised exactly as it works.

@@ -379,6 +379,31 @@ impl AdminApi {
         Ok(Json(updated.into()))
     }
 
+    /// Require two-factor authentication for a role
+    ///
+    /// Needs `users:admin`. Holders of the role who have not enrolled get, at their next
+    /// sign-in or refresh, tokens that reach only their profile and the enrolment endpoints
+    /// (every other operation answers 403 `mfa_enrolment_required`) until they enrol and sign
+    /// in again.
+    #[oai(
+        path = "/roles/:role/mfa",
+        method = "put",
+        operation_id = "admin_set_role_mfa"
+    )]
+    async fn set_role_mfa(
+        &self,
+        accounts: &Accounts,
+        req: &Request,
+        #[oai(scope = "ApiScopes::USERS_ADMIN")] auth: Require<UsersAdmin>,
+        role: Path<String>,
+        body: Json<RoleMfaBody>,
+    ) -> Result<Json<RoleView>, ApiError> {
+        let updated = accounts
+            .set_role_mfa(&auth.caller(req), &role.0, body.required)
+            .await?;
+        Ok(Json(updated.into()))
+    }
+
     /// List signing keys
     ///
     /// Needs `keys:admin`. Every key with its state (`next`, `current`, `retired`,

@@ -68,6 +68,15 @@ pub struct RoleView {
     pub name: String,
     pub description: String,
     pub permissions: Vec<String>,
+    /// Holders must turn on two-factor authentication before they may use the API.
+    pub require_mfa: bool,
+}
+
+/// Whether holders of a role must have two-factor authentication on.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct RoleMfaBody {
+    pub required: bool,
 }
 
 impl From<Role> for RoleView {
@@ -76,6 +85,7 @@ impl From<Role> for RoleView {
             name: r.name,
             description: r.description,
             permissions: r.permissions,
+            require_mfa: r.require_mfa,
         }
     }
 }

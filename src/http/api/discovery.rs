@@ -101,6 +101,7 @@ pub fn metadata_bytes(issuer: &str) -> Bytes {
             "password",
             "refresh_token",
             "client_credentials",
+            crate::oauth::grants::MFA_OTP_GRANT_TYPE,
         ]),
         response_types_supported: strings(&["code"]),
         response_modes_supported: strings(&["query"]),

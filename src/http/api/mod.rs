@@ -6,6 +6,7 @@ pub mod admin_views;
 pub mod articles;
 pub mod discovery;
 pub mod health;
+pub mod mfa;
 pub mod oauth;
 pub mod oauth_error;
 pub mod sessions;

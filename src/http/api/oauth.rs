@@ -23,10 +23,13 @@ use crate::ops::{OpError, TokenOps};
 /// Token request (`application/x-www-form-urlencoded`). Which fields are required depends on
 /// `grant_type`: `authorization_code` needs `code`, `redirect_uri` and (with PKCE)
 /// `code_verifier`; `password` needs `username` and `password`; `refresh_token` needs
-/// `refresh_token`; `client_credentials` needs only client authentication.
+/// `refresh_token`; `client_credentials` needs only client authentication;
+/// `urn:portcullis:params:oauth:grant-type:mfa-otp` (the second step after a `mfa_required`
+/// answer to the password grant) needs `mfa_token` and one of `otp` or `recovery_code`.
 #[derive(Debug, Object, Deserialize)]
 pub struct TokenForm {
-    /// `authorization_code`, `password`, `refresh_token` or `client_credentials`.
+    /// `authorization_code`, `password`, `refresh_token`, `client_credentials` or
+    /// `urn:portcullis:params:oauth:grant-type:mfa-otp`.
     pub grant_type: Option<String>,
     /// The authorization code (authorization_code grant).
     #[oai(write_only)]
@@ -50,6 +53,15 @@ pub struct TokenForm {
     /// RFC 8707 resource indicator: the absolute URI of the API the access token is for (its
     /// `aud`); one the client lists among its audiences. Omitted: Portcullis's own API.
     pub resource: Option<String>,
+    /// The `mfa_token` of a `mfa_required` answer (mfa-otp grant).
+    #[oai(write_only)]
+    pub mfa_token: Option<String>,
+    /// Six digits from the authenticator app (mfa-otp grant).
+    #[oai(write_only)]
+    pub otp: Option<String>,
+    /// An unused recovery code, instead of `otp` (mfa-otp grant).
+    #[oai(write_only)]
+    pub recovery_code: Option<String>,
     /// For public clients, and for `client_secret_post`.
     pub client_id: Option<String>,
     /// For `client_secret_post`.
@@ -206,6 +218,9 @@ impl OAuthApi {
             refresh_token: form.refresh_token.as_deref(),
             scope: form.scope.as_deref(),
             resource: form.resource.as_deref(),
+            mfa_token: form.mfa_token.as_deref(),
+            otp: form.otp.as_deref(),
+            recovery_code: form.recovery_code.as_deref(),
         };
         let credentials = presented(
             req,

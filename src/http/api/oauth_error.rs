@@ -26,6 +26,9 @@ pub enum ErrorCode {
     /// RFC 6749 §4.1.2.1: the server is temporarily unable to answer (e.g. storage down).
     TemporarilyUnavailable,
     ServerError,
+    /// The password was right; complete the sign-in with a second factor (grant type
+    /// `urn:portcullis:params:oauth:grant-type:mfa-otp` and the `mfa_token`).
+    MfaRequired,
 }
 
 impl From<Code> for ErrorCode {
@@ -41,6 +44,7 @@ impl From<Code> for ErrorCode {
             Code::InvalidTarget => Self::InvalidTarget,
             Code::TemporarilyUnavailable => Self::TemporarilyUnavailable,
             Code::ServerError => Self::ServerError,
+            Code::MfaRequired => Self::MfaRequired,
         }
     }
 }
@@ -50,6 +54,10 @@ impl From<Code> for ErrorCode {
 pub struct OAuthErrorBody {
     pub error: ErrorCode,
     pub error_description: String,
+    /// With `mfa_required`: the token that completes the sign-in (five minutes, single use,
+    /// for this client only).
+    #[oai(skip_serializing_if_is_none)]
+    pub mfa_token: Option<String>,
 }
 
 /// An OAuth endpoint's error answer.
@@ -86,6 +94,7 @@ fn body(code: Code, description: String) -> Json<OAuthErrorBody> {
     Json(OAuthErrorBody {
         error: code.into(),
         error_description: description,
+        mfa_token: None,
     })
 }
 
@@ -103,6 +112,14 @@ impl From<OAuthError> for OAuthErrorResponse {
                     _ => Self::BadRequest(json),
                 }
             }
+            OAuthError::MfaRequired(token) => Self::BadRequest(Json(OAuthErrorBody {
+                error: ErrorCode::MfaRequired,
+                error_description: "a second factor is required: send the mfa_token with an \
+                                    otp or a recovery_code (grant type \
+                                    urn:portcullis:params:oauth:grant-type:mfa-otp)"
+                    .into(),
+                mfa_token: Some(token.0),
+            })),
             OAuthError::Busy => Self::Unavailable(
                 body(
                     Code::TemporarilyUnavailable,

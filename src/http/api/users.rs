@@ -13,7 +13,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use crate::abuse::{LimitClass, RateLimiter};
 use crate::domain::{Email, Password, Username, display_name};
 use crate::http::auth::ApiScopes;
-use crate::http::guard::{Profile, ProfileWrite, Require};
+use crate::http::guard::{ProfileOrEnrolling, ProfileWrite, Require};
 use crate::http::origin::origin;
 use crate::http::problem::ApiError;
 use crate::http::tags::ApiTags;
@@ -158,7 +158,7 @@ impl UsersApi {
     async fn me(
         &self,
         accounts: &Accounts,
-        #[oai(scope = "ApiScopes::PROFILE")] auth: Require<Profile>,
+        #[oai(scope = "ApiScopes::PROFILE")] auth: Require<ProfileOrEnrolling>,
     ) -> Result<Json<UserView>, ApiError> {
         let user = accounts.get(auth.user_id()?).await.map_err(gone)?;
         Ok(Json(profile_view(user, &auth.claims)))

@@ -23,6 +23,16 @@ pub struct LoginView<'a> {
     pub error: Option<LoginError>,
 }
 
+/// What the second step of the sign-in shows.
+#[derive(Clone, Copy)]
+pub struct MfaView<'a> {
+    pub csrf_token: &'a str,
+    /// The token of the pending sign-in, re-posted in a hidden field.
+    pub mfa_token: &'a str,
+    pub return_to: &'a str,
+    pub error: Option<LoginError>,
+}
+
 /// What the consent page shows.
 #[derive(Clone, Copy)]
 pub struct ConsentView<'a> {
@@ -55,6 +65,16 @@ struct LoginPage<'a> {
     return_to: &'a str,
     username: &'a str,
     continue_to: Option<String>,
+    error_message: Option<&'static str>,
+}
+
+#[derive(Template)]
+#[template(path = "mfa.html", config = "src/http/ui/askama.toml")]
+struct MfaPage<'a> {
+    title: &'static str,
+    csrf_token: &'a str,
+    mfa_token: &'a str,
+    return_to: &'a str,
     error_message: Option<&'static str>,
 }
 
@@ -110,6 +130,17 @@ pub fn login(view: &LoginView<'_>) -> String {
         return_to: view.return_to,
         username: view.username,
         continue_to: view.client_name.map(texts::login_continue_to),
+        error_message: view.error.map(texts::login_error),
+    })
+}
+
+/// The second step of the sign-in: a code from the app, or a recovery code.
+pub fn mfa(view: &MfaView<'_>) -> String {
+    render(&MfaPage {
+        title: texts::MFA_TITLE,
+        csrf_token: view.csrf_token,
+        mfa_token: view.mfa_token,
+        return_to: view.return_to,
         error_message: view.error.map(texts::login_error),
     })
 }
@@ -306,6 +337,12 @@ mod tests {
                 client_name: Some(value),
                 error: Some(LoginError::InvalidCredentials),
             }),
+            mfa(&MfaView {
+                csrf_token: value,
+                mfa_token: value,
+                return_to: value,
+                error: Some(LoginError::WrongCode),
+            }),
             consent(&ConsentView {
                 csrf_token: value,
                 return_to: value,
@@ -411,6 +448,22 @@ mod tests {
         assert!(!page.contains("login-error"));
         assert!(!page.contains("aria-invalid"));
         assert!(!page.contains("role=\"alert\""));
+    }
+
+    #[test]
+    fn the_mfa_page_has_the_form_contract() {
+        let page = mfa(&MfaView {
+            csrf_token: "csrf-123",
+            mfa_token: "tok",
+            return_to: "/oauth/authorize?client_id=app",
+            error: None,
+        });
+        assert!(page.contains("<form method=\"post\" action=\"/ui/login/mfa\">"));
+        assert!(page.contains("<input type=\"hidden\" name=\"csrf_token\" value=\"csrf-123\">"));
+        assert!(page.contains("<input type=\"hidden\" name=\"mfa_token\" value=\"tok\">"));
+        assert!(page.contains("<label for=\"otp\">Authentication code</label>"));
+        assert!(page.contains("name=\"recovery_code\""));
+        assert!(page.contains("autocomplete=\"one-time-code\""));
     }
 
     #[test]

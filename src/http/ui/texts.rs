@@ -12,6 +12,10 @@ pub enum LoginError {
     InvalidCredentials,
     TooManyAttempts,
     Busy,
+    /// The second factor was wrong or already used.
+    WrongCode,
+    /// The second step expired or was used up: sign in again.
+    Expired,
 }
 
 /// Which error page to show.
@@ -56,8 +60,20 @@ pub fn login_error(error: LoginError) -> &'static str {
         LoginError::InvalidCredentials => "The username or password is incorrect.",
         LoginError::TooManyAttempts => "Too many attempts. Wait a moment and try again.",
         LoginError::Busy => "The service is busy. Try again in a moment.",
+        LoginError::WrongCode => "The code is incorrect.",
+        LoginError::Expired => "The sign-in took too long or was already used. Sign in again.",
     }
 }
+
+// ---- Second step of the sign-in (MFA) -----------------------------------------------------
+
+pub const MFA_TITLE: &str = "Two-step verification";
+pub const MFA_HEADING: &str = "Two-step verification";
+pub const MFA_INTRO: &str = "Enter the code your authenticator app shows.";
+pub const MFA_OTP_LABEL: &str = "Authentication code";
+pub const MFA_RECOVERY_SUMMARY: &str = "Use a recovery code instead";
+pub const MFA_RECOVERY_LABEL: &str = "Recovery code";
+pub const MFA_SUBMIT: &str = "Verify";
 
 // ---- Consent page ------------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ pub async fn grant(
             None,
             None,
             Vec::new(),
+            false,
         )
         .map_err(|e| OAuthError::internal(&e))?;
     // Issuance by client_credentials is not audited per token: it is machine-to-machine, high
@@ -54,5 +55,6 @@ pub async fn grant(
         refresh_token: None,
         scope,
         id_token: None,
+        recovery_code_used_by: None,
     })
 }

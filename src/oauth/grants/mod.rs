@@ -3,12 +3,14 @@
 
 mod authorization_code;
 mod client_credentials;
+mod mfa_otp;
 mod password;
 mod refresh_token;
 #[cfg(test)]
 mod tests;
 
-pub use password::check_credentials;
+pub use mfa_otp::{MFA_OTP_GRANT_TYPE, check_second_factor};
+pub use password::{Verified, check_credentials};
 
 use super::error::OAuthError;
 use crate::abuse::{Lockout, RateLimiter};
@@ -45,6 +47,14 @@ pub enum TokenRequest {
         scope: Scope,
         resource: Option<Resource>,
     },
+    /// The second step of a password sign-in with MFA
+    /// (`urn:portcullis:params:oauth:grant-type:mfa-otp`): the `mfa_token` of the
+    /// `mfa_required` answer and a TOTP code or a recovery code. Scope and resource are those
+    /// of the first step.
+    MfaOtp {
+        mfa_token: secrecy::SecretString,
+        factor: crate::mfa::SecondFactor,
+    },
 }
 
 /// The raw form fields the token endpoint reads (others are ignored, RFC 6749 §3.2).
@@ -58,6 +68,9 @@ pub struct RawTokenForm<'a> {
     pub refresh_token: Option<&'a str>,
     pub scope: Option<&'a str>,
     pub resource: Option<&'a str>,
+    pub mfa_token: Option<&'a str>,
+    pub otp: Option<&'a str>,
+    pub recovery_code: Option<&'a str>,
 }
 
 fn required<'a>(value: Option<&'a str>, name: &str) -> Result<&'a str, OAuthError> {
@@ -76,6 +89,8 @@ impl TokenRequest {
             Self::Password { .. } => GrantType::Password,
             Self::RefreshToken { .. } => GrantType::RefreshToken,
             Self::ClientCredentials { .. } => GrantType::ClientCredentials,
+            // The second step of the password grant: allowed to every client that has it.
+            Self::MfaOtp { .. } => GrantType::Password,
         }
     }
 
@@ -119,10 +134,24 @@ impl TokenRequest {
                 resource,
             }),
             "client_credentials" => Ok(Self::ClientCredentials { scope, resource }),
+            MFA_OTP_GRANT_TYPE => {
+                let mfa_token = required(form.mfa_token, "mfa_token")?.to_string().into();
+                let given = |v: Option<&str>| v.filter(|v| !v.is_empty()).map(str::to_string);
+                let factor = match (given(form.otp), given(form.recovery_code)) {
+                    (Some(otp), None) => crate::mfa::SecondFactor::Totp(otp.into()),
+                    (None, Some(code)) => crate::mfa::SecondFactor::RecoveryCode(code.into()),
+                    _ => {
+                        return Err(OAuthError::invalid_request(
+                            "send exactly one of `otp` and `recovery_code`",
+                        ));
+                    }
+                };
+                Ok(Self::MfaOtp { mfa_token, factor })
+            }
             other => Err(OAuthError::new(
                 super::error::ErrorCode::UnsupportedGrantType,
                 format!(
-                    "grant_type `{}` is not supported (supported: authorization_code, password, refresh_token, client_credentials)",
+                    "grant_type `{}` is not supported (supported: authorization_code, password, refresh_token, client_credentials, {MFA_OTP_GRANT_TYPE})",
                     other.escape_debug()
                 ),
             )),
@@ -143,6 +172,9 @@ pub struct TokenResponse {
     pub scope: String,
     /// OpenID Connect ID token, when `openid` was granted.
     pub id_token: Option<String>,
+    /// The user who signed in with a recovery code (not part of the answer: the use case
+    /// tells the user).
+    pub recovery_code_used_by: Option<String>,
 }
 
 /// The services the grants use, and nothing else.
@@ -158,6 +190,7 @@ pub struct Grants {
     pub codes: crate::oauth::authorize::Codes,
     /// Whether an account must have confirmed its address to sign in.
     pub require_verified_email: bool,
+    pub mfa: crate::mfa::MfaService,
 }
 
 /// What a grant needs besides its own parameters.
@@ -197,6 +230,9 @@ pub async fn handle(
         } => refresh_token::grant(&ctx, &refresh_token, &scope, resource.as_ref()).await,
         TokenRequest::ClientCredentials { scope, resource } => {
             client_credentials::grant(&ctx, &scope, resource.as_ref()).await
+        }
+        TokenRequest::MfaOtp { mfa_token, factor } => {
+            mfa_otp::grant(&ctx, &mfa_token, &factor).await
         }
     }
 }
@@ -262,6 +298,27 @@ pub(super) async fn user_tokens(
     refresh_token: Option<String>,
 ) -> Result<TokenResponse, OAuthError> {
     let tokens = &ctx.grants.tokens;
+    // A user whose role requires MFA and who has not enrolled gets only what enrolling needs
+    // (the API refuses everything else to such a token: `http::guard`).
+    let must_enrol = ctx
+        .grants
+        .mfa
+        .status(&user.id, &user.roles)
+        .await
+        .map_err(|e| OAuthError::internal(&e))?
+        .must_enrol();
+    let enrolment_scope;
+    let scope = if must_enrol {
+        enrolment_scope = enrolment_only(scope, &ctx.client.scopes).ok_or_else(|| {
+            OAuthError::invalid_scope(
+                "two-factor authentication must be set up first, and this client may not ask \
+                 for `profile:write`",
+            )
+        })?;
+        &enrolment_scope
+    } else {
+        scope
+    };
     let scope_text = scope.to_string();
     let access = tokens
         .mint_access(
@@ -273,6 +330,7 @@ pub(super) async fn user_tokens(
             Some(facts.sid),
             Some(facts.auth_time),
             facts.amr.clone(),
+            must_enrol,
         )
         .map_err(|e| OAuthError::internal(&e))?;
     let id_token = if scope.contains("openid") {
@@ -307,5 +365,21 @@ pub(super) async fn user_tokens(
         refresh_token,
         scope: scope_text,
         id_token,
+        recovery_code_used_by: None,
     })
+}
+
+/// The scope of a user who must enrol MFA first: `profile profile:write` (reading one's
+/// profile, enrolling) and `openid` when it was granted, as far as the client may ask for
+/// them; `None` when the client may ask for neither `profile:write` nor anything else.
+fn enrolment_only(granted: &Scope, client_scopes: &Scope) -> Option<Scope> {
+    use super::scope::{OPENID, PROFILE, PROFILE_WRITE};
+    if !client_scopes.contains(PROFILE_WRITE.name) {
+        return None;
+    }
+    let mut names = vec![PROFILE.name, PROFILE_WRITE.name];
+    if granted.contains(OPENID.name) {
+        names.push(OPENID.name);
+    }
+    Some(Scope::from_tokens(names).intersect(client_scopes))
 }

@@ -5,6 +5,9 @@
 //! are rate-limited and counted for lockout per account (not per name as typed), before the
 //! password is checked; when every bcrypt slot and the queue are busy, the answer is an
 //! immediate 503 with `Retry-After`.
+//!
+//! A user with MFA on gets `400 mfa_required` with an `mfa_token` instead of tokens once the
+//! password is right; the sign-in completes with the `mfa-otp` grant (its own module, `mfa_otp`).
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
@@ -16,6 +19,8 @@ use crate::abuse::{LimitClass, LockoutState};
 use crate::audit::{Event, EventType, Origin, Outcome};
 use crate::clients::GrantType;
 use crate::domain::{Resource, Scope};
+use crate::mfa::challenges::ChallengePurpose;
+use crate::oauth::error::MfaToken;
 use crate::oauth::error::OAuthError;
 use crate::oauth::scope::narrow;
 use crate::signins::{NewSignIn, SignInError, SignInKind, SignIns};
@@ -30,7 +35,7 @@ pub async fn grant(
 ) -> Result<TokenResponse, OAuthError> {
     let state = ctx.grants;
     let client_id = ctx.client.client_id.as_str();
-    let user = check_credentials(
+    let verified = check_credentials(
         state,
         ctx.origin,
         Some(client_id),
@@ -39,10 +44,47 @@ pub async fn grant(
         password,
     )
     .await?;
+    if verified.second_factor {
+        // Scope and audience are checked now, so the second step fails only on its code.
+        narrowed(ctx, &verified.user, requested).await?;
+        audience_for(ctx, resource)?;
+        let token = state
+            .mfa
+            .challenge(
+                ChallengePurpose::Grant,
+                &verified.user.id,
+                client_id,
+                &requested.to_string(),
+                resource.map(Resource::as_str),
+            )
+            .await
+            .map_err(|e| OAuthError::internal(&e))?;
+        state
+            .audit
+            .record(
+                ctx.origin,
+                Event::new(EventType::MfaRequired, Outcome::Success)
+                    .actor(&verified.user.id)
+                    .client(client_id)
+                    .details(json!({"method": "password"})),
+            )
+            .await;
+        return Err(OAuthError::MfaRequired(MfaToken(
+            token.expose_secret().to_string(),
+        )));
+    }
+    issue(ctx, &verified.user, requested, resource, &["pwd"]).await
+}
 
-    let permitted = permitted_scopes(ctx, &user).await?;
+/// The scope granted to `user` for `requested` at this client.
+async fn narrowed(
+    ctx: &GrantContext<'_>,
+    user: &User,
+    requested: &Scope,
+) -> Result<Scope, OAuthError> {
+    let permitted = permitted_scopes(ctx, user).await?;
     let client = ctx.client;
-    let granted = narrow(
+    narrow(
         requested,
         &client.default_scopes,
         &client.scopes,
@@ -54,7 +96,21 @@ pub async fn grant(
         } else {
             "none of the requested scopes may be granted to this client and user"
         })
-    })?;
+    })
+}
+
+/// Issues the tokens of a password sign-in (authenticated by `amr`) and records the sign-in.
+pub(super) async fn issue(
+    ctx: &GrantContext<'_>,
+    user: &User,
+    requested: &Scope,
+    resource: Option<&Resource>,
+    amr: &[&str],
+) -> Result<TokenResponse, OAuthError> {
+    let state = ctx.grants;
+    let client = ctx.client;
+    let client_id = client.client_id.as_str();
+    let granted = narrowed(ctx, user, requested).await?;
     let audience = audience_for(ctx, resource)?;
 
     // Every user token belongs to a recorded sign-in. The tokens are minted first, then the
@@ -66,10 +122,11 @@ pub async fn grant(
         sid: &sid,
         session: None,
         auth_time: now,
-        amr: vec!["pwd".to_string()],
+        amr: amr.iter().map(|a| (*a).to_string()).collect(),
         nonce: None,
     };
-    let mut response = user_tokens(ctx, &user, &granted, &facts, audience.as_deref(), None).await?;
+    let mut response = user_tokens(ctx, user, &granted, &facts, audience.as_deref(), None).await?;
+    let amr_text = amr.join(" ");
     let recorded = state
         .sign_ins
         .record(&NewSignIn {
@@ -83,7 +140,7 @@ pub async fn grant(
             kind: SignInKind::Password,
             session_id: None,
             auth_time: now,
-            amr: "pwd",
+            amr: &amr_text,
             ip: ctx.origin.ip.as_deref(),
             user_agent: ctx.origin.user_agent.as_deref(),
             expires_at: None,
@@ -106,10 +163,21 @@ pub async fn grant(
             Event::new(EventType::SignIn, Outcome::Success)
                 .actor(&user.id)
                 .client(client_id)
-                .details(json!({"grant_type": "password", "sid": sid, "scope": response.scope})),
+                .details(json!({
+                    "grant_type": "password", "sid": sid, "scope": response.scope, "amr": amr,
+                })),
         )
         .await;
     Ok(response)
+}
+
+/// A user whose password was right.
+#[derive(Debug)]
+pub struct Verified {
+    pub user: User,
+    /// The user has MFA on: the sign-in is not complete (and the failed-attempt counts not
+    /// forgiven) until a second factor is checked (`check_second_factor`).
+    pub second_factor: bool,
 }
 
 /// Checks a username (or e-mail address) and password, as the password grant and the hosted
@@ -123,7 +191,7 @@ pub async fn check_credentials(
     method: &str,
     username: &str,
     password: &SecretString,
-) -> Result<User, OAuthError> {
+) -> Result<Verified, OAuthError> {
     let candidate = state
         .users
         .credentials(username)
@@ -212,18 +280,28 @@ pub async fn check_credentials(
             "the username or password is incorrect",
         ));
     };
-    if let Err(e) = state.lockout.succeeded(&attempt).await {
+    // With MFA on, the password alone forgives nothing: otherwise whoever knows it could
+    // reset the count before each few guesses of the second factor.
+    let second_factor = state
+        .mfa
+        .is_on(&user.id)
+        .await
+        .map_err(|e| OAuthError::internal(&e))?;
+    if !second_factor && let Err(e) = state.lockout.succeeded(&attempt).await {
         tracing::warn!(error = %e, "could not reset failed sign-in counts");
     }
     // A sign-in shows the user knows the password: a pending reset link is not needed.
     if let Err(e) = state.users.forget_reset_links(&user.id).await {
         tracing::warn!(error = %e, "could not revoke pending password-reset links");
     }
-    Ok(user)
+    Ok(Verified {
+        user,
+        second_factor,
+    })
 }
 
 /// Audits a lock that a failed sign-in caused.
-async fn record_lock(
+pub(super) async fn record_lock(
     state: &Grants,
     origin: &Origin,
     client_id: Option<&str>,

@@ -28,6 +28,9 @@ fn form<'a>(
         refresh_token,
         scope,
         resource: None,
+        mfa_token: None,
+        otp: None,
+        recovery_code: None,
     }
 }
 
