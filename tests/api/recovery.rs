@@ -542,3 +542,81 @@ async fn the_pages_of_the_links_reset_a_password_and_confirm_an_address() {
         .unwrap();
     assert!(user.email_verified);
 }
+
+/// Over a real SMTP server: the verification and reset mails arrive with both bodies, and the
+/// links in them do what they say; a reset asked for while the server is down arrives once it
+/// is back.
+#[tokio::test]
+async fn recovery_mails_arrive_over_smtp_and_their_links_work() {
+    use super::smtp::{SmtpServer, closed_port, parts};
+    let port = closed_port();
+    let app = spawn_app_with(move |raw| {
+        raw.key_reload_interval = portcullis::config::DurationSetting::Text("5m".into());
+        raw.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+    })
+    .await;
+    let pass = || async {
+        portcullis::duties::Duties::new(app.state.clone())
+            .tick()
+            .await
+    };
+
+    // The server is down while the account is made and a reset is asked for.
+    app.register("alice").await;
+    post(
+        &app,
+        "/api/v1/password-reset",
+        json!({"email": "alice@example.com"}),
+    )
+    .await;
+    mail(&app, "alice@example.com", "password_reset").await;
+    pass().await;
+    let smtp = SmtpServer::start_on(port);
+    assert!(smtp.received().is_empty());
+    // Back up: after the back-off (30 s after the first failure), both go out, within the
+    // reset link's 30 minutes.
+    app.clock.advance(60);
+    pass().await;
+    let got = smtp.wait_for(2).await;
+    assert_eq!(got.len(), 2, "{got:?}");
+    let text_of = |subject_kind: &str| {
+        got.iter()
+            .map(|m| parts(&m.data))
+            .find(|p| p.iter().any(|(_, body)| body.contains(subject_kind)))
+            .unwrap_or_else(|| panic!("no mail with {subject_kind}"))
+    };
+    let token_from = |body: &str| -> String {
+        let at = body.find("token=").unwrap() + 6;
+        body[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect()
+    };
+    let verify = text_of("/ui/email/verify?token=");
+    assert!(verify.iter().any(|(ct, _)| ct.starts_with("text/plain")));
+    assert!(verify.iter().any(|(ct, _)| ct.starts_with("text/html")));
+    let (_, plain) = verify
+        .iter()
+        .find(|(ct, _)| ct.starts_with("text/plain"))
+        .unwrap();
+    let ok = post(
+        &app,
+        "/api/v1/email-verification/confirm",
+        json!({"token": token_from(plain)}),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::NO_CONTENT, "{}", ok.body);
+
+    let reset = text_of("/ui/password/reset?token=");
+    let (_, plain) = reset
+        .iter()
+        .find(|(ct, _)| ct.starts_with("text/plain"))
+        .unwrap();
+    let done = post(
+        &app,
+        "/api/v1/password-reset/confirm",
+        json!({"token": token_from(plain), "new_password": "a brand new passphrase 42"}),
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::NO_CONTENT, "{}", done.body);
+}
