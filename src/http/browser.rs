@@ -145,6 +145,20 @@ pub(crate) fn check_post(
     }
 }
 
+/// A form post from one of our pages, once its CSRF token and origin are checked (see
+/// [`check_post`]); the answer to send otherwise.
+pub(crate) async fn posted_form(
+    req: &Request,
+    body: Body,
+) -> Result<(&BrowserFront, Vec<(String, String)>), Box<Response>> {
+    let Some(front) = front(req) else {
+        return Err(Box::new(internal()));
+    };
+    let form = form(req, body).await.map_err(Box::new)?;
+    check_post(front, req, &form)?;
+    Ok((front, form))
+}
+
 /// The authorization request a `return_to` names (its query), if it is one.
 fn authorize_query(return_to: &str) -> Option<&str> {
     return_to
@@ -307,16 +321,10 @@ fn login_form(
 /// authorization request.
 #[handler]
 pub async fn login_submit(req: &Request, body: Body) -> Response {
-    let Some(front) = front(req) else {
-        return internal();
+    let (front, form) = match posted_form(req, body).await {
+        Ok(posted) => posted,
+        Err(refused) => return *refused,
     };
-    let form = match form(req, body).await {
-        Ok(f) => f,
-        Err(resp) => return resp,
-    };
-    if let Err(refused) = check_post(front, req, &form) {
-        return *refused;
-    }
     let return_to = field(&form, "return_to").unwrap_or_default().to_string();
     let Some(query) = authorize_query(&return_to) else {
         return error_page(
@@ -431,16 +439,10 @@ fn mfa_form(
 /// `recovery_code`); starts the browser session and resumes the authorization request.
 #[handler]
 pub async fn login_mfa_submit(req: &Request, body: Body) -> Response {
-    let Some(front) = front(req) else {
-        return internal();
+    let (front, form) = match posted_form(req, body).await {
+        Ok(posted) => posted,
+        Err(refused) => return *refused,
     };
-    let form = match form(req, body).await {
-        Ok(f) => f,
-        Err(resp) => return resp,
-    };
-    if let Err(refused) = check_post(front, req, &form) {
-        return *refused;
-    }
     let return_to = field(&form, "return_to").unwrap_or_default().to_string();
     let Some(query) = authorize_query(&return_to) else {
         return error_page(
@@ -511,16 +513,10 @@ pub async fn login_mfa_submit(req: &Request, body: Body) -> Response {
 /// `POST /ui/consent`: the user's answer to the consent page.
 #[handler]
 pub async fn consent_submit(req: &Request, body: Body) -> Response {
-    let Some(front) = front(req) else {
-        return internal();
+    let (front, form) = match posted_form(req, body).await {
+        Ok(posted) => posted,
+        Err(refused) => return *refused,
     };
-    let form = match form(req, body).await {
-        Ok(f) => f,
-        Err(resp) => return resp,
-    };
-    if let Err(refused) = check_post(front, req, &form) {
-        return *refused;
-    }
     let return_to = field(&form, "return_to").unwrap_or_default();
     let Some(query) = authorize_query(return_to) else {
         return error_page(

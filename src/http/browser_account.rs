@@ -8,7 +8,7 @@ use poem::http::StatusCode;
 use poem::{Body, Request, Response, handler};
 use secrecy::SecretString;
 
-use super::browser::{check_post, field, form, front, internal};
+use super::browser::{field, front, internal, posted_form};
 use super::cookies::{browser_id, with_cookies};
 use super::deps::deps;
 use super::origin::origin;
@@ -62,16 +62,13 @@ pub async fn verify_page(req: &Request) -> Response {
 /// `POST /ui/email/verify`
 #[handler]
 pub async fn verify_submit(req: &Request, body: Body) -> Response {
-    let (Some(front), Ok(deps)) = (front(req), deps(req)) else {
+    let Ok(deps) = deps(req) else {
         return internal();
     };
-    let form = match form(req, body).await {
-        Ok(f) => f,
-        Err(resp) => return resp,
+    let form = match posted_form(req, body).await {
+        Ok((_, form)) => form,
+        Err(refused) => return *refused,
     };
-    if let Err(refused) = check_post(front, req, &form) {
-        return *refused;
-    }
     let token = field(&form, "token").unwrap_or_default();
     match deps.recovery.confirm_email(&origin(req), token).await {
         Ok(()) => ui::html(
@@ -97,16 +94,13 @@ pub async fn forgot_page(req: &Request) -> Response {
 /// `POST /ui/password/forgot`: the same answer whether or not the address has an account.
 #[handler]
 pub async fn forgot_submit(req: &Request, body: Body) -> Response {
-    let (Some(front), Ok(deps)) = (front(req), deps(req)) else {
+    let Ok(deps) = deps(req) else {
         return internal();
     };
-    let form = match form(req, body).await {
-        Ok(f) => f,
-        Err(resp) => return resp,
+    let form = match posted_form(req, body).await {
+        Ok((_, form)) => form,
+        Err(refused) => return *refused,
     };
-    if let Err(refused) = check_post(front, req, &form) {
-        return *refused;
-    }
     let email = field(&form, "email").unwrap_or_default().trim().to_string();
     match deps.recovery.request_reset(&origin(req), &email).await {
         Ok(()) => ui::html(
@@ -137,16 +131,13 @@ pub async fn reset_page(req: &Request) -> Response {
 /// `POST /ui/password/reset`
 #[handler]
 pub async fn reset_submit(req: &Request, body: Body) -> Response {
-    let (Some(front), Ok(deps)) = (front(req), deps(req)) else {
+    let Ok(deps) = deps(req) else {
         return internal();
     };
-    let form = match form(req, body).await {
-        Ok(f) => f,
-        Err(resp) => return resp,
+    let form = match posted_form(req, body).await {
+        Ok((_, form)) => form,
+        Err(refused) => return *refused,
     };
-    if let Err(refused) = check_post(front, req, &form) {
-        return *refused;
-    }
     let token = field(&form, "token").unwrap_or_default().to_string();
     let password = field(&form, "new_password").unwrap_or_default();
     let again = field(&form, "new_password_again").unwrap_or_default();

@@ -386,16 +386,9 @@ impl Recovery {
         Ok(())
     }
 
-    /// Changes one's password (the current one required). The other sign-ins of the user end;
-    /// `keep` (the sign-in of this request) stays.
-    pub async fn change_password(
-        &self,
-        caller: &Caller,
-        user_id: &str,
-        current: &SecretString,
-        new_password: &SecretString,
-        keep: Option<&str>,
-    ) -> Result<(), OpError> {
+    /// The user `user_id`, once `current` is their password (checks count against the
+    /// account's sign-in rate limit).
+    async fn with_password(&self, user_id: &str, current: &SecretString) -> Result<User, OpError> {
         let user = self.users.get(user_id).await?;
         self.limits
             .check(LimitClass::Login, user_id)
@@ -408,6 +401,20 @@ impl Recovery {
         {
             return Err(OpError::WrongPassword);
         }
+        Ok(user)
+    }
+
+    /// Changes one's password (the current one required). The other sign-ins of the user end;
+    /// `keep` (the sign-in of this request) stays.
+    pub async fn change_password(
+        &self,
+        caller: &Caller,
+        user_id: &str,
+        current: &SecretString,
+        new_password: &SecretString,
+        keep: Option<&str>,
+    ) -> Result<(), OpError> {
+        let user = self.with_password(user_id, current).await?;
         let username = Username::parse(&user.username)?;
         let email = Email::parse(&user.email)?;
         let password = Password::parse(new_password.expose_secret(), &username, &email)?;
@@ -467,18 +474,7 @@ impl Recovery {
         current: &SecretString,
         new_email: &Email,
     ) -> Result<(), OpError> {
-        let user = self.users.get(user_id).await?;
-        self.limits
-            .check(LimitClass::Login, user_id)
-            .await
-            .map_err(OpError::Limited)?;
-        if !self
-            .users
-            .verify_current_password(user_id, current.expose_secret())
-            .await?
-        {
-            return Err(OpError::WrongPassword);
-        }
+        let user = self.with_password(user_id, current).await?;
         if new_email.as_str() == user.email {
             return Err(OpError::Invalid(Invalid {
                 field: "new_email",
