@@ -213,7 +213,12 @@ impl Sender {
                 Err(e) => Err(Failure::Transient(short(&e.to_string()))),
             },
             Delivery::Files(dir) => {
-                let path = write_file(dir, &row.id, &message.formatted())
+                // Beside the message, its plain text as it reads (the `.eml` encodes long lines
+                // as quoted-printable, which breaks links for a reader without a mail client).
+                write_file(dir, &row.id, "txt", row.text_body.as_bytes())
+                    .await
+                    .map_err(|e| Failure::Transient(short(&format!("writing the file: {e}"))))?;
+                let path = write_file(dir, &row.id, "eml", &message.formatted())
                     .await
                     .map_err(|e| Failure::Transient(short(&format!("writing the file: {e}"))))?;
                 // The path only: the content has a link with a token.
@@ -305,14 +310,19 @@ fn short(reason: &str) -> String {
 
 /// Writes `<dir>/<id>.eml` (the folder 0700, the file 0600), whole or not at all (a temporary
 /// file renamed into place).
-async fn write_file(dir: &Path, id: &str, content: &[u8]) -> std::io::Result<PathBuf> {
+async fn write_file(
+    dir: &Path,
+    id: &str,
+    extension: &str,
+    content: &[u8],
+) -> std::io::Result<PathBuf> {
     let mut builder = tokio::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
     builder.mode(0o700);
     builder.create(dir).await?;
-    let path = dir.join(format!("{id}.eml"));
-    let partial = dir.join(format!(".{id}.eml.partial"));
+    let path = dir.join(format!("{id}.{extension}"));
+    let partial = dir.join(format!(".{id}.{extension}.partial"));
     let mut options = tokio::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]

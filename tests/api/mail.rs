@@ -236,22 +236,31 @@ async fn without_smtp_messages_are_written_as_private_eml_files() {
     assert!(row.sent_at.is_some());
     let dir = app.dir.join("mail");
     let path = dir.join(format!("{}.eml", row.id));
-    let files: Vec<_> = std::fs::read_dir(&dir)
+    let text = dir.join(format!("{}.txt", row.id));
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
+    files.sort();
     assert_eq!(
         files,
-        std::slice::from_ref(&path),
-        "one whole file, nothing partial left"
+        [path.clone(), text.clone()],
+        "the message and its plain text, whole, nothing partial left"
     );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
         let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&text), 0o600);
         assert_eq!(mode(&dir), 0o700);
     }
+    // The plain text reads as written: the link whole, on one line.
+    assert!(
+        std::fs::read_to_string(&text)
+            .unwrap()
+            .contains(&link(&app))
+    );
     let data = std::fs::read_to_string(&path).unwrap();
     assert_eq!(header(&data, "To").unwrap(), "alice@example.com");
     assert_eq!(
