@@ -130,46 +130,42 @@ impl Recovery {
         let txn = crate::db::begin_write(&self.db)
             .await
             .map_err(|e| internal(&e))?;
-        let created = match self.users.create_in(&txn, &new).await {
-            Ok(id) => Some(id),
-            Err(UserError::Duplicate) if self.require_verified => None,
-            Err(e) => return Err(e.into()),
-        };
-        match &created {
-            Some(id) => {
-                let token = tokens::issue_in(&txn, Purpose::VerifyEmail, id, email.as_str(), now)
-                    .await
-                    .map_err(|e| internal(&e))?;
-                self.mail(
-                    &txn,
-                    email.as_str(),
-                    username.as_str(),
-                    MailTemplate::VerifyEmail {
-                        link: self.link(VERIFY_PATH, &token),
-                    },
-                )
-                .await?;
-            }
-            None => {
+        let id = match self.users.create_in(&txn, &new).await {
+            Ok(id) => id,
+            Err(UserError::Duplicate) if self.require_verified => {
+                // A failed insert ends the transaction on PostgreSQL: the notice gets its own.
+                txn.rollback().await.map_err(|e| internal(&e))?;
                 // Taken: the owner of the address (if it is the address that is taken) learns
                 // that someone tried; the caller learns nothing.
                 if let Some(owner) = self.users.by_email(email.as_str()).await? {
-                    self.mail(
-                        &txn,
-                        &owner.email,
-                        &owner.username,
-                        MailTemplate::AlreadyRegistered {
-                            reset_link: format!("{}{FORGOT_PATH}", self.issuer),
-                        },
-                    )
-                    .await?;
+                    self.outbox
+                        .enqueue_alone(&Mail {
+                            to: owner.email,
+                            username: owner.username,
+                            template: MailTemplate::AlreadyRegistered {
+                                reset_link: format!("{}{FORGOT_PATH}", self.issuer),
+                            },
+                        })
+                        .await
+                        .map_err(|e| internal(&e))?;
                 }
+                return Ok(Registered::VerificationSent);
             }
-        }
-        txn.commit().await.map_err(|e| internal(&e))?;
-        let Some(id) = created else {
-            return Ok(Registered::VerificationSent);
+            Err(e) => return Err(e.into()),
         };
+        let token = tokens::issue_in(&txn, Purpose::VerifyEmail, &id, email.as_str(), now)
+            .await
+            .map_err(|e| internal(&e))?;
+        self.mail(
+            &txn,
+            email.as_str(),
+            username.as_str(),
+            MailTemplate::VerifyEmail {
+                link: self.link(VERIFY_PATH, &token),
+            },
+        )
+        .await?;
+        txn.commit().await.map_err(|e| internal(&e))?;
         let user = self.users.get(&id).await?;
         self.audit(
             origin,
