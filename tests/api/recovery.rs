@@ -620,3 +620,39 @@ async fn recovery_mails_arrive_over_smtp_and_their_links_work() {
     .await;
     assert_eq!(done.status, StatusCode::NO_CONTENT, "{}", done.body);
 }
+
+/// A reset asked for on an instance that stops before the mail goes out is sent by the
+/// instance that takes over (the outbox is in the database), once the SMTP server is up.
+#[tokio::test]
+async fn a_restart_between_the_request_and_the_delivery_loses_no_mail() {
+    use super::smtp::{SmtpServer, closed_port};
+    let port = closed_port();
+    let app = spawn_app_with(move |raw| {
+        raw.key_reload_interval = portcullis::config::DurationSetting::Text("5m".into());
+        raw.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+    })
+    .await;
+    app.register("alice").await;
+    post(
+        &app,
+        "/api/v1/password-reset",
+        json!({"email": "alice@example.com"}),
+    )
+    .await;
+    mail(&app, "alice@example.com", "password_reset").await;
+    // The instance stops; another one starts on the same database, while SMTP is still down.
+    let next = app.spawn_peer().await;
+    drop(app);
+    let report = portcullis::duties::Duties::new(next.state.clone())
+        .tick()
+        .await;
+    assert_eq!(report.mail.map(|m| m.sent), Some(0));
+    let smtp = SmtpServer::start_on(port);
+    next.clock.advance(60);
+    portcullis::duties::Duties::new(next.state.clone())
+        .tick()
+        .await;
+    let got = smtp.wait_for(2).await;
+    assert_eq!(got.len(), 2, "the verification and the reset: {got:?}");
+    assert!(got.iter().all(|m| m.to == ["alice@example.com"]));
+}
