@@ -165,15 +165,9 @@ impl AppState {
         let master = Arc::new(load_master_key(&settings.keys)?);
         let csrf_key = Arc::new(master.hmac_key(b"portcullis csrf v1")?);
         let ring = KeyRing::default();
-        let mfa = crate::mfa::MfaService::new(
-            db.clone(),
-            master.clone(),
-            clock.clone(),
-            &settings.server.issuer,
-        );
         let keys = KeyService::new(
             db.clone(),
-            master,
+            master.clone(),
             clock.clone(),
             ring.clone(),
             settings.keys.timing,
@@ -213,6 +207,15 @@ impl AppState {
             settings.tokens.access_token_ttl,
         );
         let users = UserService::new(db.clone(), hasher, clock.clone());
+        let outbox = crate::mail::Outbox::new(db.clone(), clock.clone());
+        let mfa = crate::mfa::MfaService::new(
+            db.clone(),
+            master.clone(),
+            clock.clone(),
+            &settings.server.issuer,
+            users.clone(),
+            outbox.clone(),
+        );
         let sign_ins = SignIns::new(db.clone(), refresh.clone(), tokens.clone(), clock.clone());
         let audit = Audit::new(db.clone(), clock.clone());
         let limits = RateLimiter::new(abuse.clone(), store.clone());
@@ -231,15 +234,13 @@ impl AppState {
             require_verified_email: settings.accounts.require_verified_email,
             mfa: mfa.clone(),
         };
-        let outbox = crate::mail::Outbox::new(db.clone(), clock.clone());
-        let notices = crate::ops::MfaNotices::new(users.clone(), mfa.clone(), outbox.clone());
+
         let mfa_ops = crate::ops::MfaOps::new(
             users.clone(),
             mfa.clone(),
             grants.clone(),
             limits.clone(),
             audit.clone(),
-            notices.clone(),
         );
         let sessions = crate::sessions::Sessions::new(
             db.clone(),
@@ -257,7 +258,6 @@ impl AppState {
             tokens.clone(),
             limits.clone(),
             audit.clone(),
-            notices.clone(),
         );
         let session_ops =
             crate::ops::SessionOps::new(sign_ins.clone(), consents, users.clone(), audit.clone());
@@ -272,7 +272,6 @@ impl AppState {
                 sign_ins.clone(),
                 users.clone(),
                 audit.clone(),
-                notices,
             ),
             accounts: Accounts::new(
                 users.clone(),

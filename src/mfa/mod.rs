@@ -16,8 +16,8 @@ use std::sync::Arc;
 use entities::{mfa_recovery_codes, mfa_totp, roles};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter,
-    QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, EntityTrait, PaginatorTrait,
+    QueryFilter, QuerySelect, Set,
 };
 use secrecy::SecretString;
 
@@ -49,6 +49,9 @@ pub enum MfaError {
     Crypto(#[from] CryptoError),
     #[error(transparent)]
     Totp(#[from] totp::TotpError),
+    /// The notice to the account's address could not be queued (the change is not made).
+    #[error("queuing the notice: {0}")]
+    Notice(String),
 }
 
 /// A second factor as presented.
@@ -121,6 +124,8 @@ pub struct MfaService {
     clock: SharedClock,
     /// The issuer shown in authenticator apps.
     label: Arc<str>,
+    users: crate::users::UserService,
+    outbox: crate::mail::Outbox,
 }
 
 /// The associated data binding a sealed secret to its user.
@@ -164,6 +169,8 @@ impl MfaService {
         master: Arc<MasterKey>,
         clock: SharedClock,
         issuer_url: &str,
+        users: crate::users::UserService,
+        outbox: crate::mail::Outbox,
     ) -> Self {
         let label = match url::Url::parse(issuer_url)
             .ok()
@@ -177,7 +184,35 @@ impl MfaService {
             master,
             clock,
             label: label.into(),
+            users,
+            outbox,
         }
+    }
+
+    /// Queues `template` for the user's address inside `txn`, the transaction of the change
+    /// it tells about (a notice exists iff its change committed).
+    async fn notify(
+        &self,
+        txn: &impl sea_orm::ConnectionTrait,
+        user_id: &str,
+        template: crate::mail::MailTemplate,
+    ) -> Result<(), MfaError> {
+        let user = self
+            .users
+            .get(user_id)
+            .await
+            .map_err(|e| MfaError::Notice(e.to_string()))?;
+        self.outbox
+            .enqueue(
+                txn,
+                &crate::mail::Mail {
+                    to: user.email,
+                    username: user.username,
+                    template,
+                },
+            )
+            .await
+            .map_err(|e| MfaError::Notice(e.to_string()))
     }
 
     /// Whether the user has MFA on, and whether one of `roles` requires it.
@@ -296,6 +331,8 @@ impl MfaService {
             return Ok(None);
         }
         let codes = self.replace_recovery_codes(&txn, user_id).await?;
+        self.notify(&txn, user_id, crate::mail::MailTemplate::MfaEnabled)
+            .await?;
         txn.commit().await?;
         Ok(Some(codes))
     }
@@ -329,6 +366,7 @@ impl MfaService {
         if !self.is_on(user_id).await? {
             return Err(MfaError::NotOn);
         }
+        let txn = crate::db::begin_write(&self.db).await?;
         let used = mfa_recovery_codes::Entity::update_many()
             .col_expr(
                 mfa_recovery_codes::Column::UsedAt,
@@ -337,9 +375,26 @@ impl MfaService {
             .filter(mfa_recovery_codes::Column::UserId.eq(user_id))
             .filter(mfa_recovery_codes::Column::Digest.eq(secret_digest(&normal)))
             .filter(mfa_recovery_codes::Column::UsedAt.is_null())
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
-        Ok(used.rows_affected == 1)
+        if used.rows_affected != 1 {
+            return Ok(false);
+        }
+        let remaining = mfa_recovery_codes::Entity::find()
+            .filter(mfa_recovery_codes::Column::UserId.eq(user_id))
+            .filter(mfa_recovery_codes::Column::UsedAt.is_null())
+            .count(&txn)
+            .await?;
+        self.notify(
+            &txn,
+            user_id,
+            crate::mail::MailTemplate::RecoveryCodeUsed {
+                remaining: usize::try_from(remaining).unwrap_or(0),
+            },
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(true)
     }
 
     /// Checks a second factor of a user with MFA on (and uses it up).
@@ -415,7 +470,7 @@ impl MfaService {
 
     /// Turns MFA off: the secret, the recovery codes and pending second steps are deleted.
     pub async fn disable(&self, user_id: &str) -> Result<(), MfaError> {
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let deleted = mfa_totp::Entity::delete_many()
             .filter(mfa_totp::Column::UserId.eq(user_id))
             .filter(mfa_totp::Column::ConfirmedAt.is_not_null())
@@ -431,6 +486,8 @@ impl MfaService {
         entities::mfa_tokens::Entity::delete_many()
             .filter(entities::mfa_tokens::Column::UserId.eq(user_id))
             .exec(&txn)
+            .await?;
+        self.notify(&txn, user_id, crate::mail::MailTemplate::MfaDisabled)
             .await?;
         txn.commit().await?;
         Ok(())

@@ -113,7 +113,6 @@ pub struct BrowserSignIn {
     tokens: TokenService,
     limits: RateLimiter,
     audit: Audit,
-    notices: super::mfa::MfaNotices,
 }
 
 impl BrowserSignIn {
@@ -127,7 +126,6 @@ impl BrowserSignIn {
         tokens: TokenService,
         limits: RateLimiter,
         audit: Audit,
-        notices: super::mfa::MfaNotices,
     ) -> Self {
         Self {
             clients,
@@ -138,7 +136,6 @@ impl BrowserSignIn {
             tokens,
             limits,
             audit,
-            notices,
         }
     }
 
@@ -532,9 +529,6 @@ impl BrowserSignIn {
         let started = self
             .start(&user, client_id, &["pwd", factor.amr()], origin)
             .await?;
-        if matches!(factor, SecondFactor::RecoveryCode(_)) {
-            self.notices.recovery_code_used(&user.id).await;
-        }
         Ok(started)
     }
 

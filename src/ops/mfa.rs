@@ -1,7 +1,8 @@
 //! Two-factor authentication of one's own account: enrolling TOTP (password first), confirming
 //! it with a first code (recovery codes shown once), regenerating recovery codes (password),
 //! and turning it off (password and a code, which counts toward lockout like a sign-in).
-//! Every change is audited; what the user is told by mail is in [`MfaNotices`].
+//! Every change is audited; the account's address is told (by the MFA service, in the
+//! transaction of the change) when MFA goes on or off and when a recovery code is used.
 
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::json;
@@ -10,69 +11,10 @@ use super::caller::Caller;
 use super::error::OpError;
 use crate::abuse::{LimitClass, RateLimiter};
 use crate::audit::{Audit, EventType};
-use crate::mail::{Mail, MailTemplate, Outbox};
 use crate::mfa::{Enrolment, MfaService, RecoveryCodes, SecondFactor};
 use crate::oauth::error::OAuthError;
 use crate::oauth::grants::{Grants, check_second_factor};
 use crate::users::UserService;
-
-/// What a user is told about their second factor, one function per notice (each called once
-/// the change is made), by mail to the account's address through the outbox. The MFA service
-/// commits its change in its own transaction, so each notice is queued in one right after it:
-/// a crash between the two loses the notice, never the change.
-#[derive(Clone)]
-pub struct MfaNotices {
-    users: UserService,
-    mfa: MfaService,
-    outbox: Outbox,
-}
-
-impl MfaNotices {
-    pub fn new(users: UserService, mfa: MfaService, outbox: Outbox) -> Self {
-        Self { users, mfa, outbox }
-    }
-
-    async fn notice(&self, user_id: &str, template: MailTemplate) {
-        let what = template.kind();
-        let user = match self.users.get(user_id).await {
-            Ok(user) => user,
-            Err(e) => {
-                tracing::warn!(error = %e, notice = what, "no account for a notice");
-                return;
-            }
-        };
-        let mail = Mail {
-            to: user.email,
-            username: user.username,
-            template,
-        };
-        if let Err(e) = self.outbox.enqueue_alone(&mail).await {
-            tracing::error!(error = %e, notice = what, "could not queue an account notice");
-        }
-    }
-
-    /// Two-factor authentication was turned on.
-    pub async fn mfa_enabled(&self, user_id: &str) {
-        self.notice(user_id, MailTemplate::MfaEnabled).await;
-    }
-
-    /// Two-factor authentication was turned off.
-    pub async fn mfa_disabled(&self, user_id: &str) {
-        self.notice(user_id, MailTemplate::MfaDisabled).await;
-    }
-
-    /// New recovery codes replaced the old ones (audited; the user just did it and saw them).
-    pub async fn recovery_codes_regenerated(&self, user_id: &str) {
-        tracing::info!(user_id, "recovery codes regenerated");
-    }
-
-    /// A recovery code was used to sign in.
-    pub async fn recovery_code_used(&self, user_id: &str) {
-        let remaining = self.mfa.recovery_codes_left(user_id).await.unwrap_or(0);
-        self.notice(user_id, MailTemplate::RecoveryCodeUsed { remaining })
-            .await;
-    }
-}
 
 #[derive(Clone)]
 pub struct MfaOps {
@@ -81,7 +23,6 @@ pub struct MfaOps {
     grants: Grants,
     limits: RateLimiter,
     audit: Audit,
-    notices: MfaNotices,
 }
 
 fn own_id(caller: &Caller) -> Result<String, OpError> {
@@ -99,7 +40,6 @@ impl MfaOps {
         grants: Grants,
         limits: RateLimiter,
         audit: Audit,
-        notices: MfaNotices,
     ) -> Self {
         Self {
             users,
@@ -107,13 +47,7 @@ impl MfaOps {
             grants,
             limits,
             audit,
-            notices,
         }
-    }
-
-    /// The notices, for the other use cases that complete a sign-in.
-    pub fn notices(&self) -> &MfaNotices {
-        &self.notices
     }
 
     /// The current password of the caller, checked on the bcrypt pool within the account's
@@ -175,7 +109,6 @@ impl MfaOps {
                 json!({"factor": "totp"}),
             )
             .await;
-        self.notices.mfa_enabled(&user_id).await;
         Ok(codes)
     }
 
@@ -217,7 +150,6 @@ impl MfaOps {
                 json!({"factor": factor.amr()}),
             )
             .await;
-        self.notices.mfa_disabled(&user_id).await;
         Ok(())
     }
 
@@ -240,7 +172,6 @@ impl MfaOps {
                 json!({"count": codes.0.len()}),
             )
             .await;
-        self.notices.recovery_codes_regenerated(&user_id).await;
         Ok(codes)
     }
 }

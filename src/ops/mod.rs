@@ -25,7 +25,7 @@ pub use self::caller::Caller;
 pub use self::clients::ClientAdmin;
 pub use self::error::OpError;
 pub use self::keys::KeyAdmin;
-pub use self::mfa::{MfaNotices, MfaOps};
+pub use self::mfa::MfaOps;
 pub use self::readiness::Readiness;
 pub use self::recovery::Recovery;
 pub use self::sessions::SessionOps;

@@ -37,7 +37,6 @@ pub struct TokenOps {
     sign_ins: SignIns,
     users: UserService,
     audit: Audit,
-    notices: super::mfa::MfaNotices,
 }
 
 impl TokenOps {
@@ -51,7 +50,6 @@ impl TokenOps {
         sign_ins: SignIns,
         users: UserService,
         audit: Audit,
-        notices: super::mfa::MfaNotices,
     ) -> Self {
         Self {
             clients,
@@ -62,7 +60,6 @@ impl TokenOps {
             sign_ins,
             users,
             audit,
-            notices,
         }
     }
 
@@ -108,9 +105,6 @@ impl TokenOps {
             request,
         )
         .await?;
-        if let Some(user_id) = &response.recovery_code_used_by {
-            self.notices.recovery_code_used(user_id).await;
-        }
         Ok(response)
     }
 

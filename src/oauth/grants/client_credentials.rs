@@ -55,6 +55,5 @@ pub async fn grant(
         refresh_token: None,
         scope,
         id_token: None,
-        recovery_code_used_by: None,
     })
 }

@@ -75,7 +75,7 @@ pub async fn grant(
         .map(Resource::parse)
         .transpose()
         .map_err(|e| OAuthError::invalid_target(e.reason))?;
-    let mut response = issue(
+    let response = issue(
         ctx,
         &user,
         &requested,
@@ -83,9 +83,6 @@ pub async fn grant(
         &["pwd", factor.amr()],
     )
     .await?;
-    if matches!(factor, SecondFactor::RecoveryCode(_)) {
-        response.recovery_code_used_by = Some(user.id.clone());
-    }
     Ok(response)
 }
 

@@ -172,9 +172,6 @@ pub struct TokenResponse {
     pub scope: String,
     /// OpenID Connect ID token, when `openid` was granted.
     pub id_token: Option<String>,
-    /// The user who signed in with a recovery code (not part of the answer: the use case
-    /// tells the user).
-    pub recovery_code_used_by: Option<String>,
 }
 
 /// The services the grants use, and nothing else.
@@ -365,7 +362,6 @@ pub(super) async fn user_tokens(
         refresh_token,
         scope: scope_text,
         id_token,
-        recovery_code_used_by: None,
     })
 }
 

@@ -151,7 +151,6 @@ async fn replay(ctx: &GrantContext<'_>, replayed: Replayed) -> Result<TokenRespo
         refresh_token: Some(stored.refresh_token),
         scope: stored.scope,
         id_token: stored.id_token,
-        recovery_code_used_by: None,
     })
 }
 
