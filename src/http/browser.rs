@@ -20,7 +20,7 @@ use poem::http::{Method, StatusCode, header};
 use poem::{Body, Request, Response, handler};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::cookies::{BrowserFront, browser_id, cookie, with_cookies};
+use super::cookies::{BrowserFront, cookie, form_page, with_cookies};
 use super::deps::deps;
 use super::origin::origin;
 use super::ui::{self, pages};
@@ -159,6 +159,15 @@ pub(crate) async fn posted_form(
     Ok((front, form))
 }
 
+/// The page for a form that does not come from an authorization request.
+fn not_from_an_authorization_request() -> Response {
+    error_page(
+        StatusCode::BAD_REQUEST,
+        pages::ErrorKind::InvalidRequest,
+        Some("this page is reached from an authorization request"),
+    )
+}
+
 /// The authorization request a `return_to` names (its query), if it is one.
 fn authorize_query(return_to: &str) -> Option<&str> {
     return_to
@@ -239,20 +248,17 @@ fn render_step(front: &BrowserFront, req: &Request, step: AuthorizeStep, query: 
             username,
             scopes,
         } => {
-            let (id, set) = browser_id(front, req);
             let scopes: Vec<String> = scopes.iter().map(str::to_string).collect();
-            let page = pages::consent(&pages::ConsentView {
-                csrf_token: &front.csrf_token(&id),
-                return_to: &return_to,
-                client_name: &client.name,
-                client_id: &client.client_id,
-                username: &username,
-                scopes: &scopes,
-            });
-            with_cookies(
-                ui::html(StatusCode::OK, page),
-                &set.into_iter().collect::<Vec<_>>(),
-            )
+            form_page(front, req, StatusCode::OK, |csrf_token| {
+                pages::consent(&pages::ConsentView {
+                    csrf_token,
+                    return_to: &return_to,
+                    client_name: &client.name,
+                    client_id: &client.client_id,
+                    username: &username,
+                    scopes: &scopes,
+                })
+            })
         }
         AuthorizeStep::Redirect(location) => see_other(&location),
         AuthorizeStep::Page { problem, detail } => error_page(
@@ -275,11 +281,7 @@ pub async fn login_page(req: &Request) -> Response {
         .and_then(|q| query_param(q, "return_to"))
         .unwrap_or_default();
     let Some(query) = authorize_query(&return_to) else {
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            pages::ErrorKind::InvalidRequest,
-            Some("this page is reached from an authorization request"),
-        );
+        return not_from_an_authorization_request();
     };
     let client_name = match query_param(query, "client_id") {
         Some(id) => front.browser.client_name(&id).await,
@@ -306,15 +308,15 @@ fn login_form(
     client_name: Option<&str>,
     error: Option<pages::LoginError>,
 ) -> Response {
-    let (id, set) = browser_id(front, req);
-    let page = pages::login(&pages::LoginView {
-        csrf_token: &front.csrf_token(&id),
-        return_to,
-        username,
-        client_name,
-        error,
-    });
-    with_cookies(ui::html(status, page), &set.into_iter().collect::<Vec<_>>())
+    form_page(front, req, status, |csrf_token| {
+        pages::login(&pages::LoginView {
+            csrf_token,
+            return_to,
+            username,
+            client_name,
+            error,
+        })
+    })
 }
 
 /// `POST /ui/login`: checks the password, starts a browser session and resumes the
@@ -327,11 +329,7 @@ pub async fn login_submit(req: &Request, body: Body) -> Response {
     };
     let return_to = field(&form, "return_to").unwrap_or_default().to_string();
     let Some(query) = authorize_query(&return_to) else {
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            pages::ErrorKind::InvalidRequest,
-            Some("this page is reached from an authorization request"),
-        );
+        return not_from_an_authorization_request();
     };
     let username = field(&form, "username")
         .unwrap_or_default()
@@ -425,14 +423,14 @@ fn mfa_form(
     return_to: &str,
     error: Option<pages::LoginError>,
 ) -> Response {
-    let (id, set) = browser_id(front, req);
-    let page = pages::mfa(&pages::MfaView {
-        csrf_token: &front.csrf_token(&id),
-        mfa_token,
-        return_to,
-        error,
-    });
-    with_cookies(ui::html(status, page), &set.into_iter().collect::<Vec<_>>())
+    form_page(front, req, status, |csrf_token| {
+        pages::mfa(&pages::MfaView {
+            csrf_token,
+            mfa_token,
+            return_to,
+            error,
+        })
+    })
 }
 
 /// `POST /ui/login/mfa`: the second step of a sign-in with MFA (a TOTP code in `otp`, or a
@@ -445,11 +443,7 @@ pub async fn login_mfa_submit(req: &Request, body: Body) -> Response {
     };
     let return_to = field(&form, "return_to").unwrap_or_default().to_string();
     let Some(query) = authorize_query(&return_to) else {
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            pages::ErrorKind::InvalidRequest,
-            Some("this page is reached from an authorization request"),
-        );
+        return not_from_an_authorization_request();
     };
     let mfa_token = field(&form, "mfa_token").unwrap_or_default().to_string();
     let given = |name: &str| {
@@ -519,11 +513,7 @@ pub async fn consent_submit(req: &Request, body: Body) -> Response {
     };
     let return_to = field(&form, "return_to").unwrap_or_default();
     let Some(query) = authorize_query(return_to) else {
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            pages::ErrorKind::InvalidRequest,
-            Some("this page is reached from an authorization request"),
-        );
+        return not_from_an_authorization_request();
     };
     let allow = match field(&form, "decision") {
         Some("allow") => true,
@@ -604,19 +594,16 @@ pub async fn end_session(req: &Request, body: Body) -> Response {
         .await
     {
         LogoutStep::Confirm { client_name } => {
-            let (id, set) = browser_id(front, req);
-            let page = pages::logout_confirm(&pages::LogoutView {
-                csrf_token: &front.csrf_token(&id),
-                client_name: client_name.as_deref(),
-                id_token_hint: request.id_token_hint.as_deref(),
-                post_logout_redirect_uri: request.post_logout_redirect_uri.as_deref(),
-                state: request.state.as_deref(),
-                client_id: request.client_id.as_deref(),
-            });
-            with_cookies(
-                ui::html(StatusCode::OK, page),
-                &set.into_iter().collect::<Vec<_>>(),
-            )
+            form_page(front, req, StatusCode::OK, |csrf_token| {
+                pages::logout_confirm(&pages::LogoutView {
+                    csrf_token,
+                    client_name: client_name.as_deref(),
+                    id_token_hint: request.id_token_hint.as_deref(),
+                    post_logout_redirect_uri: request.post_logout_redirect_uri.as_deref(),
+                    state: request.state.as_deref(),
+                    client_id: request.client_id.as_deref(),
+                })
+            })
         }
         LogoutStep::Redirect(location) => with_cookies(see_other(&location), &[clear]),
         LogoutStep::SignedOut => {

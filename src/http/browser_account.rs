@@ -9,7 +9,7 @@ use poem::{Body, Request, Response, handler};
 use secrecy::SecretString;
 
 use super::browser::{field, front, internal, posted_form};
-use super::cookies::{browser_id, with_cookies};
+use super::cookies::form_page;
 use super::deps::deps;
 use super::origin::origin;
 use super::ui::{self, pages, texts};
@@ -34,9 +34,7 @@ fn page_with_browser_cookie(
     let Some(front) = front(req) else {
         return internal();
     };
-    let (id, set) = browser_id(front, req);
-    let body = render(&front.csrf_token(&id));
-    with_cookies(ui::html(status, body), &set.into_iter().collect::<Vec<_>>())
+    form_page(front, req, status, render)
 }
 
 fn link_invalid() -> Response {

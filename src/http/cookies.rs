@@ -100,6 +100,22 @@ pub fn browser_id(front: &BrowserFront, req: &Request) -> (String, Option<String
     (id, Some(set))
 }
 
+/// A page with a form: `render` gets the CSRF token of the request's browser (whose cookie is
+/// set with the page when the browser had none).
+pub fn form_page(
+    front: &BrowserFront,
+    req: &Request,
+    status: poem::http::StatusCode,
+    render: impl FnOnce(&str) -> String,
+) -> Response {
+    let (id, set) = browser_id(front, req);
+    let body = render(&front.csrf_token(&id));
+    with_cookies(
+        super::ui::html(status, body),
+        &set.into_iter().collect::<Vec<_>>(),
+    )
+}
+
 /// `resp` with `Set-Cookie` headers added.
 pub fn with_cookies(mut resp: Response, cookies: &[String]) -> Response {
     for c in cookies {
