@@ -901,6 +901,13 @@ impl RefreshService {
             )
             .filter(Expr::exists(has_tokens).not())
             .filter(Expr::exists(has_children).not())
+            // A browser session may be idle longer than the grace (its idle timeout is a
+            // setting): it stays until its lifetime is over.
+            .filter(
+                sea_orm::Condition::any()
+                    .add(refresh_families::Column::ExpiresAt.is_null())
+                    .add(refresh_families::Column::ExpiresAt.lt(now)),
+            )
             .exec(&self.db)
             .await?;
         Ok(replays

@@ -1017,3 +1017,24 @@ async fn a_locked_account_gets_the_same_answer_on_the_sign_in_page() {
     assert!(page.body.contains("The username or password is incorrect."));
     assert!(!browser.cookies.keys().any(|k| k.contains("session")));
 }
+
+#[tokio::test]
+async fn the_purge_keeps_a_browser_session_for_its_whole_idle_timeout() {
+    let app = super::helpers::spawn_app_with(|raw| {
+        raw.session_idle_timeout = portcullis::config::DurationSetting::Text("8h".into());
+    })
+    .await;
+    app.register("alice").await;
+    code_client(&app, "spa", None, true).await;
+    let mut browser = Browser::new(&app);
+    let f = flow("spa");
+    let first = browser.get(&f.query).await;
+    browser.sign_in_at(&first, "alice").await;
+    // Idle for longer than the purge's grace, shorter than the idle timeout.
+    app.clock.advance(3 * 3600);
+    app.state.refresh.purge_expired().await.unwrap();
+    let page = browser
+        .get(&format!("{}&prompt=none", flow("spa").query))
+        .await;
+    assert!(page.redirect_param("code").is_some(), "{:?}", page.location);
+}
