@@ -153,6 +153,10 @@ impl Duties {
                 Ok(n) => report.purged = report.purged.saturating_add(n),
                 Err(e) => tracing::warn!(error = %e, "could not purge expired authorization codes"),
             }
+            match self.state.users.purge_expired_links().await {
+                Ok(n) => report.purged = report.purged.saturating_add(n),
+                Err(e) => tracing::warn!(error = %e, "could not purge expired mailed-link tokens"),
+            }
             match self.state.mfa.purge_challenges(now).await {
                 Ok(n) => report.purged = report.purged.saturating_add(n),
                 Err(e) => tracing::warn!(error = %e, "could not purge expired second steps"),

@@ -28,37 +28,21 @@ pub struct BrowserFront {
 
 impl BrowserFront {
     pub fn new(browser: BrowserSignIn, csrf_key: Arc<ring::hmac::Key>, issuer: &str) -> Self {
-        let url = url::Url::parse(issuer).ok();
+        let (secure, issuer_origin) = issuer_parts(issuer);
         Self {
             browser,
             csrf_key,
-            secure: url.as_ref().is_some_and(|u| u.scheme() == "https"),
-            issuer_origin: url
-                .map(|u| u.origin().ascii_serialization())
-                .unwrap_or_default(),
+            secure,
+            issuer_origin,
         }
     }
 
     pub fn cookie_name(&self, base: &str) -> String {
-        if self.secure {
-            format!("__Host-portcullis-{base}")
-        } else {
-            format!("portcullis-{base}")
-        }
+        cookie_name(self.secure, base)
     }
 
     pub fn set_cookie(&self, name: &str, value: &str, max_age: Option<i64>) -> String {
-        let mut c = format!(
-            "{}={value}; Path=/; HttpOnly; SameSite=Lax",
-            self.cookie_name(name)
-        );
-        if let Some(age) = max_age {
-            c.push_str(&format!("; Max-Age={age}"));
-        }
-        if self.secure {
-            c.push_str("; Secure");
-        }
-        c
+        set_cookie(self.secure, name, value, max_age)
     }
 
     pub fn csrf_token(&self, browser_id: &str) -> String {
@@ -75,6 +59,38 @@ impl BrowserFront {
         };
         ring::hmac::verify(&self.csrf_key, format!("csrf:{id}").as_bytes(), &tag).is_ok()
     }
+}
+
+/// Whether the issuer is `https` (cookies `Secure` and `__Host-` prefixed), and its origin.
+fn issuer_parts(issuer: &str) -> (bool, String) {
+    let url = url::Url::parse(issuer).ok();
+    (
+        url.as_ref().is_some_and(|u| u.scheme() == "https"),
+        url.map(|u| u.origin().ascii_serialization())
+            .unwrap_or_default(),
+    )
+}
+
+fn cookie_name(secure: bool, base: &str) -> String {
+    if secure {
+        format!("__Host-portcullis-{base}")
+    } else {
+        format!("portcullis-{base}")
+    }
+}
+
+fn set_cookie(secure: bool, name: &str, value: &str, max_age: Option<i64>) -> String {
+    let mut c = format!(
+        "{}={value}; Path=/; HttpOnly; SameSite=Lax",
+        cookie_name(secure, name)
+    );
+    if let Some(age) = max_age {
+        c.push_str(&format!("; Max-Age={age}"));
+    }
+    if secure {
+        c.push_str("; Secure");
+    }
+    c
 }
 
 /// The value of cookie `name` in the request, if any.
@@ -124,4 +140,34 @@ pub fn with_cookies(mut resp: Response, cookies: &[String]) -> Response {
         }
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_https_issuer_gets_secure_host_prefixed_cookies() {
+        let (secure, origin) = issuer_parts("https://auth.example.com/");
+        assert!(secure);
+        assert_eq!(origin, "https://auth.example.com");
+        let c = set_cookie(secure, "session", "v", Some(60));
+        assert!(c.starts_with("__Host-portcullis-session=v; Path=/;"), "{c}");
+        for part in ["HttpOnly", "SameSite=Lax", "Max-Age=60", "Secure"] {
+            assert!(c.contains(part), "{part} in {c}");
+        }
+        assert!(
+            !c.contains("Domain="),
+            "__Host- cookies carry no Domain: {c}"
+        );
+    }
+
+    #[test]
+    fn a_plain_http_issuer_gets_unprefixed_cookies_without_secure() {
+        let (secure, origin) = issuer_parts("http://127.0.0.1:8080");
+        assert!(!secure);
+        assert_eq!(origin, "http://127.0.0.1:8080");
+        let c = set_cookie(secure, "browser", "v", None);
+        assert_eq!(c, "portcullis-browser=v; Path=/; HttpOnly; SameSite=Lax");
+    }
 }

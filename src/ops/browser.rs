@@ -139,11 +139,6 @@ impl BrowserSignIn {
         }
     }
 
-    /// The issuer, sent with every authorization response (RFC 9207).
-    pub fn issuer(&self) -> &str {
-        &self.tokens.issuer
-    }
-
     /// The session lifetime in seconds (the cookie's `Max-Age`).
     pub fn session_lifetime_secs(&self) -> i64 {
         self.sessions.lifetime_secs()

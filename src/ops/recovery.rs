@@ -90,11 +90,6 @@ impl Recovery {
         }
     }
 
-    /// Whether an account must confirm its address before it may sign in.
-    pub fn verification_required(&self) -> bool {
-        self.require_verified
-    }
-
     fn link(&self, path: &str, token: &str) -> String {
         format!("{}{path}?token={token}", self.issuer)
     }

@@ -174,20 +174,6 @@ impl UserService {
         Ok(id)
     }
 
-    /// Whether an account uses this username, or this address (case-insensitive).
-    pub async fn taken(
-        &self,
-        username: &Username,
-        email: &Email,
-    ) -> Result<(bool, Option<User>), UserError> {
-        let by_name = users::Entity::find()
-            .filter(users::Column::Username.eq(username.as_str()))
-            .one(&self.db)
-            .await?
-            .is_some();
-        Ok((by_name, self.by_email(email.as_str()).await?))
-    }
-
     /// The account with this address, if any.
     pub async fn by_email(&self, email: &str) -> Result<Option<User>, UserError> {
         let Some(row) = users::Entity::find()
@@ -210,6 +196,11 @@ impl UserService {
             self.clock.now(),
         )
         .await
+    }
+
+    /// Deletes mailed-link tokens expired for more than a day (run by the background duties).
+    pub async fn purge_expired_links(&self) -> Result<u64, tokens::TokenError> {
+        tokens::purge_expired(&self.db, self.clock.now()).await
     }
 
     /// Hashes a new password on the bcrypt pool.

@@ -656,3 +656,27 @@ async fn a_restart_between_the_request_and_the_delivery_loses_no_mail() {
     assert_eq!(got.len(), 2, "the verification and the reset: {got:?}");
     assert!(got.iter().all(|m| m.to == ["alice@example.com"]));
 }
+
+#[tokio::test]
+async fn the_duties_purge_mailed_link_tokens_a_day_after_they_expire() {
+    use sea_orm::PaginatorTrait;
+    let app = spawn_app().await;
+    app.register("alice").await;
+    let count = || async {
+        entities::account_tokens::Entity::find()
+            .count(&app.state.db)
+            .await
+            .unwrap()
+    };
+    assert_eq!(count().await, 1, "the verification link");
+    app.clock.advance(24 * 3600 + 60);
+    portcullis::duties::Duties::new(app.state.clone())
+        .tick()
+        .await;
+    assert_eq!(count().await, 1, "expired, but kept a day");
+    app.clock.advance(24 * 3600);
+    portcullis::duties::Duties::new(app.state.clone())
+        .tick()
+        .await;
+    assert_eq!(count().await, 0);
+}

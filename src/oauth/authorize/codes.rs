@@ -69,12 +69,12 @@ pub enum Redemption {
     Invalid,
 }
 
-/// oxide-auth's `Authorizer` for one request: `authorize` mints the code for the grant it is
-/// given and keeps both for [`Codes::issue`] to store; `extract` hands back a grant that
-/// [`Codes::redeem`] already claimed in the database, once.
+/// oxide-auth's `Authorizer` for one request: `authorize` mints one code (the caller stores
+/// it with [`Codes::issue`], with what it grants as a [`CodeGrant`]); `extract` hands back a
+/// grant that [`Codes::redeem`] already claimed in the database, once.
 #[derive(Default)]
 pub struct CodeSlot {
-    minted: Option<(String, Grant)>,
+    minted: bool,
     claimed: Option<Grant>,
 }
 
@@ -82,25 +82,19 @@ impl CodeSlot {
     /// A slot holding a grant claimed from the database.
     pub fn with_claimed(grant: Grant) -> Self {
         Self {
-            minted: None,
+            minted: false,
             claimed: Some(grant),
         }
-    }
-
-    /// The code minted and its grant.
-    pub fn take_minted(&mut self) -> Option<(String, Grant)> {
-        self.minted.take()
     }
 }
 
 impl Authorizer for CodeSlot {
-    fn authorize(&mut self, grant: Grant) -> Result<String, ()> {
-        if self.minted.is_some() {
+    fn authorize(&mut self, _grant: Grant) -> Result<String, ()> {
+        if self.minted {
             return Err(());
         }
-        let code = random_token().map_err(|_| ())?;
-        self.minted = Some((code.clone(), grant));
-        Ok(code)
+        self.minted = true;
+        random_token().map_err(|_| ())
     }
 
     fn extract(&mut self, _code: &str) -> Result<Option<Grant>, ()> {
