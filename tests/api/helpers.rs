@@ -24,12 +24,18 @@ pub struct TestApp {
     /// What this instance was started with, so a peer can share its database and store.
     pub raw: RawSettings,
     pub store_prefix: String,
+    /// The scratch folders this instance uses: its own, and for a peer also the first
+    /// instance's (where the SQLite file and the keys live), so neither goes while in use.
+    scratch: Vec<Arc<Scratch>>,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
-impl Drop for TestApp {
+/// A temporary folder, removed when the last instance using it is dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -80,7 +86,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut RawSettings)) -> TestApp {
     }
     adjust(&mut raw);
     let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
-    start(raw, prefix, dir, None).await
+    start(raw, prefix, vec![Arc::new(Scratch(dir))], None).await
 }
 
 impl TestApp {
@@ -89,10 +95,12 @@ impl TestApp {
     pub async fn spawn_peer(&self) -> TestApp {
         let dir = std::env::temp_dir().join(format!("portcullis-test-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut scratch = vec![Arc::new(Scratch(dir))];
+        scratch.extend(self.scratch.iter().cloned());
         start(
             self.raw.clone(),
             self.store_prefix.clone(),
-            dir,
+            scratch,
             Some(&self.base),
         )
         .await
@@ -104,9 +112,10 @@ impl TestApp {
 async fn start(
     mut raw: RawSettings,
     store_prefix: String,
-    dir: PathBuf,
+    scratch: Vec<Arc<Scratch>>,
     issuer: Option<&str>,
 ) -> TestApp {
+    let dir = scratch[0].0.clone();
     portcullis::install_crypto_provider();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -151,6 +160,7 @@ async fn start(
         dir,
         raw: kept,
         store_prefix,
+        scratch,
         _shutdown: tx,
     }
 }
