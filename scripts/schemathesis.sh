@@ -145,7 +145,7 @@ export PORTCULLIS_ISSUER="$BASE_URL"
 export PORTCULLIS_LOG="${SCHEMATHESIS_LOG:-info,portcullis::http::middleware=debug}"
 export NO_COLOR=1
 
-ALL_SCOPES="openid profile email profile:write articles:read articles:write articles:delete users:read users:admin clients:admin audit:read keys:admin"
+ALL_SCOPES="openid profile email profile:write articles:read articles:write articles:delete users:read users:admin clients:admin audit:read keys:admin webhooks:admin"
 ADMIN_USER="st-admin"
 ADMIN_PASSWORD="$(random_secret)"
 CLIENT_ID="st-confidential"

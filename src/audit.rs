@@ -11,6 +11,7 @@ use sea_orm::{
     QuerySelect, Set,
 };
 use serde_json::Value;
+use std::sync::{Arc, OnceLock};
 
 use crate::clock::SharedClock;
 
@@ -65,6 +66,13 @@ pub enum EventType {
     MfaRecoveryCodeUsed,
     /// An administrator changed whether a role requires MFA.
     RoleMfaChanged,
+    /// A security alert rule fired (see `alerts`); the details are the alert's payload.
+    AlertRaised,
+    /// An alert webhook endpoint was registered, changed, given a new secret or removed.
+    WebhookCreated,
+    WebhookUpdated,
+    WebhookSecretRotated,
+    WebhookDeleted,
 }
 
 impl EventType {
@@ -109,6 +117,11 @@ impl EventType {
             Self::MfaRecoveryCodesRegenerated => "mfa.recovery_codes_regenerated",
             Self::MfaRecoveryCodeUsed => "mfa.recovery_code_used",
             Self::RoleMfaChanged => "role.mfa_changed",
+            Self::AlertRaised => "alert.raised",
+            Self::WebhookCreated => "webhook.created",
+            Self::WebhookUpdated => "webhook.updated",
+            Self::WebhookSecretRotated => "webhook.secret_rotated",
+            Self::WebhookDeleted => "webhook.deleted",
         }
     }
 }
@@ -149,6 +162,9 @@ pub struct Event {
     pub actor_user_id: Option<String>,
     pub client_id: Option<String>,
     pub details: Value,
+    /// Not stored: a digest of the account name a sign-in was attempted for, so the alert
+    /// rules can tell accounts apart when the name matches no user.
+    pub attempted: Option<String>,
 }
 
 impl Event {
@@ -159,7 +175,14 @@ impl Event {
             actor_user_id: None,
             client_id: None,
             details: Value::Object(Default::default()),
+            attempted: None,
         }
+    }
+
+    /// The account name a sign-in was attempted for (kept only as a digest, never stored).
+    pub fn attempted(mut self, name: &str) -> Self {
+        self.attempted = Some(crate::crypto::secret_digest(&name.trim().to_lowercase()));
+        self
     }
 
     pub fn actor(mut self, user_id: impl Into<String>) -> Self {
@@ -190,15 +213,34 @@ pub struct AuditFilter {
     pub until: Option<i64>,
 }
 
+/// Something that watches every recorded event (the alert rules), set once at start.
+#[async_trait::async_trait]
+pub trait Observer: Send + Sync {
+    async fn observe(&self, origin: &Origin, event: &Event);
+}
+
 #[derive(Clone)]
 pub struct Audit {
     db: DatabaseConnection,
     clock: SharedClock,
+    observer: Arc<OnceLock<Arc<dyn Observer>>>,
 }
 
 impl Audit {
     pub fn new(db: DatabaseConnection, clock: SharedClock) -> Self {
-        Self { db, clock }
+        Self {
+            db,
+            clock,
+            observer: Arc::default(),
+        }
+    }
+
+    /// Shows every event recorded from now on, by this log and its clones, to `observer`
+    /// once it is stored. The first observer set stays.
+    pub fn observe_with(&self, observer: Arc<dyn Observer>) {
+        if self.observer.set(observer).is_err() {
+            tracing::warn!("the audit log already has an observer");
+        }
     }
 
     /// Events matching `filter`, newest first, with ids below `before` (keyset pagination).
@@ -253,8 +295,8 @@ impl Audit {
             occurred_at: Set(self.clock.now()),
             event_type: Set(event.event_type.as_str().into()),
             outcome: Set(event.outcome.as_str().into()),
-            actor_user_id: Set(event.actor_user_id),
-            client_id: Set(event.client_id),
+            actor_user_id: Set(event.actor_user_id.clone()),
+            client_id: Set(event.client_id.clone()),
             ip: Set(origin.ip.clone()),
             request_id: Set(origin.request_id.clone()),
             details: Set(event.details.to_string()),
@@ -262,6 +304,9 @@ impl Audit {
         };
         if let Err(e) = row.insert(&self.db).await {
             tracing::error!(error = %e, "audit event could not be stored");
+        }
+        if let Some(observer) = self.observer.get() {
+            observer.observe(origin, &event).await;
         }
     }
 }

@@ -53,6 +53,33 @@ pub enum Command {
     /// Roles and the permissions they grant.
     #[command(subcommand)]
     Role(RoleCommand),
+    /// Alert webhooks (security alerts posted as Standard Webhooks).
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Register URL; prints its id and signing secret (shown this once).
+    Add {
+        url: String,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List endpoints.
+    List,
+    /// Remove an endpoint and its pending deliveries.
+    Remove { id: String },
+    /// Send a test alert to the endpoint now.
+    Test { id: String },
+    /// Recent deliveries to the endpoint, newest first.
+    Deliveries {
+        id: String,
+        #[arg(long, default_value_t = 20)]
+        limit: u64,
+    },
+    /// Give the endpoint a new secret (the previous one signs too for 24 hours).
+    RotateSecret { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -278,11 +305,75 @@ async fn operate(state: &AppState, command: Command) -> anyhow::Result<()> {
                 .await?;
             print(&updated)
         }
+        Command::Webhook(cmd) => webhook(state, &operator, cmd).await,
         Command::Serve | Command::Migrate | Command::Openapi => Ok(()),
     }
 }
 
 /// Prints a result as pretty JSON on standard output.
+/// `webhook …`: one call to `ops::WebhookAdmin`, printed as JSON.
+async fn webhook(state: &AppState, operator: &Caller, cmd: WebhookCommand) -> anyhow::Result<()> {
+    use serde_json::json;
+    let admin = &state.webhook_admin;
+    let view = |e: crate::webhooks::Endpoint| {
+        json!({"id": e.id, "url": e.url, "description": e.description, "enabled": e.enabled,
+               "created_at": e.created_at, "updated_at": e.updated_at})
+    };
+    match cmd {
+        WebhookCommand::Add { url, description } => {
+            let created = admin.create(operator, &url, description).await?;
+            eprintln!("store the secret now: it is not shown again");
+            print(
+                &json!({"id": created.endpoint.id, "url": created.endpoint.url,
+                          "secret": created.secret}),
+            )
+        }
+        WebhookCommand::List => print(
+            &admin
+                .list()
+                .await?
+                .into_iter()
+                .map(view)
+                .collect::<Vec<_>>(),
+        ),
+        WebhookCommand::Remove { id } => {
+            admin.delete(operator, &id).await?;
+            eprintln!("removed webhook {id}");
+            Ok(())
+        }
+        WebhookCommand::Test { id } => {
+            let delivery = admin.test(operator, &id).await?;
+            let outcome = admin
+                .deliveries(&id, crate::ops::webhooks::MAX_DELIVERIES)
+                .await?
+                .into_iter()
+                .find(|d| d.id == delivery);
+            print(&json!({"delivery_id": delivery,
+                          "status": outcome.as_ref().map(|d| d.state.as_str()),
+                          "last_status_code": outcome.as_ref().and_then(|d| d.last_status),
+                          "last_error": outcome.and_then(|d| d.last_error)}))
+        }
+        WebhookCommand::Deliveries { id, limit } => print(
+            &admin
+                .deliveries(&id, limit)
+                .await?
+                .into_iter()
+                .map(|d| {
+                    json!({"id": d.id, "event_type": d.event_type, "created_at": d.created_at,
+                           "status": d.state.as_str(), "attempts": d.attempts,
+                           "last_status_code": d.last_status, "last_error": d.last_error,
+                           "delivered_at": d.delivered_at, "next_attempt_at": d.next_attempt_at})
+                })
+                .collect::<Vec<_>>(),
+        ),
+        WebhookCommand::RotateSecret { id } => {
+            let secret = admin.rotate_secret(operator, &id).await?;
+            eprintln!("store the secret now: it is not shown again");
+            print(&json!({"id": id, "secret": secret}))
+        }
+    }
+}
+
 fn print<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())

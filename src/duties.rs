@@ -7,10 +7,12 @@
 //! Then it tries to take the `duties` lease in the store (Redis: shared by all instances, a Lua
 //! script with a growing fencing token; embedded default: in-process). The holder alone runs
 //! the shared duties: keep a `current` and a `next` key, rotate on schedule, remove keys whose
-//! publication has ended, send the outbox's due e-mail (`mail::Sender`, every pass) and, at
-//! most once a minute, purge expired refresh tokens (and codes and pending second steps). The
+//! publication has ended, send the outbox's due e-mail (`mail::Sender`, every pass) and due
+//! alert webhooks (`webhooks::WebhookSender`), raise `key_rotation_overdue` when the signing
+//! key is past its rotation (`alerts`), and, at most once a minute, purge expired refresh tokens (and codes and pending second steps). The
 //! lease lasts three reload intervals (at least 3 s) and the holder renews it on every tick;
-//! when the holder dies another instance takes over once it lapses. Writes that must not come
+//! when the holder dies another instance takes over once it lapses. An instance that cannot
+//! reach the store raises `store_unavailable` (deduplicated in the database). Writes that must not come
 //! from a superseded holder (the scheduled rotation) carry the fencing token into the
 //! database; the outbox is claimed row by row, so a superseded holder still sending cannot
 //! send a message twice.
@@ -45,6 +47,8 @@ pub struct TickReport {
     pub purged: u64,
     /// What the outbox pass did (the lease holder sends mail on every pass).
     pub mail: Option<crate::mail::SendReport>,
+    /// What the webhook outbox pass did.
+    pub webhooks: Option<crate::webhooks::DeliveryReport>,
 }
 
 /// One instance's duty runner. The lease is held in the name of the instance
@@ -101,7 +105,8 @@ impl Duties {
             }
             Ok(None) => {}
             Err(e) => {
-                tracing::warn!(error = %e, "cannot reach the store for the duty lease; skipping shared duties")
+                tracing::warn!(error = %e, "cannot reach the store for the duty lease; skipping shared duties");
+                self.state.alerts.store_unavailable(&e.to_string()).await;
             }
         }
         report
@@ -165,6 +170,19 @@ impl Duties {
         match self.state.mail_sender.send_due().await {
             Ok(sent) => report.mail = Some(sent),
             Err(e) => tracing::warn!(error = %e, "could not send the outbox; will retry"),
+        }
+        match self.state.alerts.sender().send_due().await {
+            Ok(sent) => report.webhooks = Some(sent),
+            Err(e) => tracing::warn!(error = %e, "could not send the webhook outbox; will retry"),
+        }
+        match keys.list().await {
+            Ok(list) => {
+                self.state
+                    .alerts
+                    .check_rotation(&list, keys.timing().rotation_interval)
+                    .await;
+            }
+            Err(e) => tracing::warn!(error = %e, "could not list keys for the rotation check"),
         }
         if keys.reload().await.unwrap_or(false) {
             report.reloaded = true;

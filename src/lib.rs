@@ -6,6 +6,7 @@
 //! (app assembly, middleware, errors), `audit`, `config`, `cli`.
 
 pub mod abuse;
+pub mod alerts;
 pub mod articles;
 pub mod audit;
 pub mod cli;
@@ -28,6 +29,7 @@ pub mod signins;
 pub mod state;
 pub mod store;
 pub mod users;
+pub mod webhooks;
 
 use std::future::Future;
 use std::time::Duration;

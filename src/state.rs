@@ -96,6 +96,10 @@ pub struct AppState {
     pub mail_sender: crate::mail::Sender,
     /// Registration with verification, password reset, credential changes.
     pub recovery: crate::ops::Recovery,
+    /// The security alert rules (they watch the audit log) and their webhooks.
+    pub alerts: crate::alerts::Alerts,
+    /// Alert webhook administration.
+    pub webhook_admin: crate::ops::WebhookAdmin,
 }
 
 /// Options for building the state.
@@ -218,6 +222,22 @@ impl AppState {
         );
         let sign_ins = SignIns::new(db.clone(), refresh.clone(), tokens.clone(), clock.clone());
         let audit = Audit::new(db.clone(), clock.clone());
+        let alerts = crate::alerts::Alerts::new(
+            db.clone(),
+            store.clone(),
+            clock.clone(),
+            audit.clone(),
+            crate::webhooks::Webhooks::new(
+                db.clone(),
+                clock.clone(),
+                master.clone(),
+                settings.alerts.webhook_allow_private,
+            ),
+            outbox.clone(),
+            settings.alerts.clone(),
+            settings.server.issuer.clone(),
+        );
+        audit.observe_with(Arc::new(alerts.clone()));
         let limits = RateLimiter::new(abuse.clone(), store.clone());
         let lockout = Lockout::new(abuse, store.clone());
         let roles = RoleService::new(db.clone());
@@ -302,6 +322,8 @@ impl AppState {
                 settings.server.issuer.clone(),
                 settings.accounts.require_verified_email,
             ),
+            webhook_admin: crate::ops::WebhookAdmin::new(alerts.clone(), audit.clone()),
+            alerts,
             store_is_shared,
             users,
             sign_ins,

@@ -4,6 +4,7 @@
 //! leave the service layer (HTTP types are mapped from them).
 
 pub mod account_tokens;
+pub mod alerts;
 pub mod articles;
 pub mod audit_events;
 pub mod authorization_codes;
@@ -23,3 +24,5 @@ pub mod roles;
 pub mod signing_keys;
 pub mod user_roles;
 pub mod users;
+pub mod webhook_deliveries;
+pub mod webhook_endpoints;

@@ -14,6 +14,7 @@ mod m20261126_000006_browser_sign_in;
 mod m20261126_000007_mail;
 mod m20261126_000008_mfa;
 mod m20261126_000009_account_recovery;
+mod m20261126_000010_alerts;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000007_mail::Migration),
             Box::new(m20261126_000008_mfa::Migration),
             Box::new(m20261126_000009_account_recovery::Migration),
+            Box::new(m20261126_000010_alerts::Migration),
         ]
     }
 }

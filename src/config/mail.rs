@@ -94,7 +94,7 @@ fn default_from(issuer: &str) -> Result<Mailbox, ConfigError> {
         })
 }
 
-fn is_loopback(host: &str) -> bool {
+pub(super) fn is_loopback(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
         || host
             .trim_start_matches('[')

@@ -8,6 +8,7 @@
 
 mod abuse;
 mod accounts;
+mod alerts;
 mod database;
 mod keys;
 mod mail;
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 pub use abuse::{AbuseSettings, ForwardedHeader};
 pub use accounts::AccountSettings;
+pub use alerts::AlertSettings;
 pub use database::{DEFAULT_DATABASE_URL, DatabaseSettings};
 pub use keys::{KeySettings, KeyTimings, MasterKeySource, decode_master_key};
 pub use mail::{MailSettings, SmtpCredentials, SmtpSecurity, SmtpSettings};
@@ -160,6 +162,20 @@ pub struct RawSettings {
     pub mail_from: Option<String>,
     /// Where messages are written when no SMTP server is configured.
     pub mail_dir: PathBuf,
+    /// Credential stuffing: failed sign-ins on N accounts from one address block per period.
+    pub alert_credential_stuffing: String,
+    /// Brute force: failed sign-ins on one account from N addresses per period.
+    pub alert_brute_force: String,
+    /// Answers 500 and store outages per period.
+    pub alert_server_errors: String,
+    /// One alert per rule and subject within this window.
+    pub alert_dedup_window: DurationSetting,
+    /// How long a key may sign past its scheduled rotation before an alert.
+    pub alert_rotation_grace: DurationSetting,
+    /// Alerts are also mailed to this address.
+    pub alert_email: Option<String>,
+    /// Whether webhook targets may be private or loopback addresses.
+    pub webhook_allow_private: bool,
 }
 
 impl Default for RawSettings {
@@ -208,6 +224,13 @@ impl Default for RawSettings {
             smtp_url: None,
             mail_from: None,
             mail_dir: PathBuf::from("data/mail"),
+            alert_credential_stuffing: "10/10m".into(),
+            alert_brute_force: "5/10m".into(),
+            alert_server_errors: "20/1m".into(),
+            alert_dedup_window: DurationSetting::Text("15m".into()),
+            alert_rotation_grace: DurationSetting::Text("1h".into()),
+            alert_email: None,
+            webhook_allow_private: false,
         }
     }
 }
@@ -225,6 +248,7 @@ pub struct Settings {
     pub sessions: SessionSettings,
     pub mail: MailSettings,
     pub accounts: AccountSettings,
+    pub alerts: AlertSettings,
     /// Log filter, e.g. `info` or `portcullis=debug`.
     pub log: String,
 }
@@ -271,6 +295,7 @@ impl RawSettings {
             sessions: SessionSettings::from_raw(&self)?,
             mail: MailSettings::from_raw(&self, &server.issuer)?,
             accounts: AccountSettings::from_raw(&self)?,
+            alerts: AlertSettings::from_raw(&self, &server.issuer)?,
             server,
             tokens,
             keys,

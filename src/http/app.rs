@@ -35,6 +35,7 @@ type Apis = (
     SessionsApi,
     ArticlesApi,
     AdminApi,
+    super::api::webhooks::WebhooksApi,
     OpsApi,
 );
 
@@ -51,6 +52,7 @@ pub fn api_service() -> OpenApiService<Apis, ()> {
             SessionsApi,
             ArticlesApi,
             AdminApi,
+            super::api::webhooks::WebhooksApi,
             OpsApi,
         ),
         "Portcullis",
@@ -112,7 +114,9 @@ pub fn app(state: AppState) -> impl Endpoint {
         session_ops: state.session_ops.clone(),
         recovery: state.recovery.clone(),
         mfa_ops: state.mfa_ops.clone(),
+        webhook_admin: state.webhook_admin.clone(),
     };
+    let alerts = state.alerts.clone();
     Route::new()
         .at(
             "/oauth/authorize",
@@ -149,4 +153,5 @@ pub fn app(state: AppState) -> impl Endpoint {
         .around(move |next, req| middleware::around(next, req, ids.clone(), routes.clone()))
         .around(move |next, req| super::cors::around(next, req, clients.clone()))
         .with(middleware::strict_transport_security(hsts_max_age))
+        .around(move |next, req| super::alerting::watch_errors(next, req, alerts.clone()))
 }

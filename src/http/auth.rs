@@ -29,6 +29,7 @@ impl ApiScopes {
     pub const CLIENTS_ADMIN: Self = Self(&scope::CLIENTS_ADMIN);
     pub const AUDIT_READ: Self = Self(&scope::AUDIT_READ);
     pub const KEYS_ADMIN: Self = Self(&scope::KEYS_ADMIN);
+    pub const WEBHOOKS_ADMIN: Self = Self(&scope::WEBHOOKS_ADMIN);
 }
 
 impl OAuthScopes for ApiScopes {

@@ -52,6 +52,7 @@ pub struct Deps {
     pub accounts: Accounts,
     pub client_admin: ClientAdmin,
     pub key_admin: KeyAdmin,
+    pub webhook_admin: crate::ops::WebhookAdmin,
     pub readiness: Readiness,
     pub limits: RateLimiter,
     pub articles: ArticleService,
@@ -104,4 +105,5 @@ given! {
     crate::ops::SessionOps => session_ops,
     crate::ops::Recovery => recovery,
     crate::ops::MfaOps => mfa_ops,
+    crate::ops::WebhookAdmin => webhook_admin,
 }

@@ -71,6 +71,8 @@ permissions! {
     AuditRead => scope::AUDIT_READ,
     /// Administer signing keys.
     KeysAdmin => scope::KEYS_ADMIN,
+    /// Administer alert webhooks.
+    WebhooksAdmin => scope::WEBHOOKS_ADMIN,
 }
 
 /// Read one's own profile, also before setting up a required second factor.

@@ -3,6 +3,7 @@
 //! the guard (`guard`), the middleware (request ids, body limit, error rendering, headers),
 //! TLS, and the app assembly (`app`). Nothing below this module imports it.
 
+pub mod alerting;
 pub mod api;
 pub mod app;
 pub mod auth;

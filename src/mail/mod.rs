@@ -68,6 +68,13 @@ pub enum MailTemplate {
     RecoveryCodeUsed {
         remaining: usize,
     },
+    /// To the operator's alert address: a security alert was raised.
+    SecurityAlert {
+        /// One line: what happened.
+        summary: String,
+        /// The alert's facts, one per line (no secrets: addresses, ids, counts).
+        facts: Vec<String>,
+    },
 }
 
 impl MailTemplate {
@@ -83,6 +90,7 @@ impl MailTemplate {
             Self::MfaEnabled => "mfa_enabled",
             Self::MfaDisabled => "mfa_disabled",
             Self::RecoveryCodeUsed { .. } => "recovery_code_used",
+            Self::SecurityAlert { .. } => "security_alert",
         }
     }
 
@@ -97,7 +105,8 @@ impl MailTemplate {
             | Self::EmailChanged { .. }
             | Self::MfaEnabled
             | Self::MfaDisabled
-            | Self::RecoveryCodeUsed { .. } => None,
+            | Self::RecoveryCodeUsed { .. }
+            | Self::SecurityAlert { .. } => None,
         }
     }
 }

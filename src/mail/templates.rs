@@ -220,6 +220,18 @@ fn content(template: &MailTemplate) -> Result<Content, MailError> {
             action: None,
             after: vec![NOT_YOU_ACT.to_owned()],
         },
+        MailTemplate::SecurityAlert { summary, facts } => Content {
+            subject: format!("{PRODUCT} security alert: {summary}"),
+            before: std::iter::once(format!("{PRODUCT} raised a security alert: {summary}"))
+                .chain(facts.iter().cloned())
+                .collect(),
+            action: None,
+            after: vec![
+                "The alert is also in the audit log (event type alert.raised) and was sent to \
+                 every enabled webhook."
+                    .to_owned(),
+            ],
+        },
     })
 }
 
@@ -278,6 +290,10 @@ mod tests {
             MailTemplate::MfaEnabled,
             MailTemplate::MfaDisabled,
             MailTemplate::RecoveryCodeUsed { remaining: 3 },
+            MailTemplate::SecurityAlert {
+                summary: "<b>credential stuffing</b>".into(),
+                facts: vec!["address block: 203.0.113.0/24".into()],
+            },
         ]
     }
 

@@ -65,9 +65,11 @@ pub const USERS_ADMIN: ScopeDef = permission(
 pub const CLIENTS_ADMIN: ScopeDef = permission("clients:admin", "Administer OAuth clients", true);
 pub const AUDIT_READ: ScopeDef = permission("audit:read", "Read the audit log", true);
 pub const KEYS_ADMIN: ScopeDef = permission("keys:admin", "Administer signing keys", true);
+pub const WEBHOOKS_ADMIN: ScopeDef =
+    permission("webhooks:admin", "Administer alert webhooks", true);
 
 /// Every scope the server knows.
-pub const SCOPES: [ScopeDef; 12] = [
+pub const SCOPES: [ScopeDef; 13] = [
     OPENID,
     PROFILE,
     EMAIL,
@@ -80,6 +82,7 @@ pub const SCOPES: [ScopeDef; 12] = [
     CLIENTS_ADMIN,
     AUDIT_READ,
     KEYS_ADMIN,
+    WEBHOOKS_ADMIN,
 ];
 
 /// The scopes granted when a request names none and the client has no default scopes of
@@ -136,6 +139,15 @@ pub fn known_scopes(field: &'static str, raw: &str) -> Result<Scope, crate::doma
 /// Whether `name` is an administrative scope.
 pub fn is_administrative(name: &str) -> bool {
     scope_def(name).is_some_and(|d| d.administrative)
+}
+
+/// The administrative scopes in `scope` (what the alert on gained power looks for).
+pub fn administrative_in(scope: &Scope) -> Vec<String> {
+    scope
+        .iter()
+        .filter(|s| is_administrative(s))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The scopes of `scope` that are permissions (identity scopes removed).

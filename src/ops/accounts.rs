@@ -10,7 +10,7 @@ use super::error::OpError;
 use crate::abuse::Lockout;
 use crate::audit::{Audit, EventType};
 use crate::domain::{Email, Password, Scope, Username};
-use crate::oauth::scope::permission_scopes;
+use crate::oauth::scope::{administrative_in, permission_scopes};
 use crate::rbac::{Role, RoleService};
 use crate::signins::SignIns;
 use crate::users::{ProfileUpdate, User, UserService};
@@ -151,9 +151,8 @@ impl Accounts {
             .filter(|r| !before.roles.contains(r))
             .cloned()
             .collect();
-        caller
-            .authority
-            .ensure_holds(&self.users.permissions(&added).await?)?;
+        let gained = self.users.permissions(&added).await?;
+        caller.authority.ensure_holds(&gained)?;
         let (user, removed) = self.users.set_roles(user_id, roles).await?;
         let sign_ins_ended = if removed.is_empty() {
             0
@@ -168,8 +167,9 @@ impl Accounts {
                 &self.audit,
                 EventType::UserRolesChanged,
                 json!({
-                    "user_id": user.id, "roles": user.roles, "removed": removed,
-                    "sign_ins_ended": sign_ins_ended,
+                    "user_id": user.id, "roles": user.roles, "added": added,
+                    "removed": removed, "sign_ins_ended": sign_ins_ended,
+                    "administrative": administrative_in(&gained),
                 }),
             )
             .await;
@@ -257,6 +257,7 @@ impl Accounts {
                 EventType::RolePermissionsChanged,
                 json!({
                     "role": updated.name, "permissions": updated.permissions, "removed": removed,
+                    "administrative": administrative_in(&added),
                 }),
             )
             .await;

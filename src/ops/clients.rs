@@ -11,6 +11,7 @@ use super::caller::Caller;
 use super::error::OpError;
 use crate::audit::{Audit, EventType};
 use crate::clients::{Client, ClientChange, ClientService, CreatedClient, NewClient};
+use crate::oauth::scope::administrative_in;
 
 #[derive(Clone)]
 pub struct ClientAdmin {
@@ -37,6 +38,7 @@ impl ClientAdmin {
     /// Registers a client; a generated secret is in the answer, once.
     pub async fn create(&self, caller: &Caller, new: NewClient) -> Result<CreatedClient, OpError> {
         caller.authority.ensure_holds(&new.scopes)?;
+        let administrative = administrative_in(&new.scopes);
         let created = self.clients.create(new).await?;
         caller
             .record(
@@ -45,6 +47,7 @@ impl ClientAdmin {
                 json!({
                     "created_client": created.client_id, "client_type": created.client_type,
                     "grant_types": created.grant_types, "scopes": created.scopes,
+                    "administrative": administrative,
                 }),
             )
             .await;
@@ -63,6 +66,11 @@ impl ClientAdmin {
         if let Some(scopes) = &change.scopes {
             caller.authority.ensure_holds(scopes)?;
         }
+        let gained = change
+            .scopes
+            .as_ref()
+            .map(|scopes| administrative_in(&scopes.minus(&current.scopes)))
+            .unwrap_or_default();
         let client = self.clients.update(client_id, change).await?;
         caller
             .record(
@@ -72,6 +80,7 @@ impl ClientAdmin {
                     "changed_client": client.client_id,
                     "grant_types": client.grant_types,
                     "scopes": client.scopes.to_string(),
+                    "administrative": gained,
                 }),
             )
             .await;

@@ -14,6 +14,7 @@ use crate::audit::{Audit, EventType};
 use crate::mfa::{Enrolment, MfaService, RecoveryCodes, SecondFactor};
 use crate::oauth::error::OAuthError;
 use crate::oauth::grants::{Grants, check_second_factor};
+use crate::oauth::scope::administrative_in;
 use crate::users::UserService;
 
 #[derive(Clone)]
@@ -143,11 +144,14 @@ impl MfaOps {
             other => OpError::internal(&format!("{other:?}")),
         })?;
         self.mfa.disable(&user_id).await?;
+        // Whether the account holds administrative power (the alert on MFA turned off).
+        let roles = self.users.roles(&user_id).await?;
+        let administrative = administrative_in(&self.users.permissions(&roles).await?);
         caller
             .record(
                 &self.audit,
                 EventType::MfaDisabled,
-                json!({"factor": factor.amr()}),
+                json!({"factor": factor.amr(), "administrative": administrative}),
             )
             .await;
         Ok(())

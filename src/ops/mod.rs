@@ -18,6 +18,7 @@ pub mod readiness;
 pub mod recovery;
 pub mod sessions;
 pub mod tokens;
+pub mod webhooks;
 
 pub use self::accounts::Accounts;
 pub use self::browser::BrowserSignIn;
@@ -30,3 +31,4 @@ pub use self::readiness::Readiness;
 pub use self::recovery::Recovery;
 pub use self::sessions::SessionOps;
 pub use self::tokens::TokenOps;
+pub use self::webhooks::WebhookAdmin;

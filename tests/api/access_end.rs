@@ -14,7 +14,7 @@ use super::helpers::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 
-const ADMIN_SCOPES: &str = "openid profile email articles:read articles:write articles:delete users:read users:admin clients:admin audit:read keys:admin";
+const ADMIN_SCOPES: &str = "openid profile email articles:read articles:write articles:delete users:read users:admin clients:admin audit:read keys:admin webhooks:admin";
 
 /// A password grant through a confidential client that has no refresh grant: the answer
 /// carries no refresh token, and the access token must still belong to a recorded sign-in.

@@ -10,7 +10,7 @@ fn layer(module: &str) -> usize {
     match module {
         "store" | "db" | "config" | "domain" | "clock" | "crypto" => 0,
         "oauth" | "users" | "clients" | "keys" | "rbac" | "articles" | "abuse" | "audit"
-        | "signins" | "sessions" | "mail" | "mfa" => 1,
+        | "signins" | "sessions" | "mail" | "mfa" | "alerts" | "webhooks" => 1,
         "ops" => 2,
         "state" => 3,
         "http" | "cli" | "duties" | "crate" => 4,

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::helpers::*;
 
-const ALL: &str = "openid articles:read articles:write articles:delete users:read users:admin clients:admin audit:read keys:admin";
+const ALL: &str = "openid articles:read articles:write articles:delete users:read users:admin clients:admin audit:read keys:admin webhooks:admin";
 
 /// Registers `username`, gives them `roles`, signs in asking for every scope.
 async fn user_with_roles(app: &TestApp, username: &str, roles: &[&str]) -> (String, String) {

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::helpers::*;
 
-const EVERY: &str = "openid profile email articles:read articles:write articles:delete users:read users:admin clients:admin audit:read keys:admin";
+const EVERY: &str = "openid profile email articles:read articles:write articles:delete users:read users:admin clients:admin audit:read keys:admin webhooks:admin";
 
 /// A user whose only role is `author`, after `author` has been made to grant exactly
 /// `permissions`; signed in asking for every scope. Returns (user id, access token).

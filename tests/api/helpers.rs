@@ -93,17 +93,18 @@ impl TestApp {
     /// A second instance on the same database, master key and store (a peer behind the same
     /// load balancer). Only with Redis do the instances share rate counters and locks.
     pub async fn spawn_peer(&self) -> TestApp {
+        self.spawn_peer_with(|_| {}).await
+    }
+
+    /// A peer whose settings differ from this instance's by `adjust`.
+    pub async fn spawn_peer_with(&self, adjust: impl FnOnce(&mut RawSettings)) -> TestApp {
         let dir = std::env::temp_dir().join(format!("portcullis-test-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let mut scratch = vec![Arc::new(Scratch(dir))];
         scratch.extend(self.scratch.iter().cloned());
-        start(
-            self.raw.clone(),
-            self.store_prefix.clone(),
-            scratch,
-            Some(&self.base),
-        )
-        .await
+        let mut raw = self.raw.clone();
+        adjust(&mut raw);
+        start(raw, self.store_prefix.clone(), scratch, Some(&self.base)).await
     }
 }
 
@@ -127,7 +128,10 @@ async fn start(
         "http"
     };
     let base = format!("{scheme}://{addr}");
-    raw.issuer = issuer.unwrap_or(&base).to_string();
+    // The instance's own address, unless a test chose a public-looking issuer.
+    if raw.issuer == RawSettings::default().issuer {
+        raw.issuer = issuer.unwrap_or(&base).to_string();
+    }
     let kept = raw.clone();
     let settings = raw.validate().expect("valid test settings");
     let clock = ManualClock::new();

@@ -32,7 +32,7 @@ fn now(app: &TestApp) -> i64 {
     app.state.clock.now()
 }
 
-async fn call(
+pub(super) async fn call(
     app: &TestApp,
     method: reqwest::Method,
     path: &str,
@@ -52,7 +52,7 @@ async fn call(
 }
 
 /// A user with MFA on: returns (access token before MFA, secret, recovery codes).
-async fn enrolled(app: &TestApp, username: &str) -> (String, String, Vec<String>) {
+pub(super) async fn enrolled(app: &TestApp, username: &str) -> (String, String, Vec<String>) {
     let signed = app.sign_in(username, "openid profile profile:write").await;
     assert_eq!(signed.status, StatusCode::OK, "{}", signed.body);
     let token = signed.str("access_token");

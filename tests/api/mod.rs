@@ -2,6 +2,7 @@ mod helpers;
 
 mod abuse;
 mod access_end;
+mod alerts;
 mod architecture;
 mod articles;
 mod audience;
@@ -35,3 +36,5 @@ mod tls;
 mod token_endpoint;
 mod token_security;
 mod users;
+mod webhook_receiver;
+mod webhooks;

@@ -11,3 +11,4 @@ pub mod oauth;
 pub mod oauth_error;
 pub mod sessions;
 pub mod users;
+pub mod webhooks;

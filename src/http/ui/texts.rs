@@ -110,6 +110,7 @@ pub fn scope_description(scope: &str) -> Option<&'static str> {
         "clients:admin" => "Administer client applications (administrative)",
         "audit:read" => "Read the audit log (administrative)",
         "keys:admin" => "Administer signing keys (administrative)",
+        "webhooks:admin" => "Administer alert webhooks (administrative)",
         _ => return None,
     })
 }

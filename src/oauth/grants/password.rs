@@ -268,7 +268,9 @@ pub async fn check_credentials(
             )
             .await;
         }
-        let mut event = Event::new(EventType::SignIn, Outcome::Failure).details(details);
+        let mut event = Event::new(EventType::SignIn, Outcome::Failure)
+            .details(details)
+            .attempted(username);
         if let Some(client_id) = client_id {
             event = event.client(client_id);
         }
