@@ -175,10 +175,13 @@ impl Webhooks {
         self.allow_private
     }
 
-    /// Checks a target URL (shape, and every address it resolves to); returns it normalized.
+    /// Checks a target URL (its shape and, unless private targets are allowed, every
+    /// address it resolves to); returns it normalized.
     pub async fn check_url(&self, url: &str) -> Result<String, WebhookError> {
         let target = target::parse(url)?;
-        target::resolve(&target, self.allow_private).await?;
+        if !self.allow_private {
+            target::resolve(&target, false).await?;
+        }
         Ok(target.url.to_string())
     }
 
