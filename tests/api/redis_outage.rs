@@ -1,13 +1,14 @@
 //! A Redis outage: the test runs its own redis-server, stops it under a running Portcullis and
 //! starts it again. The server keeps serving what it safely can, fails closed where an answer
-//! needs Redis (the deny list and lock state), reports the degradation in /readyz, never
-//! answers 500 or panics, and recovers by itself.
+//! needs Redis (the deny list and lock state), reports the degradation in /readyz and as an
+//! alert, never answers 500 or panics, and recovers by itself.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use portcullis::clients::GrantType;
 use reqwest::StatusCode;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use super::helpers::*;
 
@@ -123,6 +124,17 @@ async fn the_server_degrades_safely_and_recovers_when_redis_goes_away() {
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready.body["store"], "unreachable");
     assert_eq!(ready.body["database"], "ok");
+
+    // The duties notice and raise `store_unavailable` (written in the database, which is up).
+    portcullis::duties::Duties::new(app.state.clone())
+        .tick()
+        .await;
+    let raised = entities::alerts::Entity::find()
+        .filter(entities::alerts::Column::Rule.eq("store_unavailable"))
+        .all(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(raised.len(), 1, "{raised:?}");
 
     // Fail closed: without the deny list a revoked token could pass, so token checks answer
     // 503 rather than guess; the same for sign-ins (lock state).
