@@ -73,6 +73,13 @@ pub enum EventType {
     WebhookUpdated,
     WebhookSecretRotated,
     WebhookDeleted,
+    /// An upstream identity provider was added, changed or removed.
+    IdentityProviderCreated,
+    IdentityProviderUpdated,
+    IdentityProviderDeleted,
+    /// An upstream identity was linked to an account, or unlinked.
+    IdentityLinked,
+    IdentityUnlinked,
 }
 
 impl EventType {
@@ -122,6 +129,11 @@ impl EventType {
             Self::WebhookUpdated => "webhook.updated",
             Self::WebhookSecretRotated => "webhook.secret_rotated",
             Self::WebhookDeleted => "webhook.deleted",
+            Self::IdentityProviderCreated => "idp.created",
+            Self::IdentityProviderUpdated => "idp.updated",
+            Self::IdentityProviderDeleted => "idp.deleted",
+            Self::IdentityLinked => "user.identity_linked",
+            Self::IdentityUnlinked => "user.identity_unlinked",
         }
     }
 }

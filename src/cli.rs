@@ -56,6 +56,48 @@ pub enum Command {
     /// Alert webhooks (security alerts posted as Standard Webhooks).
     #[command(subcommand)]
     Webhook(WebhookCommand),
+    /// Upstream identity providers (sign in with Google, GitHub or another OpenID provider).
+    #[command(subcommand)]
+    Idp(IdpCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IdpCommand {
+    /// Add a provider; its client secret is read from standard input. Prints the provider
+    /// with the redirect URI to register at the upstream.
+    Add {
+        /// Slug used in the callback path `/ui/upstream/ID/callback`.
+        #[arg(long)]
+        id: String,
+        /// `oidc`, `google` or `github`.
+        #[arg(long)]
+        kind: String,
+        #[arg(long)]
+        client_id: String,
+        /// Read the client secret from standard input (required).
+        #[arg(long, required = true)]
+        client_secret_stdin: bool,
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Space-separated scopes asked of the upstream.
+        #[arg(long)]
+        scopes: Option<String>,
+        /// Let a first sign-in that matches no account create one.
+        #[arg(long)]
+        allow_signup: bool,
+        /// For `oidc`: the issuer (its discovery document is read).
+        #[arg(long)]
+        issuer: Option<String>,
+        /// For `github` (Enterprise Server).
+        #[arg(long)]
+        auth_base_url: Option<String>,
+        #[arg(long)]
+        api_base_url: Option<String>,
+    },
+    /// List providers.
+    List,
+    /// Remove a provider and the links made through it.
+    Remove { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -306,11 +348,78 @@ async fn operate(state: &AppState, command: Command) -> anyhow::Result<()> {
             print(&updated)
         }
         Command::Webhook(cmd) => webhook(state, &operator, cmd).await,
+        Command::Idp(cmd) => idp(state, &operator, cmd).await,
         Command::Serve | Command::Migrate | Command::Openapi => Ok(()),
     }
 }
 
 /// Prints a result as pretty JSON on standard output.
+/// `idp …`: one call to `ops::IdpAdmin`, printed as JSON (never the client secret).
+async fn idp(state: &AppState, operator: &Caller, cmd: IdpCommand) -> anyhow::Result<()> {
+    use serde_json::json;
+    let view = |p: crate::upstream::Provider| {
+        json!({"id": p.id, "kind": p.kind.as_str(), "display_name": p.display_name,
+               "client_id": p.client_id, "scopes": p.scopes, "allow_signup": p.allow_signup,
+               "enabled": p.enabled, "issuer": p.issuer(), "auth_base_url": p.auth_base_url,
+               "api_base_url": p.api_base_url,
+               "redirect_uri": state.upstream_sign_in.callback_url(&p.id)})
+    };
+    match cmd {
+        IdpCommand::Add {
+            id,
+            kind,
+            client_id,
+            client_secret_stdin: _,
+            display_name,
+            scopes,
+            allow_signup,
+            issuer,
+            auth_base_url,
+            api_base_url,
+        } => {
+            let mut input = String::new();
+            std::io::stdin()
+                .read_to_string(&mut input)
+                .context("cannot read the client secret from standard input")?;
+            let secret = input.trim_end_matches(['\r', '\n']).to_owned();
+            let provider = state
+                .idp_admin
+                .create(
+                    operator,
+                    crate::upstream::ProviderInput {
+                        id: Some(id),
+                        kind: Some(kind),
+                        display_name,
+                        client_id: Some(client_id),
+                        client_secret: Some(secrecy::SecretString::from(secret)),
+                        scopes,
+                        allow_signup: Some(allow_signup),
+                        enabled: None,
+                        issuer,
+                        auth_base_url,
+                        api_base_url,
+                    },
+                )
+                .await?;
+            print(&view(provider))
+        }
+        IdpCommand::List => print(
+            &state
+                .idp_admin
+                .list()
+                .await?
+                .into_iter()
+                .map(view)
+                .collect::<Vec<_>>(),
+        ),
+        IdpCommand::Remove { id } => {
+            state.idp_admin.delete(operator, &id).await?;
+            eprintln!("removed identity provider {id}");
+            Ok(())
+        }
+    }
+}
+
 /// `webhook …`: one call to `ops::WebhookAdmin`, printed as JSON.
 async fn webhook(state: &AppState, operator: &Caller, cmd: WebhookCommand) -> anyhow::Result<()> {
     use serde_json::json;

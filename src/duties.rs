@@ -162,6 +162,10 @@ impl Duties {
                 Ok(n) => report.purged = report.purged.saturating_add(n),
                 Err(e) => tracing::warn!(error = %e, "could not purge expired mailed-link tokens"),
             }
+            match self.state.upstreams.purge_expired().await {
+                Ok(n) => report.purged = report.purged.saturating_add(n),
+                Err(e) => tracing::warn!(error = %e, "could not purge expired upstream sign-ins"),
+            }
             match self.state.mfa.purge_challenges(now).await {
                 Ok(n) => report.purged = report.purged.saturating_add(n),
                 Err(e) => tracing::warn!(error = %e, "could not purge expired second steps"),

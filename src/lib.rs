@@ -28,6 +28,7 @@ pub mod sessions;
 pub mod signins;
 pub mod state;
 pub mod store;
+pub mod upstream;
 pub mod users;
 pub mod webhooks;
 

@@ -100,6 +100,11 @@ pub struct AppState {
     pub alerts: crate::alerts::Alerts,
     /// Alert webhook administration.
     pub webhook_admin: crate::ops::WebhookAdmin,
+    /// Upstream identity providers: administration, and signing in through them.
+    pub idp_admin: crate::ops::IdpAdmin,
+    pub upstream_sign_in: crate::ops::UpstreamSignIn,
+    /// Upstream round trips (purged by the duties).
+    pub upstreams: crate::upstream::Upstreams,
 }
 
 /// Options for building the state.
@@ -279,6 +284,15 @@ impl AppState {
             limits.clone(),
             audit.clone(),
         );
+        let upstreams = crate::upstream::Upstreams::new(db.clone(), clock.clone(), master.clone());
+        let upstream_sign_in = crate::ops::UpstreamSignIn::new(
+            upstreams.clone(),
+            users.clone(),
+            browser.clone(),
+            audit.clone(),
+            db.clone(),
+            settings.server.issuer.clone(),
+        );
         let session_ops =
             crate::ops::SessionOps::new(sign_ins.clone(), consents, users.clone(), audit.clone());
         let state = Self {
@@ -323,6 +337,9 @@ impl AppState {
                 settings.accounts.require_verified_email,
             ),
             webhook_admin: crate::ops::WebhookAdmin::new(alerts.clone(), audit.clone()),
+            idp_admin: crate::ops::IdpAdmin::new(upstreams.clone(), audit.clone()),
+            upstream_sign_in,
+            upstreams,
             alerts,
             store_is_shared,
             users,

@@ -15,6 +15,7 @@ mod m20261126_000007_mail;
 mod m20261126_000008_mfa;
 mod m20261126_000009_account_recovery;
 mod m20261126_000010_alerts;
+mod m20261126_000011_upstream_identities;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000008_mfa::Migration),
             Box::new(m20261126_000009_account_recovery::Migration),
             Box::new(m20261126_000010_alerts::Migration),
+            Box::new(m20261126_000011_upstream_identities::Migration),
         ]
     }
 }

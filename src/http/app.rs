@@ -36,6 +36,7 @@ type Apis = (
     ArticlesApi,
     AdminApi,
     super::api::webhooks::WebhooksApi,
+    super::api::upstream::UpstreamApi,
     OpsApi,
 );
 
@@ -53,6 +54,7 @@ pub fn api_service() -> OpenApiService<Apis, ()> {
             ArticlesApi,
             AdminApi,
             super::api::webhooks::WebhooksApi,
+            super::api::upstream::UpstreamApi,
             OpsApi,
         ),
         "Portcullis",
@@ -108,6 +110,7 @@ pub fn app(state: AppState) -> impl Endpoint {
         jwks,
         browser: BrowserFront::new(
             state.browser.clone(),
+            state.upstream_sign_in.clone(),
             state.csrf_key.clone(),
             &state.settings.server.issuer,
         ),
@@ -115,6 +118,8 @@ pub fn app(state: AppState) -> impl Endpoint {
         recovery: state.recovery.clone(),
         mfa_ops: state.mfa_ops.clone(),
         webhook_admin: state.webhook_admin.clone(),
+        idp_admin: state.idp_admin.clone(),
+        upstream_sign_in: state.upstream_sign_in.clone(),
     };
     let alerts = state.alerts.clone();
     Route::new()
@@ -143,6 +148,18 @@ pub fn app(state: AppState) -> impl Endpoint {
         .at(
             "/ui/password/reset",
             get(browser_account::reset_page).post(browser_account::reset_submit),
+        )
+        .at(
+            "/ui/upstream/:id/start",
+            post(super::browser_upstream::start),
+        )
+        .at(
+            "/ui/upstream/:id/callback",
+            get(super::browser_upstream::callback),
+        )
+        .at(
+            "/ui/upstream/link",
+            post(super::browser_upstream::link_submit),
         )
         .at(ui::STYLESHEET_PATH, get(ui::stylesheet))
         .at("/openapi.json", api.spec_endpoint())

@@ -160,7 +160,7 @@ pub(crate) async fn posted_form(
 }
 
 /// The page for a form that does not come from an authorization request.
-fn not_from_an_authorization_request() -> Response {
+pub(crate) fn not_from_an_authorization_request() -> Response {
     error_page(
         StatusCode::BAD_REQUEST,
         pages::ErrorKind::InvalidRequest,
@@ -169,13 +169,13 @@ fn not_from_an_authorization_request() -> Response {
 }
 
 /// The authorization request a `return_to` names (its query), if it is one.
-fn authorize_query(return_to: &str) -> Option<&str> {
+pub(crate) fn authorize_query(return_to: &str) -> Option<&str> {
     return_to
         .strip_prefix(AUTHORIZE_PREFIX)
         .filter(|q| q.len() <= MAX_QUERY_LEN && !q.contains('#'))
 }
 
-fn query_param(query: &str, name: &str) -> Option<String> {
+pub(crate) fn query_param(query: &str, name: &str) -> Option<String> {
     url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
@@ -297,9 +297,10 @@ pub async fn login_page(req: &Request) -> Response {
         client_name.as_deref(),
         None,
     )
+    .await
 }
 
-fn login_form(
+async fn login_form(
     front: &BrowserFront,
     req: &Request,
     status: StatusCode,
@@ -308,6 +309,7 @@ fn login_form(
     client_name: Option<&str>,
     error: Option<pages::LoginError>,
 ) -> Response {
+    let providers = front.upstream.buttons().await;
     form_page(front, req, status, |csrf_token| {
         pages::login(&pages::LoginView {
             csrf_token,
@@ -315,6 +317,7 @@ fn login_form(
             username,
             client_name,
             error,
+            providers: &providers,
         })
     })
 }
@@ -353,7 +356,8 @@ pub async fn login_submit(req: &Request, body: Body) -> Response {
         return failed(
             StatusCode::BAD_REQUEST,
             pages::LoginError::InvalidCredentials,
-        );
+        )
+        .await;
     }
     let origin = origin(req);
     match front
@@ -370,16 +374,22 @@ pub async fn login_submit(req: &Request, body: Body) -> Response {
             &return_to,
             None,
         ),
-        Err(SignInFailure::Invalid | SignInFailure::WrongCode | SignInFailure::Expired) => failed(
-            StatusCode::BAD_REQUEST,
-            pages::LoginError::InvalidCredentials,
-        ),
-        Err(SignInFailure::TooMany) => failed(
-            StatusCode::TOO_MANY_REQUESTS,
-            pages::LoginError::TooManyAttempts,
-        ),
+        Err(SignInFailure::Invalid | SignInFailure::WrongCode | SignInFailure::Expired) => {
+            failed(
+                StatusCode::BAD_REQUEST,
+                pages::LoginError::InvalidCredentials,
+            )
+            .await
+        }
+        Err(SignInFailure::TooMany) => {
+            failed(
+                StatusCode::TOO_MANY_REQUESTS,
+                pages::LoginError::TooManyAttempts,
+            )
+            .await
+        }
         Err(SignInFailure::Busy) => {
-            failed(StatusCode::SERVICE_UNAVAILABLE, pages::LoginError::Busy)
+            failed(StatusCode::SERVICE_UNAVAILABLE, pages::LoginError::Busy).await
         }
         Err(SignInFailure::UnknownClient) => error_page(
             StatusCode::BAD_REQUEST,
@@ -392,7 +402,7 @@ pub async fn login_submit(req: &Request, body: Body) -> Response {
 
 /// A browser session started: the session cookie set (a session the browser had before is
 /// ended: one browser, one session) and the authorization request `query` resumed.
-async fn signed_in(
+pub(crate) async fn signed_in(
     front: &BrowserFront,
     req: &Request,
     origin: &crate::audit::Origin,
@@ -415,7 +425,7 @@ async fn signed_in(
     with_cookies(see_other(&next), &[cookie])
 }
 
-fn mfa_form(
+pub(crate) fn mfa_form(
     front: &BrowserFront,
     req: &Request,
     status: StatusCode,
@@ -499,6 +509,7 @@ pub async fn login_mfa_submit(req: &Request, body: Body) -> Response {
                 client_name.as_deref(),
                 Some(pages::LoginError::Expired),
             )
+            .await
         }
         Err(SignInFailure::Internal) => internal(),
     }

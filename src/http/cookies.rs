@@ -19,6 +19,8 @@ use crate::ops::BrowserSignIn;
 #[derive(Clone)]
 pub struct BrowserFront {
     pub browser: BrowserSignIn,
+    /// Sign-in through upstream providers (the sign-in page's buttons, the callback).
+    pub upstream: crate::ops::UpstreamSignIn,
     pub csrf_key: Arc<ring::hmac::Key>,
     /// Whether the issuer is `https` (cookies `Secure` and `__Host-` prefixed).
     pub secure: bool,
@@ -27,10 +29,16 @@ pub struct BrowserFront {
 }
 
 impl BrowserFront {
-    pub fn new(browser: BrowserSignIn, csrf_key: Arc<ring::hmac::Key>, issuer: &str) -> Self {
+    pub fn new(
+        browser: BrowserSignIn,
+        upstream: crate::ops::UpstreamSignIn,
+        csrf_key: Arc<ring::hmac::Key>,
+        issuer: &str,
+    ) -> Self {
         let (secure, issuer_origin) = issuer_parts(issuer);
         Self {
             browser,
+            upstream,
             csrf_key,
             secure,
             issuer_origin,

@@ -53,6 +53,8 @@ pub struct Deps {
     pub client_admin: ClientAdmin,
     pub key_admin: KeyAdmin,
     pub webhook_admin: crate::ops::WebhookAdmin,
+    pub idp_admin: crate::ops::IdpAdmin,
+    pub upstream_sign_in: crate::ops::UpstreamSignIn,
     pub readiness: Readiness,
     pub limits: RateLimiter,
     pub articles: ArticleService,
@@ -106,4 +108,6 @@ given! {
     crate::ops::Recovery => recovery,
     crate::ops::MfaOps => mfa_ops,
     crate::ops::WebhookAdmin => webhook_admin,
+    crate::ops::IdpAdmin => idp_admin,
+    crate::ops::UpstreamSignIn => upstream_sign_in,
 }

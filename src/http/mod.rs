@@ -9,6 +9,7 @@ pub mod app;
 pub mod auth;
 pub mod browser;
 pub mod browser_account;
+pub mod browser_upstream;
 pub mod cookies;
 pub mod cors;
 pub mod deps;

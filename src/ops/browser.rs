@@ -436,17 +436,32 @@ impl BrowserSignIn {
         )
         .await
         .map_err(failure)?;
-        if verified.second_factor {
+        self.after_first_factor(
+            &verified.user,
+            verified.second_factor,
+            client_id,
+            "pwd",
+            origin,
+        )
+        .await
+    }
+
+    /// After a first factor (`pwd`, or `fed` for an upstream provider): the second step when
+    /// the user has MFA on, else a new browser session.
+    pub(super) async fn after_first_factor(
+        &self,
+        user: &User,
+        second_factor: bool,
+        client_id: &str,
+        first: &str,
+        origin: &Origin,
+    ) -> Result<SignInStep, SignInFailure> {
+        if second_factor {
+            // A browser challenge carries no scope: its scope field names the first factor.
             let mfa_token = self
                 .grants
                 .mfa
-                .challenge(
-                    ChallengePurpose::Browser,
-                    &verified.user.id,
-                    client_id,
-                    "",
-                    None,
-                )
+                .challenge(ChallengePurpose::Browser, &user.id, client_id, first, None)
                 .await
                 .map_err(|e| {
                     tracing::error!(error = %e, "could not start a second step");
@@ -456,16 +471,34 @@ impl BrowserSignIn {
                 .record(
                     origin,
                     Event::new(EventType::MfaRequired, Outcome::Success)
-                        .actor(&verified.user.id)
+                        .actor(&user.id)
                         .client(client_id)
-                        .details(json!({"method": "browser"})),
+                        .details(json!({"method": "browser", "first_factor": first})),
                 )
                 .await;
             return Ok(SignInStep::SecondFactor { mfa_token });
         }
-        self.start(&verified.user, client_id, &["pwd"], origin)
+        self.start(user, client_id, &[first], origin)
             .await
             .map(SignInStep::Started)
+    }
+
+    /// Whether the user has MFA on.
+    pub(super) async fn mfa_on(&self, user_id: &str) -> Result<bool, SignInFailure> {
+        self.grants.mfa.is_on(user_id).await.map_err(|e| {
+            tracing::error!(error = %e, "could not read the second factor");
+            SignInFailure::Internal
+        })
+    }
+
+    /// The services of the password check (for the proof of an account before a link).
+    pub(super) fn grants(&self) -> &Grants {
+        &self.grants
+    }
+
+    /// The per-address limit of the sign-in pages.
+    pub(super) async fn limit_address(&self, origin: &Origin) -> Result<(), SignInFailure> {
+        self.address_limit(origin).await
     }
 
     /// The second step on the sign-in page: the token of the first and a TOTP or recovery
@@ -521,8 +554,13 @@ impl BrowserSignIn {
         {
             return Err(SignInFailure::Expired);
         }
+        let first = if challenge.scope.is_empty() {
+            "pwd"
+        } else {
+            challenge.scope.as_str()
+        };
         let started = self
-            .start(&user, client_id, &["pwd", factor.amr()], origin)
+            .start(&user, client_id, &[first, factor.amr()], origin)
             .await?;
         Ok(started)
     }

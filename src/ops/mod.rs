@@ -18,6 +18,7 @@ pub mod readiness;
 pub mod recovery;
 pub mod sessions;
 pub mod tokens;
+pub mod upstream;
 pub mod webhooks;
 
 pub use self::accounts::Accounts;
@@ -31,4 +32,5 @@ pub use self::readiness::Readiness;
 pub use self::recovery::Recovery;
 pub use self::sessions::SessionOps;
 pub use self::tokens::TokenOps;
+pub use self::upstream::{IdpAdmin, UpstreamSignIn};
 pub use self::webhooks::WebhookAdmin;

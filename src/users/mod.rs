@@ -128,6 +128,37 @@ impl UserService {
         })
     }
 
+    /// A new account without a password (created through an upstream provider; a password
+    /// can be set through a password reset). The stored hash is not a bcrypt hash: nothing
+    /// verifies against it.
+    pub fn without_password(username: &Username, email: &Email, email_verified: bool) -> NewUser {
+        NewUser {
+            username: username.as_str().to_string(),
+            email: email.as_str().to_string(),
+            password_hash: NO_PASSWORD.to_string(),
+            roles: vec![DEFAULT_ROLE.to_string()],
+            email_verified,
+        }
+    }
+
+    /// Whether the user can sign in with a password.
+    pub async fn has_password(&self, id: &str) -> Result<bool, UserError> {
+        let row = users::Entity::find_by_id(id.to_string())
+            .one(&self.db)
+            .await?
+            .ok_or(UserError::NotFound)?;
+        Ok(row.password_hash != NO_PASSWORD)
+    }
+
+    /// Whether `username` is taken.
+    pub async fn username_taken(&self, username: &Username) -> Result<bool, UserError> {
+        Ok(users::Entity::find()
+            .filter(users::Column::Username.eq(username.as_str()))
+            .one(&self.db)
+            .await?
+            .is_some())
+    }
+
     /// Inserts a prepared account inside the caller's transaction; returns its id.
     pub async fn create_in(
         &self,
@@ -482,6 +513,9 @@ fn to_user(row: users::Model, roles: Vec<String>) -> User {
 }
 
 /// An account about to be created (password already hashed).
+/// The stored password hash of an account that has none.
+pub const NO_PASSWORD: &str = "!";
+
 pub struct NewUser {
     pub username: String,
     pub email: String,

@@ -10,5 +10,6 @@ pub mod mfa;
 pub mod oauth;
 pub mod oauth_error;
 pub mod sessions;
+pub mod upstream;
 pub mod users;
 pub mod webhooks;

@@ -21,6 +21,8 @@ pub struct LoginView<'a> {
     /// The client the user signs in for, when known ("to continue to …").
     pub client_name: Option<&'a str>,
     pub error: Option<LoginError>,
+    /// Enabled upstream providers: (id, display name), a button each.
+    pub providers: &'a [(String, String)],
 }
 
 /// What the second step of the sign-in shows.
@@ -66,6 +68,7 @@ struct LoginPage<'a> {
     username: &'a str,
     continue_to: Option<String>,
     error_message: Option<&'static str>,
+    providers: Vec<(&'a str, String)>,
 }
 
 #[derive(Template)]
@@ -131,7 +134,42 @@ pub fn login(view: &LoginView<'_>) -> String {
         username: view.username,
         continue_to: view.client_name.map(texts::login_continue_to),
         error_message: view.error.map(texts::login_error),
+        providers: view
+            .providers
+            .iter()
+            .map(|(id, name)| (id.as_str(), texts::upstream_button(name)))
+            .collect(),
     })
+}
+
+/// The page where a user proves the existing account an upstream identity is linked to.
+pub fn upstream_link(
+    csrf_token: &str,
+    link_token: &str,
+    provider: &str,
+    username: &str,
+    needs_code: bool,
+    error: Option<LoginError>,
+) -> String {
+    render(&UpstreamLinkPage {
+        title: texts::LINK_HEADING,
+        csrf_token,
+        link_token,
+        intro: texts::link_intro(provider, username),
+        needs_code,
+        error_message: error.map(texts::login_error),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "upstream_link.html", config = "src/http/ui/askama.toml")]
+struct UpstreamLinkPage<'a> {
+    title: &'static str,
+    csrf_token: &'a str,
+    link_token: &'a str,
+    intro: String,
+    needs_code: bool,
+    error_message: Option<&'static str>,
 }
 
 /// The second step of the sign-in: a code from the app, or a recovery code.

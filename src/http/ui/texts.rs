@@ -185,6 +185,38 @@ pub const FORGOT_SUBMIT: &str = "Send the link";
 pub const FORGOT_SENT_HEADING: &str = "Check your mail";
 pub const FORGOT_SENT_MESSAGE: &str = "If an account uses this address, a link to choose a new password is on its way. It works for 30 minutes.";
 pub const FORGOT_LINK: &str = "Forgot your password?";
+
+// ---- Sign-in through an upstream provider --------------------------------------------------
+
+pub const UPSTREAM_OR: &str = "Or sign in with another account:";
+
+/// The button of an upstream provider on the sign-in page.
+pub fn upstream_button(provider: &str) -> String {
+    format!("Continue with {provider}")
+}
+
+pub const LINK_HEADING: &str = "Link your account";
+pub const LINK_SUBMIT: &str = "Link and sign in";
+
+/// Why the link page asks for a password.
+pub fn link_intro(provider: &str, username: &str) -> String {
+    format!(
+        "The e-mail address of your {provider} account belongs to the Portcullis account \
+         \u{201c}{username}\u{201d}. Enter that account's password once to link the two; from \
+         then on {provider} signs you in."
+    )
+}
+
+pub const UPSTREAM_FAILED_HEADING: &str = "Sign-in did not complete";
+pub const UPSTREAM_BACK: &str = "Back to sign-in";
+pub const UPSTREAM_EXPIRED: &str = "This sign-in attempt expired, was already used, or was started in another browser. Start again from the sign-in page.";
+pub const UPSTREAM_UNKNOWN: &str = "This sign-in option is not available.";
+pub const UPSTREAM_DENIED: &str =
+    "The other provider did not let you sign in (you may have declined).";
+pub const UPSTREAM_BROKEN: &str = "The other provider could not be reached or its answer could not be trusted. Nothing was changed; try again later or sign in with your password.";
+pub const UPSTREAM_NO_ACCOUNT: &str = "No account matches this sign-in, and new accounts cannot be made through this provider. Ask your administrator for an account.";
+pub const UPSTREAM_ACCOUNT_EXISTS: &str = "An account with this e-mail address exists, but the other provider does not confirm the address is yours. Sign in with your password, then link the provider from your account.";
+pub const UPSTREAM_NO_EMAIL: &str = "The other provider did not share an e-mail address, so no account can be made. Allow access to your e-mail address and try again.";
 pub const RESET_HEADING: &str = "Choose a new password";
 pub const RESET_PASSWORD_LABEL: &str = "New password (at least 12 characters)";
 pub const RESET_AGAIN_LABEL: &str = "New password, again";
