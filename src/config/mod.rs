@@ -11,6 +11,7 @@ mod accounts;
 mod database;
 mod keys;
 mod mail;
+mod observability;
 mod passwords;
 mod server;
 mod sessions;
@@ -29,6 +30,7 @@ pub use accounts::AccountSettings;
 pub use database::{DEFAULT_DATABASE_URL, DatabaseSettings};
 pub use keys::{KeySettings, KeyTimings, MasterKeySource, decode_master_key};
 pub use mail::{MailSettings, SmtpCredentials, SmtpSecurity, SmtpSettings};
+pub use observability::{LogFormat, ObservabilitySettings};
 pub use passwords::PasswordSettings;
 pub use server::{ServerSettings, TlsSettings};
 pub use sessions::SessionSettings;
@@ -160,6 +162,12 @@ pub struct RawSettings {
     pub mail_from: Option<String>,
     /// Where messages are written when no SMTP server is configured.
     pub mail_dir: PathBuf,
+    /// A separate listener (`address:port`) that alone serves `/metrics`.
+    pub metrics_listen: Option<String>,
+    /// Whether grant metrics carry the client id as a label.
+    pub metrics_client_labels: bool,
+    /// `text` or `json` log lines.
+    pub log_format: String,
 }
 
 impl Default for RawSettings {
@@ -208,6 +216,9 @@ impl Default for RawSettings {
             smtp_url: None,
             mail_from: None,
             mail_dir: PathBuf::from("data/mail"),
+            metrics_listen: None,
+            metrics_client_labels: false,
+            log_format: "text".into(),
         }
     }
 }
@@ -225,6 +236,7 @@ pub struct Settings {
     pub sessions: SessionSettings,
     pub mail: MailSettings,
     pub accounts: AccountSettings,
+    pub observability: ObservabilitySettings,
     /// Log filter, e.g. `info` or `portcullis=debug`.
     pub log: String,
 }
@@ -271,6 +283,7 @@ impl RawSettings {
             sessions: SessionSettings::from_raw(&self)?,
             mail: MailSettings::from_raw(&self, &server.issuer)?,
             accounts: AccountSettings::from_raw(&self)?,
+            observability: ObservabilitySettings::from_raw(&self, server.listen)?,
             server,
             tokens,
             keys,
