@@ -19,6 +19,7 @@ pub mod duties;
 pub mod http;
 pub mod keys;
 pub mod mail;
+pub mod metrics;
 pub mod mfa;
 pub mod oauth;
 pub mod ops;
@@ -75,13 +76,44 @@ pub async fn serve_on(
 }
 
 /// [`serve_on`] with the TLS files already loaded (the command line loads them before anything
-/// else runs); `None` serves plain HTTP.
+/// else runs); `None` serves plain HTTP. With `PORTCULLIS_METRICS_LISTEN`, `/metrics` is served
+/// (plain HTTP) on that address alone, bound here first: an address that cannot be bound
+/// fails the start with an error naming the setting.
 pub async fn serve_with_tls(
     listener: tokio::net::TcpListener,
     state: state::AppState,
     tls: Option<http::tls::ServerTls>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
+    let metrics = match state.settings.observability.metrics_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("cannot listen on {addr} (PORTCULLIS_METRICS_LISTEN): {e}"),
+                    )
+                })
+                .and_then(TcpAcceptor::from_tokio)?,
+        ),
+        None => None,
+    };
+    let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics = metrics.map(|acceptor| {
+        let app = http::metrics::listener_app(state.metrics.clone());
+        tokio::spawn(async move {
+            let stopped = async {
+                let _ = metrics_stopped.await;
+            };
+            if let Err(e) = Server::new_with_acceptor(acceptor)
+                .run_with_graceful_shutdown(app, stopped, Some(SHUTDOWN_GRACE))
+                .await
+            {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        })
+    });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let duties = tokio::spawn(duties::Duties::new(state.clone()).run(async {
         let _ = stopped.await;
@@ -102,6 +134,10 @@ pub async fn serve_with_tls(
         }
     };
     let _ = stop.send(());
+    let _ = metrics_stop.send(());
     let _ = duties.await;
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
+    }
     result
 }

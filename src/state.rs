@@ -96,6 +96,8 @@ pub struct AppState {
     pub mail_sender: crate::mail::Sender,
     /// Registration with verification, password reset, credential changes.
     pub recovery: crate::ops::Recovery,
+    /// Renders the process's metrics (`GET /metrics`; see [`crate::metrics`]).
+    pub metrics: crate::metrics::Exporter,
 }
 
 /// Options for building the state.
@@ -136,11 +138,11 @@ fn instance_name() -> String {
 /// The configured store: Redis when `PORTCULLIS_REDIS_URL` is set, else in-process.
 pub async fn open_store(settings: &Settings, prefix: &str) -> Result<Arc<dyn Store>, StartError> {
     Ok(match &settings.store.redis_url {
-        Some(url) => Arc::new(
+        Some(url) => Arc::new(crate::metrics::store::MeteredStore::new(Arc::new(
             RedisStore::connect(url.expose_secret(), prefix)
                 .await
                 .map_err(StartError::Store)?,
-        ),
+        ))),
         None => Arc::new(MemoryStore::new()),
     })
 }
@@ -153,6 +155,7 @@ impl AppState {
             store_prefix,
             fall_back_to_memory,
         } = options;
+        let metrics = crate::metrics::install();
         let db = open_database(&settings.database.url).await?;
         let (store, store_is_shared) = match open_store(&settings, &store_prefix).await {
             Ok(store) => (store, settings.store.redis_url.is_some()),
@@ -272,7 +275,8 @@ impl AppState {
                 sign_ins.clone(),
                 users.clone(),
                 audit.clone(),
-            ),
+            )
+            .with_client_labels(settings.observability.metrics_client_labels),
             accounts: Accounts::new(
                 users.clone(),
                 roles.clone(),
@@ -303,6 +307,7 @@ impl AppState {
                 settings.accounts.require_verified_email,
             ),
             store_is_shared,
+            metrics,
             users,
             sign_ins,
             refresh,

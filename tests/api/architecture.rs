@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 /// The layer of a top-level module of src/, lowest first.
 fn layer(module: &str) -> usize {
     match module {
-        "store" | "db" | "config" | "domain" | "clock" | "crypto" => 0,
+        "store" | "db" | "config" | "domain" | "clock" | "crypto" | "metrics" => 0,
         "oauth" | "users" | "clients" | "keys" | "rbac" | "articles" | "abuse" | "audit"
         | "signins" | "sessions" | "mail" | "mfa" => 1,
         "ops" => 2,
