@@ -155,7 +155,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let settings = Settings::load(cli.config.as_deref())?;
-    crate::init_tracing(&settings.log);
+    crate::init_tracing(&settings.log, settings.observability.log_format);
     match command {
         Command::Openapi => Ok(()),
         Command::Serve => serve(settings).await,

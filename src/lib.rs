@@ -45,14 +45,24 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
-/// Sets up logging with `filter` (e.g. `info`, `portcullis=debug`); later calls are no-ops.
-pub fn init_tracing(filter: &str) {
+/// Sets up logging with `filter` (e.g. `info`, `portcullis=debug`) on standard error, as text
+/// or as one JSON object per line (`PORTCULLIS_LOG_FORMAT=json`) whose `span` and `spans`
+/// carry the fields of the enclosing spans, so every line of a request has its `request_id`.
+/// Later calls are no-ops.
+pub fn init_tracing(filter: &str, format: config::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        config::LogFormat::Text => builder.try_init(),
+        config::LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init(),
+    };
 }
 
 /// Serves the app on `listener` (over TLS when configured) until `shutdown` resolves, with the

@@ -1,6 +1,6 @@
 //! `GET /metrics`: the Prometheus text format, requests counted under their route templates,
 //! grants issued and refused with their reasons, the separate metrics listener, labels that
-//! never name a user.
+//! never name a user, and JSON log lines that carry the request id.
 //!
 //! The recorder is one per process and the tests run in parallel, so every check compares a
 //! series before and after the test's own requests (other tests only ever add to it), on
@@ -315,4 +315,66 @@ async fn a_duty_pass_refreshes_the_lease_key_and_outbox_gauges() {
             "`{series}` missing from\n{text}"
         );
     }
+}
+
+/// A `portcullis serve` process with JSON log lines: every line of a request carries the
+/// request id that its answer's `x-request-id` header names.
+#[tokio::test]
+async fn json_log_lines_carry_the_request_id() {
+    use std::io::Read as _;
+    use std::process::{Command, Stdio};
+
+    let dir = std::env::temp_dir().join(format!("portcullis-json-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("serve")
+        .current_dir(&dir)
+        .env_remove("PORTCULLIS_DATABASE_URL")
+        .env_remove("PORTCULLIS_REDIS_URL")
+        .env_remove("PORTCULLIS_CONFIG")
+        .env_remove("PORTCULLIS_MASTER_KEY")
+        .env("PORTCULLIS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("PORTCULLIS_ISSUER", &base)
+        .env("PORTCULLIS_BCRYPT_COST", "4")
+        .env("PORTCULLIS_LOG", "warn,portcullis::http::middleware=debug")
+        .env("PORTCULLIS_LOG_FORMAT", "json")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let request_id = loop {
+        assert!(child.try_wait().unwrap().is_none(), "the server exited");
+        if let Ok(resp) = http.get(format!("{base}/healthz")).send().await {
+            break resp.headers()["x-request-id"].to_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "the server did not come up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let done = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "request done" && l["span"]["request_id"] == request_id)
+        .unwrap_or_else(|| panic!("no `request done` line of {request_id} in\n{log}"));
+    assert_eq!(done["span"]["path"], "/healthz");
+    assert_eq!(done["spans"][0]["name"], "request");
+    assert_eq!(done["fields"]["status"], 200);
 }
