@@ -69,6 +69,30 @@ pub const DUTIES_LEASE: &str = "portcullis_duties_lease_held";
 /// `gauge{outbox}`: messages waiting to be delivered (neither sent nor given up on).
 pub const OUTBOX_DEPTH: &str = "portcullis_outbox_depth";
 
+/// Every metric above (the alerting rules and the dashboard in deploy/ name only these).
+pub const ALL: &[&str] = &[
+    BUILD_INFO,
+    HTTP_REQUESTS,
+    HTTP_DURATION,
+    GRANTS_ISSUED,
+    GRANTS_REFUSED,
+    REFRESH_REUSE,
+    LOCKOUTS,
+    LOCKED_ATTEMPTS,
+    RATE_LIMITED,
+    BCRYPT_QUEUE,
+    BCRYPT_WAIT,
+    BCRYPT_BUSY,
+    STORE_DURATION,
+    STORE_ERRORS,
+    DB_DURATION,
+    DB_ERRORS,
+    SIGNING_KEY_AGE,
+    SIGNING_KEY_ROTATION_DUE,
+    DUTIES_LEASE,
+    OUTBOX_DEPTH,
+];
+
 /// Latency buckets of the HTTP requests, in seconds.
 const HTTP_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,

@@ -378,3 +378,38 @@ async fn json_log_lines_carry_the_request_id() {
     assert_eq!(done["spans"][0]["name"], "request");
     assert_eq!(done["fields"]["status"], 200);
 }
+
+/// The alerting rules, their tests and the Grafana dashboard in deploy/ name only metrics
+/// Portcullis exports (a renamed metric would otherwise silently never alert), and the
+/// dashboard is valid JSON.
+#[test]
+fn deploy_files_name_only_exported_metrics() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let dashboard = std::fs::read_to_string(root.join("grafana/portcullis.json")).unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(&dashboard).expect("dashboard JSON");
+    assert_eq!(parsed["uid"], "portcullis");
+    for file in [
+        "prometheus/rules.yml",
+        "prometheus/rules.test.yml",
+        "grafana/portcullis.json",
+    ] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        let mut named = 0;
+        for (i, _) in text.match_indices("portcullis_") {
+            let name: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let base = ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(&name);
+            assert!(
+                portcullis::metrics::ALL.contains(&base),
+                "{file} names `{name}`, which Portcullis does not export"
+            );
+            named += 1;
+        }
+        assert!(named > 0, "{file} names no metric");
+    }
+}
