@@ -315,6 +315,11 @@ async fn a_duty_pass_refreshes_the_lease_key_and_outbox_gauges() {
             "`{series}` missing from\n{text}"
         );
     }
+    // With Redis, its operations are timed (the pass took the lease through it).
+    if std::env::var("PORTCULLIS_TEST_REDIS_URL").is_ok() {
+        let lease = r#"portcullis_store_operation_duration_seconds_count{operation="try_lock"}"#;
+        assert!(sample(&text, lease) >= 1.0, "{text}");
+    }
 }
 
 /// A `portcullis serve` process with JSON log lines: every line of a request carries the
