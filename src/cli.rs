@@ -224,7 +224,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let settings = Settings::load(cli.config.as_deref())?;
-    crate::init_tracing(&settings.log);
+    crate::init_tracing(&settings.log, settings.observability.log_format);
     match command {
         Command::Openapi => Ok(()),
         Command::Serve => serve(settings).await,
@@ -552,12 +552,18 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (PORTCULLIS_LISTEN)"))?;
+    // Where /metrics is served: the main listener, or PORTCULLIS_METRICS_LISTEN's.
+    let metrics_at = match state.settings.observability.metrics_listen {
+        Some(addr) => format!("http://{addr}/metrics"),
+        None => "/metrics".to_string(),
+    };
     tracing::info!(
         address = %listen,
         tls = state.settings.server.tls.is_some(),
         issuer = %state.settings.server.issuer,
         database = if state.settings.database.url.starts_with("sqlite:") { "sqlite" } else { "postgres" },
         store = if state.settings.store.redis_url.is_some() { "redis" } else { "in-process" },
+        metrics = %metrics_at,
         "portcullis is listening"
     );
     crate::serve_with_tls(listener, state, tls, shutdown_signal()).await?;

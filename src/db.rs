@@ -64,7 +64,9 @@ pub async fn open_database(url: &str) -> Result<DatabaseConnection, DbError> {
                 .foreign_keys(true)
                 .busy_timeout(std::time::Duration::from_secs(10))
         });
-    let db = Database::connect(options).await.map_err(DbError::Open)?;
+    let mut db = Database::connect(options).await.map_err(DbError::Open)?;
+    // Every statement's time and outcome (`portcullis_db_*`): sea-orm measures it anyway.
+    db.set_metric_callback(|info| crate::metrics::db_statement(info.elapsed, info.failed));
     Migrator::up(&db, None).await.map_err(DbError::Migration)?;
     Ok(db)
 }

@@ -109,7 +109,23 @@ impl Duties {
                 self.state.alerts.store_unavailable(&e.to_string()).await;
             }
         }
+        self.observe(&report).await;
         report
+    }
+
+    /// Refreshes the gauges a scrape must not compute itself: the lease, and the outbox depth
+    /// (one `COUNT` per pass; every instance reports it, so it survives a change of holder).
+    /// The signing key's age is set by the key reload at the start of the pass.
+    async fn observe(&self, report: &TickReport) {
+        crate::metrics::duties_lease(report.fence.is_some());
+        match self.state.outbox.depth().await {
+            Ok(depth) => crate::metrics::outbox_depth("mail", depth),
+            Err(e) => tracing::debug!(error = %e, "could not count the mail outbox"),
+        }
+        match self.state.alerts.webhooks().pending().await {
+            Ok(depth) => crate::metrics::outbox_depth("webhooks", depth),
+            Err(e) => tracing::debug!(error = %e, "could not count the webhook outbox"),
+        }
     }
 
     async fn shared_duties(&self, fence: u64, report: &mut TickReport) {

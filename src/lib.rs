@@ -20,6 +20,7 @@ pub mod duties;
 pub mod http;
 pub mod keys;
 pub mod mail;
+pub mod metrics;
 pub mod mfa;
 pub mod oauth;
 pub mod ops;
@@ -47,14 +48,24 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
-/// Sets up logging with `filter` (e.g. `info`, `portcullis=debug`); later calls are no-ops.
-pub fn init_tracing(filter: &str) {
+/// Sets up logging with `filter` (e.g. `info`, `portcullis=debug`) on standard error, as text
+/// or as one JSON object per line (`PORTCULLIS_LOG_FORMAT=json`) whose `span` and `spans`
+/// carry the fields of the enclosing spans, so every line of a request has its `request_id`.
+/// Later calls are no-ops.
+pub fn init_tracing(filter: &str, format: config::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        config::LogFormat::Text => builder.try_init(),
+        config::LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init(),
+    };
 }
 
 /// Serves the app on `listener` (over TLS when configured) until `shutdown` resolves, with the
@@ -78,13 +89,44 @@ pub async fn serve_on(
 }
 
 /// [`serve_on`] with the TLS files already loaded (the command line loads them before anything
-/// else runs); `None` serves plain HTTP.
+/// else runs); `None` serves plain HTTP. With `PORTCULLIS_METRICS_LISTEN`, `/metrics` is served
+/// (plain HTTP) on that address alone, bound here first: an address that cannot be bound
+/// fails the start with an error naming the setting.
 pub async fn serve_with_tls(
     listener: tokio::net::TcpListener,
     state: state::AppState,
     tls: Option<http::tls::ServerTls>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
+    let metrics = match state.settings.observability.metrics_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("cannot listen on {addr} (PORTCULLIS_METRICS_LISTEN): {e}"),
+                    )
+                })
+                .and_then(TcpAcceptor::from_tokio)?,
+        ),
+        None => None,
+    };
+    let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics = metrics.map(|acceptor| {
+        let app = http::metrics::listener_app(state.metrics.clone());
+        tokio::spawn(async move {
+            let stopped = async {
+                let _ = metrics_stopped.await;
+            };
+            if let Err(e) = Server::new_with_acceptor(acceptor)
+                .run_with_graceful_shutdown(app, stopped, Some(SHUTDOWN_GRACE))
+                .await
+            {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        })
+    });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let duties = tokio::spawn(duties::Duties::new(state.clone()).run(async {
         let _ = stopped.await;
@@ -105,6 +147,10 @@ pub async fn serve_with_tls(
         }
     };
     let _ = stop.send(());
+    let _ = metrics_stop.send(());
     let _ = duties.await;
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
+    }
     result
 }

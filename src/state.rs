@@ -105,6 +105,8 @@ pub struct AppState {
     pub upstream_sign_in: crate::ops::UpstreamSignIn,
     /// Upstream round trips (purged by the duties).
     pub upstreams: crate::upstream::Upstreams,
+    /// Renders the process's metrics (`GET /metrics`; see [`crate::metrics`]).
+    pub metrics: crate::metrics::Exporter,
 }
 
 /// Options for building the state.
@@ -145,11 +147,11 @@ fn instance_name() -> String {
 /// The configured store: Redis when `PORTCULLIS_REDIS_URL` is set, else in-process.
 pub async fn open_store(settings: &Settings, prefix: &str) -> Result<Arc<dyn Store>, StartError> {
     Ok(match &settings.store.redis_url {
-        Some(url) => Arc::new(
+        Some(url) => Arc::new(crate::metrics::store::MeteredStore::new(Arc::new(
             RedisStore::connect(url.expose_secret(), prefix)
                 .await
                 .map_err(StartError::Store)?,
-        ),
+        ))),
         None => Arc::new(MemoryStore::new()),
     })
 }
@@ -162,6 +164,7 @@ impl AppState {
             store_prefix,
             fall_back_to_memory,
         } = options;
+        let metrics = crate::metrics::install();
         let db = open_database(&settings.database.url).await?;
         let (store, store_is_shared) = match open_store(&settings, &store_prefix).await {
             Ok(store) => (store, settings.store.redis_url.is_some()),
@@ -306,7 +309,8 @@ impl AppState {
                 sign_ins.clone(),
                 users.clone(),
                 audit.clone(),
-            ),
+            )
+            .with_client_labels(settings.observability.metrics_client_labels),
             accounts: Accounts::new(
                 users.clone(),
                 roles.clone(),
@@ -342,6 +346,7 @@ impl AppState {
             upstreams,
             alerts,
             store_is_shared,
+            metrics,
             users,
             sign_ins,
             refresh,

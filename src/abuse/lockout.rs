@@ -101,6 +101,9 @@ impl Lockout {
             .store
             .lockout_attempt(&subject, &ip, &self.policy())
             .await?;
+        if counted == LockoutAttempt::Refused {
+            crate::metrics::locked_attempt_refused();
+        }
         Ok(Attempt {
             subject,
             ip,
@@ -114,10 +117,16 @@ impl Lockout {
         match attempt.counted {
             LockoutAttempt::Admitted {
                 lock: Some(lock), ..
-            } => LockoutState::AccountLocked(lock.period),
+            } => {
+                crate::metrics::account_locked();
+                LockoutState::AccountLocked(lock.period)
+            }
             LockoutAttempt::Admitted {
                 block: Some(block), ..
-            } => LockoutState::IpBlocked(block.period),
+            } => {
+                crate::metrics::address_blocked();
+                LockoutState::IpBlocked(block.period)
+            }
             LockoutAttempt::Admitted { .. } | LockoutAttempt::Refused => LockoutState::Counted,
         }
     }

@@ -121,6 +121,7 @@ impl RateLimiter {
         if decision.allowed {
             Ok(())
         } else {
+            crate::metrics::rate_limited(class.key());
             Err(Limited {
                 limit: quota.limit,
                 retry_after_secs: ceil_secs(decision.retry_after_ms).max(1),

@@ -12,6 +12,7 @@ mod alerts;
 mod database;
 mod keys;
 mod mail;
+mod observability;
 mod passwords;
 mod server;
 mod sessions;
@@ -31,6 +32,7 @@ pub use alerts::AlertSettings;
 pub use database::{DEFAULT_DATABASE_URL, DatabaseSettings};
 pub use keys::{KeySettings, KeyTimings, MasterKeySource, decode_master_key};
 pub use mail::{MailSettings, SmtpCredentials, SmtpSecurity, SmtpSettings};
+pub use observability::{LogFormat, ObservabilitySettings};
 pub use passwords::PasswordSettings;
 pub use server::{ServerSettings, TlsSettings};
 pub use sessions::SessionSettings;
@@ -176,6 +178,12 @@ pub struct RawSettings {
     pub alert_email: Option<String>,
     /// Whether webhook targets may be private or loopback addresses.
     pub webhook_allow_private: bool,
+    /// A separate listener (`address:port`) that alone serves `/metrics`.
+    pub metrics_listen: Option<String>,
+    /// Whether grant metrics carry the client id as a label.
+    pub metrics_client_labels: bool,
+    /// `text` or `json` log lines.
+    pub log_format: String,
 }
 
 impl Default for RawSettings {
@@ -231,6 +239,9 @@ impl Default for RawSettings {
             alert_rotation_grace: DurationSetting::Text("1h".into()),
             alert_email: None,
             webhook_allow_private: false,
+            metrics_listen: None,
+            metrics_client_labels: false,
+            log_format: "text".into(),
         }
     }
 }
@@ -249,6 +260,7 @@ pub struct Settings {
     pub mail: MailSettings,
     pub accounts: AccountSettings,
     pub alerts: AlertSettings,
+    pub observability: ObservabilitySettings,
     /// Log filter, e.g. `info` or `portcullis=debug`.
     pub log: String,
 }
@@ -296,6 +308,7 @@ impl RawSettings {
             mail: MailSettings::from_raw(&self, &server.issuer)?,
             accounts: AccountSettings::from_raw(&self)?,
             alerts: AlertSettings::from_raw(&self, &server.issuer)?,
+            observability: ObservabilitySettings::from_raw(&self, server.listen)?,
             server,
             tokens,
             keys,

@@ -73,10 +73,27 @@ pub fn openapi_json() -> String {
     api_service().spec()
 }
 
-/// The documented operations, from the same document `/openapi.json` serves.
+/// The paths served outside the OpenAPI document (the browser front end, the document
+/// itself, the metrics), for their labels in the metrics; `/docs` is a subtree.
+const UNDOCUMENTED_PATHS: &[&str] = &[
+    "/oauth/authorize",
+    "/oauth/end_session",
+    "/ui/login",
+    "/ui/login/mfa",
+    "/ui/consent",
+    "/ui/email/verify",
+    "/ui/password/forgot",
+    "/ui/password/reset",
+    ui::STYLESHEET_PATH,
+    "/openapi.json",
+    super::metrics::PATH,
+];
+
+/// The documented operations, from the same document `/openapi.json` serves, and the
+/// other routes' paths.
 fn documented_routes(api: &OpenApiService<Apis, ()>) -> routes::Routes {
     let doc = serde_json::from_str(&api.spec()).unwrap_or_default();
-    routes::Routes::from_document(&doc)
+    routes::Routes::from_document(&doc).with_paths(UNDOCUMENTED_PATHS, &["/docs"])
 }
 
 /// The whole HTTP application over the services and use cases of `state`. Each operation
@@ -122,7 +139,18 @@ pub fn app(state: AppState) -> impl Endpoint {
         upstream_sign_in: state.upstream_sign_in.clone(),
     };
     let alerts = state.alerts.clone();
-    Route::new()
+    // `/metrics` is here unless PORTCULLIS_METRICS_LISTEN moves it to a listener of its own.
+    let metrics = state
+        .settings
+        .observability
+        .metrics_listen
+        .is_none()
+        .then(|| super::metrics::endpoint(state.metrics.clone()));
+    let route = match metrics {
+        Some(endpoint) => Route::new().at(super::metrics::PATH, endpoint),
+        None => Route::new(),
+    };
+    route
         .at(
             "/oauth/authorize",
             get(browser::authorize).post(browser::authorize),

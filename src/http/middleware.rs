@@ -1,4 +1,6 @@
-//! Cross-cutting HTTP behaviour: a request id and tracing span per request, the body-size
+//! Cross-cutting HTTP behaviour: a request id and tracing span per request (every log line
+//! of the request carries the id), its count and latency in the metrics (by route template,
+//! see [`super::routes::Routes::label`]), the body-size
 //! limit, the JSON type check of request bodies and the `Allow` header of a 405 (both from
 //! the documented operations, see [`super::routes`]), error rendering (so no framework error
 //! ever reaches a client as plain text or a 500), `no-store` on OAuth responses, protective
@@ -62,11 +64,12 @@ pub async fn around<E: Endpoint>(
     let request_id = ids.next();
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let path = req.uri().path().to_string();
+    let method = req.method().clone();
     let oauth = path.starts_with("/oauth/");
     let span = tracing::info_span!(
         "request",
         request_id = %request_id,
-        method = %req.method(),
+        method = %method,
         path = %path,
     );
     async move {
@@ -92,6 +95,12 @@ pub async fn around<E: Endpoint>(
             },
         };
         let status = resp.status();
+        crate::metrics::http_request(
+            method.as_str(),
+            routes.label(&path),
+            status.as_u16(),
+            started.elapsed(),
+        );
         if status.is_server_error() {
             tracing::error!(status = status.as_u16(), "request failed");
         }

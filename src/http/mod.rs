@@ -14,6 +14,7 @@ pub mod cookies;
 pub mod cors;
 pub mod deps;
 pub mod guard;
+pub mod metrics;
 pub mod middleware;
 pub mod origin;
 pub mod problem;

@@ -2,6 +2,8 @@
 //! before a handler runs: the methods a path answers (the `Allow` header of a 405, RFC 9110
 //! §15.5.6) and the JSON types of an operation's request body.
 //!
+//! Also the route template a request is counted under in the metrics (see [`Routes::label`]).
+//!
 //! Built once from the OpenAPI document, so it cannot drift from the routes. The body check
 //! exists because poem-openapi reads a JSON number or boolean into a `String` field as text
 //! and `null` into an optional field as "absent"; the document promises strings and
@@ -12,8 +14,10 @@
 //! limit, the check runs before authentication: the document is public, so a 400 for a
 //! mistyped body tells an anonymous caller nothing it does not already say.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
+use ::metrics::SharedString;
 use poem::http::Method;
 use serde_json::{Map, Value};
 
@@ -21,6 +25,8 @@ use serde_json::{Map, Value};
 /// body schema of each method that takes one.
 #[derive(Debug)]
 struct DocumentedPath {
+    /// The path as documented, e.g. `/api/v1/admin/users/{id}`.
+    template: Arc<str>,
     segments: Vec<Option<String>>,
     allow: String,
     json_bodies: Vec<(Method, Value)>,
@@ -42,6 +48,11 @@ pub struct Routes {
     paths: Vec<DocumentedPath>,
     /// `components.schemas` of the document, for `$ref`s.
     schemas: Map<String, Value>,
+    /// Metric labels of the paths without parameters (documented or added with
+    /// [`Routes::with_paths`]), looked up before the templates are tried.
+    literal: HashMap<String, Arc<str>>,
+    /// Prefixes served by nested endpoints (e.g. `/docs`), labelled by the prefix.
+    prefixes: Vec<Arc<str>>,
 }
 
 impl Routes {
@@ -77,6 +88,7 @@ impl Routes {
                 }
             }
             paths.push(DocumentedPath {
+                template: Arc::from(template.as_str()),
                 segments: template
                     .split('/')
                     .map(|s| (!(s.starts_with('{') && s.ends_with('}'))).then(|| s.to_string()))
@@ -85,6 +97,11 @@ impl Routes {
                 json_bodies,
             });
         }
+        let literal = paths
+            .iter()
+            .filter(|p| p.segments.iter().all(Option::is_some))
+            .map(|p| (p.template.to_string(), p.template.clone()))
+            .collect();
         Self {
             paths,
             schemas: doc
@@ -92,6 +109,37 @@ impl Routes {
                 .and_then(Value::as_object)
                 .cloned()
                 .unwrap_or_default(),
+            literal,
+            prefixes: Vec::new(),
+        }
+    }
+
+    /// Adds routes served outside the document, for their metric labels only: exact paths,
+    /// and prefixes whose whole subtree is one label (`/docs` for `/docs/...`).
+    pub fn with_paths(mut self, exact: &[&str], prefixes: &[&str]) -> Self {
+        for path in exact {
+            self.literal.insert((*path).to_string(), Arc::from(*path));
+        }
+        self.prefixes.extend(prefixes.iter().map(|p| Arc::from(*p)));
+        self
+    }
+
+    /// The metric label of a request path: its route template (`/api/v1/admin/users/{id}`),
+    /// never the raw path, or [`crate::metrics::OTHER_ROUTE`] for a path no route serves, so
+    /// the labels stay few whatever is requested.
+    pub fn label(&self, path: &str) -> SharedString {
+        if let Some(label) = self.literal.get(path) {
+            return SharedString::from(label.clone());
+        }
+        if let Some(prefix) = self.prefixes.iter().find(|p| {
+            path.strip_prefix(p.as_ref())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        }) {
+            return SharedString::from(prefix.clone());
+        }
+        match self.find(path) {
+            Some(p) => SharedString::from(p.template.clone()),
+            None => SharedString::const_str(crate::metrics::OTHER_ROUTE),
         }
     }
 
@@ -333,6 +381,26 @@ mod tests {
         );
         assert!(r.takes_json(&Method::POST, "/things"));
         assert!(!r.takes_json(&Method::GET, "/things"));
+    }
+
+    #[test]
+    fn metric_labels_are_route_templates() {
+        let r = routes().with_paths(&["/ui/login"], &["/docs"]);
+        for (path, label) in [
+            ("/things", "/things"),
+            ("/things/42", "/things/{id}"),
+            ("/things/a%20b", "/things/{id}"),
+            ("/things/", "other"),
+            ("/things/42/more", "other"),
+            ("/ui/login", "/ui/login"),
+            ("/docs", "/docs"),
+            ("/docs/oauth-receiver.html", "/docs"),
+            ("/docsx", "other"),
+            ("/", "other"),
+            ("/users/alice", "other"),
+        ] {
+            assert_eq!(&*r.label(path), label, "{path}");
+        }
     }
 
     #[test]

@@ -226,10 +226,8 @@ impl KeyService {
     /// in (the private key is decrypted and parsed only when the signing key changed).
     /// Returns whether the ring changed. Cheap enough to run every few seconds.
     pub async fn reload(&self) -> Result<bool, KeyError> {
-        let horizon = self
-            .clock
-            .now()
-            .saturating_sub(secs(self.timing.retired_publication()));
+        let now = self.clock.now();
+        let horizon = now.saturating_sub(secs(self.timing.retired_publication()));
         let rows = signing_keys::Entity::find()
             .filter(signing_keys::Column::State.is_in(["next", "current", "retired"]))
             .order_by_asc(signing_keys::Column::CreatedAt)
@@ -242,6 +240,13 @@ impl KeyService {
             .collect();
         let loaded = self.ring.snapshot();
         let current = rows.iter().find(|row| row.state == "current");
+        if let Some(activated) = current.and_then(|row| row.activated_at) {
+            let age = now.saturating_sub(activated);
+            crate::metrics::signing_key(
+                age,
+                secs(self.timing.rotation_interval).saturating_sub(age),
+            );
+        }
         let unchanged = loaded.signing.as_ref().map(|k| k.kid.as_str())
             == current.map(|row| row.kid.as_str())
             && loaded

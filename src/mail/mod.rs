@@ -173,4 +173,14 @@ impl Outbox {
     pub async fn enqueue_alone(&self, mail: &Mail) -> Result<(), MailError> {
         self.enqueue(&self.db, mail).await
     }
+
+    /// How many messages wait: neither sent nor given up on (one `COUNT`, for the metrics).
+    pub async fn depth(&self) -> Result<u64, MailError> {
+        use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+        Ok(outbox::Entity::find()
+            .filter(outbox::Column::SentAt.is_null())
+            .filter(outbox::Column::FailedAt.is_null())
+            .count(&self.db)
+            .await?)
+    }
 }

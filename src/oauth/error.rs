@@ -25,6 +25,25 @@ pub enum ErrorCode {
     MfaRequired,
 }
 
+impl ErrorCode {
+    /// The code as it is written on the wire (`invalid_grant`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidClient => "invalid_client",
+            Self::InvalidGrant => "invalid_grant",
+            Self::UnauthorizedClient => "unauthorized_client",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidScope => "invalid_scope",
+            Self::UnsupportedTokenType => "unsupported_token_type",
+            Self::InvalidTarget => "invalid_target",
+            Self::TemporarilyUnavailable => "temporarily_unavailable",
+            Self::ServerError => "server_error",
+            Self::MfaRequired => "mfa_required",
+        }
+    }
+}
+
 /// The `mfa_token` of an `mfa_required` answer (never shown by `Debug`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct MfaToken(pub String);
@@ -94,6 +113,17 @@ impl OAuthError {
     /// Over a rate limit.
     pub fn too_many(limited: Limited) -> Self {
         Self::TooMany(limited)
+    }
+
+    /// Why, in a word from a fixed list (the metrics' `reason` label): the error code, or
+    /// `rate_limited`, `busy` or `mfa_required`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Refused { code, .. } => code.as_str(),
+            Self::TooMany(_) => "rate_limited",
+            Self::Busy => "busy",
+            Self::MfaRequired(_) => "mfa_required",
+        }
     }
 
     /// The RFC 6749 error code the answer carries.

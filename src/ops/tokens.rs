@@ -37,6 +37,8 @@ pub struct TokenOps {
     sign_ins: SignIns,
     users: UserService,
     audit: Audit,
+    /// Whether the grant metrics carry the client id (`PORTCULLIS_METRICS_CLIENT_LABELS`).
+    client_labels: bool,
 }
 
 impl TokenOps {
@@ -60,7 +62,14 @@ impl TokenOps {
             sign_ins,
             users,
             audit,
+            client_labels: false,
         }
+    }
+
+    /// Lets the grant metrics carry the authenticated client's id.
+    pub fn with_client_labels(mut self, on: bool) -> Self {
+        self.client_labels = on;
+        self
     }
 
     /// Identifies and authenticates the client, and counts the request against a confidential
@@ -82,11 +91,32 @@ impl TokenOps {
     }
 
     /// The token endpoint: the address's budget, the request parsed, the client, the grant.
+    /// Every answer is counted in the grant metrics, by grant type and, for a refusal, its
+    /// reason.
     pub async fn token(
         &self,
         origin: &Origin,
         presented: &PresentedCredentials<'_>,
         raw: &RawTokenForm<'_>,
+    ) -> Result<TokenResponse, OAuthError> {
+        let mut client_id = None;
+        let result = self.grant(origin, presented, raw, &mut client_id).await;
+        let grant_type = crate::metrics::grant_type_label(raw.grant_type);
+        let client = client_id.as_deref().filter(|_| self.client_labels);
+        match &result {
+            Ok(_) => crate::metrics::grant_issued(grant_type, client),
+            Err(e) => crate::metrics::grant_refused(grant_type, e.reason(), client),
+        }
+        result
+    }
+
+    /// [`Self::token`]'s work; `client_id` is set once the client is authenticated.
+    async fn grant(
+        &self,
+        origin: &Origin,
+        presented: &PresentedCredentials<'_>,
+        raw: &RawTokenForm<'_>,
+        client_id: &mut Option<String>,
     ) -> Result<TokenResponse, OAuthError> {
         if let Some(ip) = &origin.ip {
             self.limits
@@ -96,6 +126,7 @@ impl TokenOps {
         }
         let request = TokenRequest::parse(raw)?;
         let client = self.authenticate(presented).await?;
+        *client_id = Some(client.client_id.clone());
         let response = grants::handle(
             GrantContext {
                 grants: &self.grants,

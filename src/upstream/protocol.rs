@@ -293,8 +293,9 @@ impl Protocol {
                 .send()
         };
         let user: serde_json::Value = read_json(get("/user").await).await?;
-        let subject = match &user["id"] {
-            serde_json::Value::Number(n) => n.to_string(),
+        let field = |name: &str| user.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+        let subject = match user.get("id") {
+            Some(serde_json::Value::Number(n)) => n.to_string(),
             _ => return Err(UpstreamError::Invalid("the user has no id".into())),
         };
         let emails: serde_json::Value = read_json(get("/user/emails").await).await?;
@@ -302,14 +303,17 @@ impl Protocol {
             .as_array()
             .into_iter()
             .flatten()
-            .find(|e| e["primary"] == true && e["verified"] == true)
-            .and_then(|e| e["email"].as_str().map(str::to_owned));
+            .find(|e| {
+                e.get("primary").and_then(serde_json::Value::as_bool) == Some(true)
+                    && e.get("verified").and_then(serde_json::Value::as_bool) == Some(true)
+            })
+            .and_then(|e| e.get("email").and_then(|v| v.as_str()).map(str::to_owned));
         Ok(UpstreamUser {
             subject,
             email_verified: primary.is_some(),
             email: primary,
-            preferred_username: user["login"].as_str().map(str::to_owned),
-            name: user["name"].as_str().map(str::to_owned),
+            preferred_username: field("login"),
+            name: field("name"),
         })
     }
 }

@@ -8,6 +8,9 @@
 //! work when its turn comes. Unknown users are verified against a dummy hash of the same cost,
 //! so the answer takes the same time whether or not the account exists.
 //!
+//! The metrics show the pool's queue: `portcullis_bcrypt_queue_depth` (jobs admitted and not
+//! yet on a thread), `portcullis_bcrypt_wait_seconds` and `portcullis_bcrypt_busy_total`.
+//!
 //! bcrypt reads at most 72 bytes, so a 128-character password would be silently truncated.
 //! Passwords are therefore pre-hashed (base64 of SHA-256, 44 bytes) before bcrypt: every
 //! character counts and no NUL byte reaches bcrypt.
@@ -88,11 +91,16 @@ impl PasswordHasher {
         // the job, not to the request: it is given back on the pool thread when the job ends,
         // so a request that is cancelled (its client went away) cannot leave its job queued
         // behind a free slot.
-        let slot = Slot::take(&self.in_flight, self.max_in_flight).ok_or(HashError::Busy)?;
+        let Some(slot) = Slot::take(&self.in_flight, self.max_in_flight) else {
+            crate::metrics::bcrypt_busy();
+            return Err(HashError::Busy);
+        };
         let (done, result) = tokio::sync::oneshot::channel();
         let span = tracing::Span::current();
+        let queued = Queued::now();
         self.jobs
             .send(Box::new(move || {
+                queued.started();
                 // Nobody is waiting for the answer any more: skip the work.
                 if done.is_closed() {
                     return;
@@ -124,6 +132,31 @@ impl PasswordHasher {
             .run(move || bcrypt::verify(password, &hash).unwrap_or(false))
             .await?;
         Ok(ok && known)
+    }
+}
+
+/// A job in the queue, counted in the queue-depth gauge until a thread takes it (or the job
+/// is dropped unrun, when the pool closes).
+struct Queued(std::time::Instant, bool);
+
+impl Queued {
+    fn now() -> Self {
+        crate::metrics::bcrypt_queued();
+        Self(std::time::Instant::now(), true)
+    }
+
+    /// A thread took the job.
+    fn started(mut self) {
+        self.1 = false;
+        crate::metrics::bcrypt_started(self.0.elapsed());
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        if self.1 {
+            crate::metrics::bcrypt_dropped();
+        }
     }
 }
 

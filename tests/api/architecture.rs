@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 /// The layer of a top-level module of src/, lowest first.
 fn layer(module: &str) -> usize {
     match module {
-        "store" | "db" | "config" | "domain" | "clock" | "crypto" => 0,
+        "store" | "db" | "config" | "domain" | "clock" | "crypto" | "metrics" => 0,
         "oauth" | "users" | "clients" | "keys" | "rbac" | "articles" | "abuse" | "audit"
-        | "signins" | "sessions" | "mail" | "mfa" | "alerts" | "webhooks" => 1,
+        | "signins" | "sessions" | "mail" | "mfa" | "alerts" | "webhooks" | "upstream" => 1,
         "ops" => 2,
         "state" => 3,
         "http" | "cli" | "duties" | "crate" => 4,

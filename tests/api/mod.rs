@@ -19,6 +19,7 @@ mod file_modes;
 mod introspection;
 mod key_lifecycle;
 mod mail;
+mod metrics;
 mod mfa;
 mod openapi;
 mod recovery;

@@ -343,6 +343,7 @@ mod tests {
             username: "alice",
             client_name: Some("Example App"),
             error,
+            providers: &[],
         }
     }
 
@@ -374,6 +375,7 @@ mod tests {
                 username: value,
                 client_name: Some(value),
                 error: Some(LoginError::InvalidCredentials),
+                providers: &[],
             }),
             mfa(&MfaView {
                 csrf_token: value,

@@ -159,6 +159,7 @@ async fn replay(ctx: &GrantContext<'_>, replayed: Replayed) -> Result<TokenRespo
 async fn refused(ctx: &GrantContext<'_>, error: RefreshError) -> OAuthError {
     match error {
         RefreshError::Reused { family_id, user_id } => {
+            crate::metrics::refresh_reuse_detected();
             // The rotation revoked the family in the database; ending the sign-in through the
             // one place that ends sign-ins makes its access tokens stop working too.
             if let Err(e) = ctx.grants.sign_ins.end(&family_id, "reuse_detected").await {
