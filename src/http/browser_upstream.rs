@@ -42,9 +42,10 @@ fn failed(failure: &UpstreamFailure, return_to: Option<&str>) -> Response {
         UpstreamFailure::SignIn(_) => (StatusCode::FORBIDDEN, texts::UPSTREAM_BROKEN),
     };
     let back = return_to.filter(|r| authorize_query(r).is_some()).map(|r| {
-        let mut url = url::form_urlencoded::Serializer::new("/ui/login?".to_owned());
-        url.append_pair("return_to", r);
-        url.finish()
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("return_to", r)
+            .finish();
+        format!("/ui/login?{query}")
     });
     ui::html(
         status,

@@ -36,6 +36,8 @@ mod swagger;
 mod tls;
 mod token_endpoint;
 mod token_security;
+mod upstream;
+mod upstream_hostile;
 mod users;
 mod webhook_receiver;
 mod webhooks;
