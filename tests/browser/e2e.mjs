@@ -10,6 +10,8 @@
 //   E2E_ALICE_PASSWORD  alice's password (alice signs in)
 //   E2E_BOB_PASSWORD    bob's password (bob gets locked out)
 //   E2E_CAROL_PASSWORD  carol's password (carol authorizes Swagger UI)
+//   E2E_UPSTREAM_ISSUER a second Portcullis, the server's provider `google` (user gwen)
+//   E2E_GWEN_PASSWORD   gwen's password at that upstream
 //   E2E_CHROMIUM        the Chromium binary (default /usr/bin/chromium)
 //   E2E_TIMEOUT_MS      per-step timeout (default 20000)
 //
@@ -34,6 +36,8 @@ const CLIENT_ID = required('E2E_CLIENT_ID');
 const ALICE = { username: 'alice', password: required('E2E_ALICE_PASSWORD') };
 const BOB = { username: 'bob', password: required('E2E_BOB_PASSWORD') };
 const CAROL = { username: 'carol', password: required('E2E_CAROL_PASSWORD') };
+const UPSTREAM = required('E2E_UPSTREAM_ISSUER').replace(/\/+$/, '');
+const GWEN = { username: 'gwen', password: required('E2E_GWEN_PASSWORD') };
 const CHROMIUM = process.env.E2E_CHROMIUM || '/usr/bin/chromium';
 const TIMEOUT = Number.parseInt(process.env.E2E_TIMEOUT_MS || '20000', 10);
 
@@ -624,6 +628,64 @@ const scenarios = [
     assert.equal(me.username, CAROL.username, `Swagger UI shows: ${JSON.stringify(me)}`);
     await context.close();
   }],
+  ['Sign in with Google: the SPA, our sign-in page, the upstream Portcullis\'s, consent, back signed in', async () => {
+    const context = await newContext();
+    const page = await context.newPage();
+    await page.goto(`${SPA}/`);
+    await expectStatus(page, 'signed out');
+    await page.click('#signin');
+    await page.waitForURL((u) => isLoginPage(u));
+    const button = page.locator('form[action="/ui/upstream/google/start"] button');
+    assert.equal((await button.innerText()).trim(), 'Continue with Google', 'no Google button on the sign-in page');
+    await Promise.all([
+      page.waitForURL((u) => u.origin === new URL(UPSTREAM).origin && u.pathname === '/ui/login'),
+      button.click(),
+    ]);
+    await page.fill('#username', GWEN.username);
+    await page.fill('#password', GWEN.password);
+    await page.click('form[action="/ui/login"] button[type="submit"]');
+    // Back on our server: the consent page of the (third-party) SPA, for the new account.
+    const consent = page.locator('form[action="/ui/consent"]');
+    await consent.waitFor({ state: 'visible' });
+    assert.equal(new URL(page.url()).origin, ISSUER_ORIGIN, 'the consent page is not on the server');
+    await page.click('button[name="decision"][value="allow"]');
+    await page.waitForURL(`${SPA}/`);
+    await expectStatus(page, 'signed in');
+    assert.equal((await page.textContent('#username')).trim(), 'gwen');
+    const user = await storedUser(page);
+    const claims = decodeJwtPayload(user.id_token);
+    assert.deepEqual(claims.amr, ['fed'], `amr of a sign-in through an upstream: ${JSON.stringify(claims.amr)}`);
+    assert.equal(claims.email, 'gwen@example.com');
+    const identities = await getMe(user.access_token, '/api/v1/users/me/identities');
+    assert.equal(identities.status, 200, `GET /api/v1/users/me/identities: ${identities.text}`);
+    assert.equal(identities.json[0]?.provider_id, 'google', `identities: ${identities.text}`);
+    await context.close();
+  }],
+
+  ['Sign in with GitHub: our sign-in page, GitHub\'s authorize page, consent, back signed in as octocat', async () => {
+    const context = await newContext();
+    const page = await context.newPage();
+    await page.goto(`${SPA}/`);
+    await expectStatus(page, 'signed out');
+    await page.click('#signin');
+    await page.waitForURL((u) => isLoginPage(u));
+    await Promise.all([
+      page.waitForURL((u) => u.pathname === '/login/oauth/authorize'),
+      page.click('form[action="/ui/upstream/github/start"] button'),
+    ]);
+    const authorize = new URL(page.url()).searchParams;
+    assert.equal(authorize.get('code_challenge_method'), 'S256', 'PKCE towards GitHub');
+    assert.ok(authorize.get('state'), 'a state towards GitHub');
+    await page.click('#authorize');
+    const consent = page.locator('form[action="/ui/consent"]');
+    await consent.waitFor({ state: 'visible' });
+    await page.click('button[name="decision"][value="allow"]');
+    await page.waitForURL(`${SPA}/`);
+    await expectStatus(page, 'signed in');
+    assert.equal((await page.textContent('#username')).trim(), 'octocat');
+    await context.close();
+  }],
+
 ];
 
 // ---- runner -------------------------------------------------------------------------------

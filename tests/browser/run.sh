@@ -2,8 +2,10 @@
 # Browser end-to-end driver: start a throw-away Portcullis and the example SPA
 # (examples/spa), then let headless Chromium (playwright-core, tests/browser/e2e.mjs) sign in
 # through the authorization code flow with PKCE, refresh, list sessions, sign out, probe
-# the login page (wrong password, lockout, CSRF, clickjacking headers), and authorize Swagger
-# UI at /docs (the seeded client portcullis-spa, code flow with PKCE in a popup) to call the API.
+# the login page (wrong password, lockout, CSRF, clickjacking headers), authorize Swagger
+# UI at /docs (the seeded client portcullis-spa, code flow with PKCE in a popup) to call the API,
+# and sign in through upstream providers: a second Portcullis standing in for Google, and a
+# GitHub-shaped server (tests/browser/github.mjs).
 #
 # Usage: tests/browser/run.sh BIN        e.g. tests/browser/run.sh target/debug/portcullis
 #
@@ -49,6 +51,8 @@ export E2E_CHROMIUM="${E2E_CHROMIUM:-/usr/bin/chromium}"
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/portcullis-browser.XXXXXX")"
 SERVER_PID=""
 SPA_PID=""
+UP_PID=""
+GH_PID=""
 
 stop() {
     local pid="$1"
@@ -67,8 +71,10 @@ cleanup() {
     set +e
     stop "$SPA_PID"
     stop "$SERVER_PID"
+    stop "$UP_PID"
+    stop "$GH_PID"
     if [ "$rc" -ne 0 ]; then
-        for f in server spa; do
+        for f in server spa upstream github; do
             [ -s "$TMP/$f.log" ] || continue
             echo "---- last 60 lines of the $f log ----" >&2
             tail -n 60 "$TMP/$f.log" >&2
@@ -146,6 +152,39 @@ log "create public client spa-demo for $SPA_URL"
     --grant-types authorization_code,refresh_token --scopes "openid profile email" \
     --redirect-uri "$SPA_URL/callback.html" --post-logout-redirect-uri "$SPA_URL/" >/dev/null
 
+# ---- social sign-in: a second Portcullis as "Google", a GitHub-shaped server ------------
+# The upstream is addressed as localhost, the server as 127.0.0.1: two hosts, so the browser
+# keeps their cookies apart (cookies ignore ports).
+UP_PORT="$(free_port)"
+GH_PORT="$(free_port)"
+UP_URL="http://localhost:$UP_PORT"
+GWEN_PASSWORD="$(random_secret)"
+UP_SECRET="$(random_secret)"
+GH_SECRET="$(random_secret)"
+mkdir -m 0700 "$TMP/up-keys"
+up() {
+    PORTCULLIS_DATABASE_URL="sqlite://$TMP/up.db?mode=rwc" PORTCULLIS_KEYS_DIR="$TMP/up-keys" \
+        PORTCULLIS_LISTEN="127.0.0.1:$UP_PORT" PORTCULLIS_ISSUER="$UP_URL" "$BIN" "$@"
+}
+log "upstream Portcullis at $UP_URL: user gwen, client downstream"
+up migrate
+printf '%s' "$GWEN_PASSWORD" | up user create --username gwen --email gwen@example.com \
+    --password-stdin --email-verified >/dev/null
+up client create --client-id downstream --secret "$UP_SECRET" --grant-types authorization_code \
+    --scopes "openid profile email" --redirect-uri "$BASE_URL/ui/upstream/google/callback" \
+    --first-party >/dev/null
+log "identity providers google (the upstream Portcullis) and github (127.0.0.1:$GH_PORT)"
+printf '%s' "$UP_SECRET" | "$BIN" idp add --id google --kind oidc --display-name Google \
+    --issuer "$UP_URL" --client-id downstream --client-secret-stdin --allow-signup >/dev/null
+printf '%s' "$GH_SECRET" | "$BIN" idp add --id github --kind github --display-name GitHub \
+    --auth-base-url "http://127.0.0.1:$GH_PORT" --api-base-url "http://127.0.0.1:$GH_PORT" \
+    --client-id Iv1.portcullis --client-secret-stdin --allow-signup >/dev/null
+up serve >"$TMP/upstream.log" 2>&1 &
+UP_PID=$!
+GH_PORT="$GH_PORT" GH_CLIENT_ID=Iv1.portcullis GH_CLIENT_SECRET="$GH_SECRET" \
+    node "$HERE/github.mjs" >"$TMP/github.log" 2>&1 &
+GH_PID=$!
+
 log "starting $BIN serve on $BASE_URL"
 "$BIN" serve >"$TMP/server.log" 2>&1 &
 SERVER_PID=$!
@@ -162,6 +201,12 @@ until http_ok "$BASE_URL/healthz"; do
     sleep 0.3
 done
 log "server is up (pid $SERVER_PID)"
+until http_ok "$UP_URL/healthz"; do
+    kill -0 "$UP_PID" 2>/dev/null || die "the upstream server exited during start-up"
+    [ "$SECONDS" -lt "$deadline" ] || die "the upstream server is not healthy"
+    sleep 0.3
+done
+log "upstream is up (pid $UP_PID)"
 until http_ok "$SPA_URL/config.js"; do
     kill -0 "$SPA_PID" 2>/dev/null || die "the SPA server exited during start-up"
     [ "$SECONDS" -lt "$deadline" ] || die "the SPA server did not answer"
@@ -177,4 +222,6 @@ TMPDIR="$TMP" \
     E2E_ALICE_PASSWORD="$ALICE_PASSWORD" \
     E2E_BOB_PASSWORD="$BOB_PASSWORD" \
     E2E_CAROL_PASSWORD="$CAROL_PASSWORD" \
+    E2E_UPSTREAM_ISSUER="$UP_URL" \
+    E2E_GWEN_PASSWORD="$GWEN_PASSWORD" \
     node "$HERE/e2e.mjs"
