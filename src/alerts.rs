@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use entities::alerts;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{DatabaseConnection, EntityTrait, Set, TransactionTrait};
+use sea_orm::{DatabaseConnection, EntityTrait, Set};
 use serde_json::{Value, json};
 
 use crate::audit::{Audit, Event, EventType, Observer, Origin, Outcome};
@@ -204,7 +204,7 @@ impl Alerts {
         data.extend(alert.facts.clone());
         let event_type = format!("alert.{}", alert.rule.name());
         let payload = self.payload(&event_type, Value::Object(data.clone()));
-        let txn = inner.db.begin().await?;
+        let txn = crate::db::begin_write(&inner.db).await?;
         let inserted = alerts::Entity::insert(alerts::ActiveModel {
             key: Set(key.clone()),
             rule: Set(alert.rule.name().to_owned()),
