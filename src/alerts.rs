@@ -248,6 +248,7 @@ impl Alerts {
         }
         txn.commit().await?;
         tracing::warn!(rule = alert.rule.name(), subject = %alert.subject, summary = %alert.summary, "security alert raised");
+        crate::metrics::security_alert(alert.rule.name());
         inner
             .audit
             .record(
@@ -477,8 +478,32 @@ fn facts(pairs: &[(&str, Value)]) -> serde_json::Map<String, Value> {
         .collect()
 }
 
+/// The rules as the audit log's observer. It holds the rules weakly: the rules hold the audit
+/// log, and a strong reference back would keep both (and their database pools) alive forever.
+pub struct Watcher(std::sync::Weak<Inner>);
+
 #[async_trait::async_trait]
-impl Observer for Alerts {
+impl Observer for Watcher {
+    async fn observe(&self, origin: &Origin, event: &Event) {
+        if let Some(inner) = self.0.upgrade() {
+            Alerts { inner }.observe(origin, event).await;
+        }
+    }
+}
+
+impl Watcher {
+    /// Whether the rules it watches for are still alive (they die with the state).
+    pub fn watching(&self) -> bool {
+        self.0.strong_count() > 0
+    }
+}
+
+impl Alerts {
+    /// What the audit log is given to watch (see [`Watcher`]).
+    pub fn watcher(&self) -> Watcher {
+        Watcher(Arc::downgrade(&self.inner))
+    }
+
     async fn observe(&self, origin: &Origin, event: &Event) {
         let d = &event.details;
         let ip = json!(origin.ip);

@@ -245,7 +245,7 @@ impl AppState {
             settings.alerts.clone(),
             settings.server.issuer.clone(),
         );
-        audit.observe_with(Arc::new(alerts.clone()));
+        audit.observe_with(Arc::new(alerts.watcher()));
         let limits = RateLimiter::new(abuse.clone(), store.clone());
         let lockout = Lockout::new(abuse, store.clone());
         let roles = RoleService::new(db.clone());

@@ -68,6 +68,8 @@ pub const SIGNING_KEY_ROTATION_DUE: &str = "portcullis_signing_key_rotation_due_
 pub const DUTIES_LEASE: &str = "portcullis_duties_lease_held";
 /// `gauge{outbox}`: messages waiting to be delivered (neither sent nor given up on).
 pub const OUTBOX_DEPTH: &str = "portcullis_outbox_depth";
+/// `alerts`: security alerts raised (once per incident across instances), by rule.
+pub const SECURITY_ALERTS: &str = "portcullis_security_alerts_total";
 
 /// Every metric above (the alerting rules and the dashboard in deploy/ name only these).
 pub const ALL: &[&str] = &[
@@ -91,6 +93,7 @@ pub const ALL: &[&str] = &[
     SIGNING_KEY_ROTATION_DUE,
     DUTIES_LEASE,
     OUTBOX_DEPTH,
+    SECURITY_ALERTS,
 ];
 
 /// Latency buckets of the HTTP requests, in seconds.
@@ -193,6 +196,10 @@ fn describe() {
     describe_counter!(
         GRANTS_REFUSED,
         "Token requests refused, by grant type and reason (the OAuth error code, rate_limited, busy or mfa_required)."
+    );
+    describe_counter!(
+        SECURITY_ALERTS,
+        "Security alerts raised by the rules, by rule (counted by the instance that raised each; one per incident)."
     );
     describe_counter!(
         REFRESH_REUSE,
@@ -330,6 +337,11 @@ pub fn grant_refused(grant_type: &'static str, reason: &'static str, client: Opt
 /// An already-rotated refresh token was presented.
 pub fn refresh_reuse_detected() {
     counter!(REFRESH_REUSE).increment(1);
+}
+
+/// A security alert rule fired (`rule` is one of the fixed rule names).
+pub fn security_alert(rule: &'static str) {
+    counter!(SECURITY_ALERTS, "rule" => rule).increment(1);
 }
 
 /// A failed sign-in locked an account.

@@ -312,6 +312,20 @@ async fn alerts_are_mailed_to_the_operator_address() {
         mails[0].subject
     );
     assert!(mails[0].text_body.contains("203.0.113.0/24"));
+    // Counted for Prometheus, by rule.
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("portcullis_security_alerts_total{rule=\"credential_stuffing\"}"),
+        "{metrics}"
+    );
 }
 
 /// The attack of the "Done when": credential stuffing spread over two instances
@@ -341,4 +355,22 @@ async fn an_attack_on_two_instances_is_one_signed_alert_at_the_receiver() {
     assert_eq!(got[0].json["type"], "alert.credential_stuffing");
     assert_eq!(got[0].json["data"]["subject"], "203.0.113.0/24");
     assert_eq!(alerts(&a, "credential_stuffing").await.len(), 1);
+}
+
+/// The rules watch the audit log, which they also write to: the loop is weak, so a stopped
+/// instance frees its rules and with them its database pool (a strong loop kept every test
+/// instance's PostgreSQL connections open).
+#[tokio::test]
+async fn a_stopped_instance_frees_its_rules_and_their_database_pool() {
+    let app = spawn_app_with(setup).await;
+    let watcher = app.state.alerts.watcher();
+    assert!(watcher.watching());
+    drop(app);
+    for _ in 0..100 {
+        if !watcher.watching() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the alert rules outlived their instance");
 }
