@@ -149,6 +149,31 @@ fn warn_if_open_to_others(db: &Path) {
     }
 }
 
+/// How many statements a database connection (and its clones made after
+/// [`StatementCount::install`]) has sent. Each is one round trip to the database; a transaction
+/// adds its `BEGIN` and `COMMIT` (or `ROLLBACK`), which sea-orm does not report. Tests read it
+/// to hold the hot paths to their budget (docs/ARCHITECTURE.md, "Round trips").
+#[derive(Debug, Clone, Default)]
+pub struct StatementCount(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl StatementCount {
+    /// Counts every statement `db` sends from now on (set it before cloning the connection:
+    /// clones carry the counter they were made with).
+    pub fn install(db: &mut DatabaseConnection) -> Self {
+        let count = Self::default();
+        let counter = count.0.clone();
+        db.set_metric_callback(move |_| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        });
+        count
+    }
+
+    /// The statements so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// Begins a transaction that will write. On SQLite it takes the write lock at once
 /// (`BEGIN IMMEDIATE`), so a writer waits for a concurrent one (busy timeout) instead of
 /// failing with "database is locked" when it moves from reading to writing after another
