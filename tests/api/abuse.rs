@@ -594,6 +594,10 @@ async fn concurrent_guesses(
     for task in tasks {
         task.await.unwrap().assert_oauth_error(400, "invalid_grant");
     }
+    // Every instance's audit events are written before the caller reads them.
+    for app in apps {
+        app.state.audit.flush().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
