@@ -174,6 +174,29 @@ impl StatementCount {
     }
 }
 
+/// `a."col" AS "a_col", ...` for every column of `E`: a select list for hand-written joins,
+/// read back with `FromQueryResult::from_query_result(row, "a_")`.
+pub fn select_list<E: sea_orm::EntityTrait>(alias: &str) -> String {
+    use sea_orm::{IdenStatic, Iterable};
+    E::Column::iter()
+        .map(|c| {
+            let name = c.as_str();
+            format!("{alias}.\"{name}\" AS \"{alias}_{name}\"")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The placeholder of the first bind parameter on `db`'s backend (`$1` or `?`), for
+/// hand-written statements with one parameter.
+pub fn first_placeholder(db: &impl sea_orm::ConnectionTrait) -> &'static str {
+    if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        "$1"
+    } else {
+        "?"
+    }
+}
+
 /// Begins a transaction that will write. On SQLite it takes the write lock at once
 /// (`BEGIN IMMEDIATE`), so a writer waits for a concurrent one (busy timeout) instead of
 /// failing with "database is locked" when it moves from reading to writing after another

@@ -227,7 +227,12 @@ impl AppState {
         let audit = Audit::new(db.clone(), clock.clone());
         let limits = RateLimiter::new(abuse.clone(), store.clone());
         let lockout = Lockout::new(abuse, store.clone());
-        let roles = RoleService::new(db.clone());
+        let role_cache = crate::rbac::RoleCache::new(
+            db.clone(),
+            clock.clone(),
+            settings.keys.timing.reload_interval,
+        );
+        let roles = RoleService::new(db.clone(), role_cache.clone());
         let codes = crate::oauth::authorize::Codes::new(db.clone(), clock.clone());
         let grants = Grants {
             tokens: tokens.clone(),
@@ -240,6 +245,7 @@ impl AppState {
             codes: codes.clone(),
             require_verified_email: settings.accounts.require_verified_email,
             mfa: mfa.clone(),
+            roles: role_cache,
         };
 
         let mfa_ops = crate::ops::MfaOps::new(
