@@ -201,7 +201,7 @@ pub struct AuditFilter {
 const BATCH_MAX: usize = 256;
 
 /// How many recorded rows may wait for the writer before `record` waits for room.
-const QUEUE: usize = 8_192;
+const QUEUE: usize = 1_024;
 
 enum Job {
     Row(Box<audit_events::ActiveModel>),
