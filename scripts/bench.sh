@@ -9,9 +9,13 @@
 #   POST /oauth/token  client_credentials       (Basic auth)
 #   POST /oauth/introspect  of a JWT access token (Basic auth)
 #   POST /oauth/token  refresh_token            (rotating tokens, see scripts/wrk/refresh.lua)
+#   POST /oauth/token  authorization_code       (a signed-in browser's codes, made during the
+#                                                run and exchanged at once: scripts/wrk/code.lua)
 #   POST /oauth/token  password                 (bcrypt at BENCH_BCRYPT_COST, default 12)
-# plus the RS256 signing micro benchmark (`cargo bench --bench signing`), the ratio of the
-# client_credentials rate to the raw signing rate, and the server's peak RSS (VmHWM).
+# plus the RS256 signing micro benchmark (`cargo bench --bench signing`), the ratios of the
+# client_credentials, refresh and code-exchange rates to the raw signing rate of the same run,
+# the round trips of one refresh, password grant and code exchange (counted, not timed, by
+# tests/api/round_trips.rs on the same storage), and the server's peak RSS (VmHWM).
 # Results (Markdown summary + raw wrk output + server log) go to bench-results/<timestamp>/.
 #
 # Environment knobs:
@@ -21,6 +25,8 @@
 #   BENCH_BCRYPT_COST   bcrypt cost of the benchmarked user and of the server (default 12)
 #   BENCH_BIN           benchmark this binary instead of building target/release/portcullis
 #   BENCH_SKIP_SIGNING=1  skip `cargo bench --bench signing`
+#   BENCH_SKIP_ROUND_TRIPS=1  skip counting round trips (`cargo test --test tests round_trips`,
+#                       which for PostgreSQL creates scratch databases: the role needs CREATEDB)
 #   BENCH_LOG           server log filter (default warn: logging must not dominate)
 #   PORTCULLIS_DATABASE_URL / PORTCULLIS_REDIS_URL  "with PostgreSQL + Redis" variant
 set -euo pipefail
@@ -131,6 +137,7 @@ if [ -n "${PORTCULLIS_DATABASE_URL:-}" ]; then
     VARIANT="$VARIANT + $STORE"
     export PORTCULLIS_KEYS_DIR="${PORTCULLIS_KEYS_DIR:-$ROOT/keys}"
     CLIENT_ID="bench-$RUN_ID"
+    CODE_CLIENT_ID="bench-code-$RUN_ID"
     USER_NAME="bench-$RUN_ID"
     MINT_USER="bench-mint-$RUN_ID"
 else
@@ -139,6 +146,7 @@ else
     export PORTCULLIS_KEYS_DIR="$TMP/keys"
     mkdir -m 0700 "$PORTCULLIS_KEYS_DIR"
     CLIENT_ID="bench"
+    CODE_CLIENT_ID="bench-code"
     USER_NAME="bench"
     MINT_USER="bench-mint"
 fi
@@ -171,6 +179,18 @@ printf '%s' "$USER_PASSWORD" | PORTCULLIS_BCRYPT_COST="$BCRYPT_COST" \
 # mint the starting refresh tokens for the refresh benchmark quickly; it is not measured.
 printf '%s' "$MINT_PASSWORD" | PORTCULLIS_BCRYPT_COST=4 \
     "$BIN" user create --username "$MINT_USER" --email "$MINT_USER@bench.invalid" --password-stdin >/dev/null
+# A first-party public client for the code flow (no consent page), as an SPA would be.
+CODE_REDIRECT="http://127.0.0.1:9/cb"
+"$BIN" client create --client-id "$CODE_CLIENT_ID" --public \
+    --grant-types authorization_code,refresh_token --scopes "$SCOPE" \
+    --redirect-uri "$CODE_REDIRECT" --first-party >/dev/null
+
+if [ "${BENCH_SKIP_SIGNING:-0}" != "1" ]; then
+    log "cargo bench --bench signing (before the load runs)"
+    cargo bench --bench signing --no-run >/dev/null 2>&1 || true
+    "${PIN_SERVER[@]}" cargo bench --bench signing >"$OUT/signing-before.txt" 2>&1 \
+        || die "cargo bench --bench signing failed"
+fi
 
 log "starting server on $BASE (pinned: ${PIN_SERVER[*]:-none})"
 PORTCULLIS_BCRYPT_COST="$BCRYPT_COST" "${PIN_SERVER[@]}" "$BIN" serve >"$OUT/server.log" 2>&1 &
@@ -212,6 +232,17 @@ introspection="$(curl -sS -H "Authorization: $BASIC_AUTH" --data-urlencode "toke
 pw="$(token_request grant_type=password "username=$USER_NAME" "password=$USER_PASSWORD" "scope=$SCOPE")"
 [ -n "$(printf '%s' "$pw" | json_field access_token)" ] || die "password grant (benchmarked user) failed: $pw"
 
+# A browser signed in on the pages (by the cost-4 user), and its authorization request with a
+# PKCE challenge, for the code-exchange benchmark.
+CODE_VERIFIER="$(random_secret)"
+CODE_CHALLENGE="$(python3 -c 'import base64, hashlib, sys; print(base64.urlsafe_b64encode(hashlib.sha256(sys.argv[1].encode()).digest()).rstrip(b"=").decode())' "$CODE_VERIFIER")"
+python3 "$ROOT/scripts/wrk/browser_sign_in.py" "$BASE" "$CODE_CLIENT_ID" "$CODE_REDIRECT" \
+    "$SCOPE" "$MINT_USER" "$MINT_PASSWORD" "$CODE_CHALLENGE" >"$TMP/browser.txt" \
+    || die "browser sign-in for the code flow failed"
+BENCH_COOKIE="$(sed -n 1p "$TMP/browser.txt")"
+BENCH_AUTHORIZE_PATH="$(sed -n 2p "$TMP/browser.txt")"
+BENCH_CODE_FORM="grant_type=authorization_code&client_id=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$CODE_CLIENT_ID")&redirect_uri=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$CODE_REDIRECT")&code_verifier=$CODE_VERIFIER"
+
 ETAG="$(curl -sS -D - -o /dev/null "$BASE/.well-known/jwks.json" \
     | awk 'tolower($1) == "etag:" { sub(/\r$/, ""); sub(/^[^:]*:[ \t]*/, ""); print; exit }')"
 if [ -n "$ETAG" ]; then
@@ -252,6 +283,9 @@ run() { # run NAME URL [wrk args...]
     log "wrk: $name"
     "${PIN_WRK[@]}" "${WRK[@]}" "$@" "$url" >"$file" 2>&1 || die "wrk failed for $name (see $file)"
     printf '%s\t%s\n' "$name" "$(parse_wrk "$file")" >>"$ROWS"
+    # The server's peak RSS so far, to tell which run raised it.
+    awk -v name="$name" '/^VmHWM:/ { printf "%s: %.1f MiB\n", name, $2 / 1024 }' \
+        "/proc/$SERVER_PID/status" >>"$OUT/peak-rss.txt" 2>/dev/null || true
 }
 
 run "GET /.well-known/jwks.json" "$BASE/.well-known/jwks.json"
@@ -267,6 +301,8 @@ BENCH_BODY="token=$ACCESS_TOKEN&token_type_hint=access_token" \
     run "POST /oauth/introspect (JWT access token)" "$BASE/oauth/introspect" -s "$ROOT/scripts/wrk/form_post.lua"
 BENCH_REFRESH_TOKENS="$TMP/refresh_tokens.txt" \
     run "POST /oauth/token refresh_token (rotating)" "$BASE/oauth/token" -s "$ROOT/scripts/wrk/refresh.lua"
+BENCH_COOKIE="$BENCH_COOKIE" BENCH_AUTHORIZE_PATH="$BENCH_AUTHORIZE_PATH" BENCH_CODE_FORM="$BENCH_CODE_FORM" \
+    run "GET /oauth/authorize + POST /oauth/token authorization_code (pairs)" "$BASE/oauth/token" -s "$ROOT/scripts/wrk/code.lua"
 BENCH_BODY="grant_type=password&username=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$USER_NAME")&password=$USER_PASSWORD&scope=articles%3Aread" \
     run "POST /oauth/token password (bcrypt cost $BCRYPT_COST)" "$BASE/oauth/token" -s "$ROOT/scripts/wrk/form_post.lua"
 
@@ -289,22 +325,62 @@ fi
 stop_server
 
 # ---- signing micro benchmark ----------------------------------------------------------------
+# Run before the server starts and again after it stopped, on the server's core: on a shared
+# host the rate moves, so the ratios below use the mean of the two and both are reported.
 SIGN_RATE="n/a"
+SIGN_BEFORE="n/a"
+SIGN_AFTER="n/a"
+signing_rate() { # signing_rate FILE -> rs256_sign_per_sec
+    "${PIN_SERVER[@]}" cargo bench --bench signing >"$1" 2>&1 || die "cargo bench --bench signing failed"
+    awk -F': *' '/^rs256_sign_per_sec:/ { print $2; exit }' "$1"
+}
 if [ "${BENCH_SKIP_SIGNING:-0}" != "1" ]; then
-    log "cargo bench --bench signing"
-    cargo bench --bench signing --no-run >/dev/null 2>&1 || true
-    "${PIN_SERVER[@]}" cargo bench --bench signing 2>&1 | tee "$OUT/signing.txt" >&2 \
-        || die "cargo bench --bench signing failed"
-    SIGN_RATE="$(awk -F': *' '/^rs256_sign_per_sec:/ { print $2; exit }' "$OUT/signing.txt")"
-    SIGN_RATE="${SIGN_RATE:-n/a}"
+    log "cargo bench --bench signing (after the load runs)"
+    SIGN_AFTER="$(signing_rate "$OUT/signing.txt")"
+    SIGN_BEFORE="$(awk -F': *' '/^rs256_sign_per_sec:/ { print $2; exit }' "$OUT/signing-before.txt" 2>/dev/null || true)"
+    SIGN_RATE="$(python3 -c '
+import sys
+rates = [float(r) for r in sys.argv[1:] if r.replace(".", "", 1).isdigit()]
+print(f"{sum(rates) / len(rates):.0f}" if rates else "n/a")' "${SIGN_BEFORE:-}" "${SIGN_AFTER:-}")"
 fi
-CC_RATE="$(awk -F'\t' '$1 == "POST /oauth/token client_credentials" { print $2 }' "$ROWS")"
-RATIO="$(python3 -c '
+ratio() { # ratio RATE SIGN_RATE
+    python3 -c '
 import sys
 try:
     print(f"{float(sys.argv[1]) / float(sys.argv[2]):.2f}")
 except (ValueError, ZeroDivisionError):
-    print("n/a")' "${CC_RATE:-n/a}" "$SIGN_RATE")"
+    print("n/a")' "${1:-n/a}" "${2:-n/a}"
+}
+CC_RATE="$(awk -F'\t' '$1 == "POST /oauth/token client_credentials" { print $2 }' "$ROWS")"
+REFRESH_RATE="$(awk -F'\t' '$1 == "POST /oauth/token refresh_token (rotating)" { print $2 }' "$ROWS")"
+CODE_RATE="$(awk -F': *' '/^code exchanges per second:/ { print $2; exit }' "$OUT"/wrk-*authorization_code*.txt 2>/dev/null || true)"
+INTROSPECT_RATE="$(awk -F'\t' '$1 == "POST /oauth/introspect (JWT access token)" { print $2 }' "$ROWS")"
+JWKS_RATE="$(awk -F'\t' '$1 == "GET /.well-known/jwks.json" { print $2 }' "$ROWS")"
+RATIO="$(ratio "$CC_RATE" "$SIGN_RATE")"
+REFRESH_RATIO="$(ratio "$REFRESH_RATE" "$SIGN_RATE")"
+CODE_RATIO="$(ratio "$CODE_RATE" "$SIGN_RATE")"
+INTROSPECT_RATIO="$(ratio "$INTROSPECT_RATE" "$JWKS_RATE")"
+
+# ---- round trips, counted ------------------------------------------------------------------
+# tests/api/round_trips.rs counts the statements sent to the database and the calls made to
+# the store by one request of each kind, on the storage of this run.
+ROUND_TRIPS="not counted (BENCH_SKIP_ROUND_TRIPS=1)"
+if [ "${BENCH_SKIP_ROUND_TRIPS:-0}" != "1" ]; then
+    log "cargo test --test tests round_trips"
+    (
+        unset PORTCULLIS_TEST_DATABASE_URL PORTCULLIS_TEST_REDIS_URL
+        case "$PORTCULLIS_DATABASE_URL" in
+            postgres*) export PORTCULLIS_TEST_DATABASE_URL="$PORTCULLIS_DATABASE_URL" ;;
+        esac
+        [ -z "${PORTCULLIS_REDIS_URL:-}" ] || export PORTCULLIS_TEST_REDIS_URL="$PORTCULLIS_REDIS_URL"
+        cargo test --test tests round_trips -- --nocapture --test-threads 1
+    ) >"$OUT/round_trips.txt" 2>&1 || log "warning: counting round trips failed (see round_trips.txt)"
+    # libtest prints a test's output on the line of its name: find the figures anywhere.
+    ROUND_TRIPS="$(grep -oE '(refresh|password|code exchange|client_credentials|introspection): Trips \{ db: [0-9]+, store: [0-9]+ \}' "$OUT/round_trips.txt" \
+        | sed -E 's/: Trips \{ db: ([0-9]+), store: ([0-9]+) \}/: \1 database statements + \2 store calls/' \
+        | paste -sd ';' - | sed 's/;/; /g')"
+    ROUND_TRIPS="${ROUND_TRIPS:-n/a (see round_trips.txt)}"
+fi
 
 # ---- report --------------------------------------------------------------------------------
 SUMMARY="$OUT/summary.md"
@@ -322,12 +398,17 @@ SUMMARY="$OUT/summary.md"
         echo "| $name | $rps | $p50 | $p99 | $errors |"
     done <"$ROWS"
     echo
-    echo "- raw RS256 signing rate (cargo bench --bench signing, one core): $SIGN_RATE /s"
+    echo "- raw RS256 signing rate (cargo bench --bench signing, on the server's core): $SIGN_RATE /s (mean of $SIGN_BEFORE before and $SIGN_AFTER after the load runs)"
+    echo "- RS256 verification with the key parsed once (the server's path): $(awk -F': *' '/^rs256_verify_preparsed_per_sec:/ { print $2; exit }' "$OUT/signing.txt" 2>/dev/null)/s; through jsonwebtoken: $(awk -F': *' '/^rs256_verify_per_sec:/ { print $2; exit }' "$OUT/signing.txt" 2>/dev/null)/s"
     echo "- client_credentials rate / raw signing rate: $RATIO"
-    echo "- server peak RSS (VmHWM): $PEAK_RSS"
+    echo "- refresh rate / raw signing rate: $REFRESH_RATIO"
+    echo "- code exchanges: ${CODE_RATE:-n/a}/s (each after its own GET /oauth/authorize in the same run); / raw signing rate: $CODE_RATIO"
+    echo "- introspection rate / JWKS rate: $INTROSPECT_RATIO"
+    echo "- round trips per request (tests/api/round_trips.rs on this storage; a transaction adds BEGIN and COMMIT on SQLite): $ROUND_TRIPS"
+    echo "- server peak RSS (VmHWM): $PEAK_RSS (after each run: $(paste -sd ';' "$OUT/peak-rss.txt" 2>/dev/null | sed 's/;/; /g'))"
     echo
     echo "errors = non-2xx/3xx responses + socket errors (connect, read, write, timeout)."
-    grep -h '^refresh pool:' "$OUT"/wrk-*.txt 2>/dev/null | sed 's/^/- /' || true
+    grep -h '^refresh pool:\|^code flow:' "$OUT"/wrk-*.txt 2>/dev/null | sed 's/^/- /' || true
 } >"$SUMMARY"
 
 cat "$SUMMARY"

@@ -4,6 +4,12 @@
 //! Events go to the `audit_events` table and, as structured `tracing` events with target
 //! `audit`, to the log stream, so an alerting pipeline can follow either. Event types are an
 //! enum with stable string names: add variants, never rename them.
+//!
+//! Rows are written off the request path: [`Audit::record`] hands the row to one writer task
+//! per instance, which inserts whatever has queued up in one multi-row `INSERT` (in the order
+//! recorded). [`Audit::flush`] waits until every row recorded before it is written; reading
+//! the log ([`Audit::list`]) and shutting down (`serve_with_tls`, the command line) flush
+//! first, so nothing recorded is lost or missing from what a reader sees.
 
 use entities::audit_events;
 use sea_orm::{
@@ -231,27 +237,61 @@ pub trait Observer: Send + Sync {
     async fn observe(&self, origin: &Origin, event: &Event);
 }
 
+/// The most rows one `INSERT` carries (nine columns each: far below PostgreSQL's limit of
+/// 65,535 bind parameters).
+const BATCH_MAX: usize = 256;
+
+/// How many recorded rows may wait for the writer before `record` waits for room.
+const QUEUE: usize = 1_024;
+
+enum Job {
+    Row(Box<audit_events::ActiveModel>),
+    /// Answered once every row queued before it is written.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
 #[derive(Clone)]
 pub struct Audit {
     db: DatabaseConnection,
     clock: SharedClock,
     observer: Arc<OnceLock<Arc<dyn Observer>>>,
+    /// The writer task's queue; `None` outside a runtime (rows are then written in place).
+    writer: Option<tokio::sync::mpsc::Sender<Job>>,
 }
 
 impl Audit {
+    /// The audit log of `db`. Inside a tokio runtime this starts the writer task, which ends
+    /// when the last clone of this `Audit` is dropped.
     pub fn new(db: DatabaseConnection, clock: SharedClock) -> Self {
+        let writer = tokio::runtime::Handle::try_current().ok().map(|runtime| {
+            let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);
+            runtime.spawn(write_batches(db.clone(), rx));
+            tx
+        });
         Self {
             db,
             clock,
             observer: Arc::default(),
+            writer,
         }
     }
 
     /// Shows every event recorded from now on, by this log and its clones, to `observer`
-    /// once it is stored. The first observer set stays.
+    /// (as it is recorded, before its row is written). The first observer set stays.
     pub fn observe_with(&self, observer: Arc<dyn Observer>) {
         if self.observer.set(observer).is_err() {
             tracing::warn!("the audit log already has an observer");
+        }
+    }
+
+    /// Waits until every event recorded before this call is in the database (or has failed
+    /// to be written, which is logged).
+    pub async fn flush(&self) {
+        if let Some(writer) = &self.writer {
+            let (done, written) = tokio::sync::oneshot::channel();
+            if writer.send(Job::Flush(done)).await.is_ok() {
+                let _ = written.await;
+            }
         }
     }
 
@@ -264,6 +304,8 @@ impl Audit {
         limit: u64,
     ) -> Result<(Vec<audit_events::Model>, bool), sea_orm::DbErr> {
         use audit_events::Column;
+        // A reader sees every event recorded before it asked.
+        self.flush().await;
         let mut select = audit_events::Entity::find().order_by_desc(Column::Id);
         if let Some(t) = &filter.event_type {
             select = select.filter(Column::EventType.eq(t.clone()));
@@ -289,8 +331,9 @@ impl Audit {
         Ok((rows, more))
     }
 
-    /// Records `event`. A failure to write is logged loudly but does not fail the request that
-    /// caused it (the log line still carries the event).
+    /// Records `event`. The row is written by the writer task (see the module docs); a failure
+    /// to write is logged loudly but does not fail the request that caused it (the log line
+    /// still carries the event).
     pub async fn record(&self, origin: &Origin, event: Event) {
         tracing::info!(
             target: "audit",
@@ -314,11 +357,68 @@ impl Audit {
             details: Set(event.details.to_string()),
             ..Default::default()
         };
-        if let Err(e) = row.insert(&self.db).await {
+        let unqueued = match &self.writer {
+            Some(writer) => match writer.send(Job::Row(Box::new(row))).await {
+                Ok(()) => None,
+                // The writer is gone (the runtime is shutting down): write it here.
+                Err(tokio::sync::mpsc::error::SendError(Job::Row(row))) => Some(*row),
+                Err(_) => None,
+            },
+            None => Some(row),
+        };
+        if let Some(row) = unqueued
+            && let Err(e) = row.insert(&self.db).await
+        {
             tracing::error!(error = %e, "audit event could not be stored");
         }
         if let Some(observer) = self.observer.get() {
             observer.observe(origin, &event).await;
+        }
+    }
+}
+
+/// The writer task: takes what has queued up (at most [`BATCH_MAX`] rows), writes it in one
+/// `INSERT`, then answers the flushes that were waiting behind those rows.
+async fn write_batches(db: DatabaseConnection, mut queue: tokio::sync::mpsc::Receiver<Job>) {
+    let mut rows = Vec::with_capacity(BATCH_MAX);
+    let mut flushes = Vec::new();
+    while let Some(job) = queue.recv().await {
+        let mut next = Some(job);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Row(row) => rows.push(*row),
+                Job::Flush(done) => flushes.push(done),
+            }
+            if rows.len() < BATCH_MAX {
+                next = queue.try_recv().ok();
+            }
+        }
+        if !rows.is_empty() {
+            insert_batch(&db, std::mem::take(&mut rows)).await;
+        }
+        for done in flushes.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Inserts `rows` in one statement; if that fails, one by one, so one bad row costs only
+/// itself.
+async fn insert_batch(db: &DatabaseConnection, rows: Vec<audit_events::ActiveModel>) {
+    if rows.len() > 1 {
+        match audit_events::Entity::insert_many(rows.clone())
+            .exec(db)
+            .await
+        {
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, rows = rows.len(), "audit batch failed; writing its rows one by one")
+            }
+        }
+    }
+    for row in rows {
+        if let Err(e) = row.insert(db).await {
+            tracing::error!(error = %e, "audit event could not be stored");
         }
     }
 }

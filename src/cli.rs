@@ -242,7 +242,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 ..BuildOptions::for_settings(&settings)
             };
             let state = AppState::build(settings, options).await?;
-            operate(&state, command).await
+            let result = operate(&state, command).await;
+            // The audit events of the command are written before the process ends.
+            state.audit.flush().await;
+            result
         }
     }
 }

@@ -151,6 +151,56 @@ fn warn_if_open_to_others(db: &Path) {
     }
 }
 
+/// How many statements a database connection (and its clones made after
+/// [`StatementCount::install`]) has sent. Each is one round trip to the database; a transaction
+/// adds its `BEGIN` and `COMMIT` (or `ROLLBACK`), which sea-orm does not report. Tests read it
+/// to hold the hot paths to their budget (docs/ARCHITECTURE.md, "Round trips").
+#[derive(Debug, Clone, Default)]
+pub struct StatementCount(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl StatementCount {
+    /// Counts every statement `db` sends from now on (set it before cloning the connection:
+    /// clones carry the counter they were made with).
+    pub fn install(db: &mut DatabaseConnection) -> Self {
+        let count = Self::default();
+        let counter = count.0.clone();
+        // It replaces the callback `open_database` set: record the metrics here too.
+        db.set_metric_callback(move |info| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            crate::metrics::db_statement(info.elapsed, info.failed);
+        });
+        count
+    }
+
+    /// The statements so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// `a."col" AS "a_col", ...` for every column of `E`: a select list for hand-written joins,
+/// read back with `FromQueryResult::from_query_result(row, "a_")`.
+pub fn select_list<E: sea_orm::EntityTrait>(alias: &str) -> String {
+    use sea_orm::{IdenStatic, Iterable};
+    E::Column::iter()
+        .map(|c| {
+            let name = c.as_str();
+            format!("{alias}.\"{name}\" AS \"{alias}_{name}\"")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The placeholder of the first bind parameter on `db`'s backend (`$1` or `?`), for
+/// hand-written statements with one parameter.
+pub fn first_placeholder(db: &impl sea_orm::ConnectionTrait) -> &'static str {
+    if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        "$1"
+    } else {
+        "?"
+    }
+}
+
 /// Begins a transaction that will write. On SQLite it takes the write lock at once
 /// (`BEGIN IMMEDIATE`), so a writer waits for a concurrent one (busy timeout) instead of
 /// failing with "database is locked" when it moves from reading to writing after another

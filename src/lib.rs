@@ -132,6 +132,7 @@ pub async fn serve_with_tls(
         let _ = stopped.await;
     }));
     let acceptor = TcpAcceptor::from_tokio(listener)?;
+    let state_audit = state.audit.clone();
     let app = http::app(state);
     let result = match tls {
         // The same listener speaks HTTPS.
@@ -152,5 +153,7 @@ pub async fn serve_with_tls(
     if let Some(metrics) = metrics {
         let _ = metrics.await;
     }
+    // Every audit event recorded is written before the process goes.
+    state_audit.flush().await;
     result
 }

@@ -22,7 +22,7 @@ use crate::oauth::tokens::TokenService;
 use crate::ops::{Accounts, ClientAdmin, KeyAdmin, Readiness, TokenOps};
 use crate::rbac::{AuthorityService, RoleService};
 use crate::signins::SignIns;
-use crate::store::{MemoryStore, RedisStore, Store};
+use crate::store::{CallCount, CountingStore, MemoryStore, RedisStore, Store};
 use crate::users::{PasswordHasher, UserService};
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +66,10 @@ pub struct AppState {
     pub roles: RoleService,
     /// Recording and ending sign-ins (every user token belongs to one).
     pub sign_ins: SignIns,
+    /// Statements sent to the database and calls made to the store: round trips, which
+    /// tests count (docs/ARCHITECTURE.md, "Round trips").
+    pub db_statements: crate::db::StatementCount,
+    pub store_calls: CallCount,
     /// This instance's name as a holder of the background-duty lease (`pid<pid>-<random>`).
     pub instance: Arc<str>,
     /// Whether the store is the shared Redis (false: in-process, also when Redis could not be
@@ -165,7 +169,8 @@ impl AppState {
             fall_back_to_memory,
         } = options;
         let metrics = crate::metrics::install();
-        let db = open_database(&settings.database.url).await?;
+        let mut db = open_database(&settings.database.url).await?;
+        let db_statements = crate::db::StatementCount::install(&mut db);
         let (store, store_is_shared) = match open_store(&settings, &store_prefix).await {
             Ok(store) => (store, settings.store.redis_url.is_some()),
             Err(e) if fall_back_to_memory => {
@@ -174,6 +179,8 @@ impl AppState {
             }
             Err(e) => return Err(e),
         };
+        let (store, store_calls) = CountingStore::new(store);
+        let store: Arc<dyn Store> = Arc::new(store);
         let master = Arc::new(load_master_key(&settings.keys)?);
         let csrf_key = Arc::new(master.hmac_key(b"portcullis csrf v1")?);
         let ring = KeyRing::default();
@@ -248,7 +255,12 @@ impl AppState {
         audit.observe_with(Arc::new(alerts.watcher()));
         let limits = RateLimiter::new(abuse.clone(), store.clone());
         let lockout = Lockout::new(abuse, store.clone());
-        let roles = RoleService::new(db.clone());
+        let role_cache = crate::rbac::RoleCache::new(
+            db.clone(),
+            clock.clone(),
+            settings.keys.timing.reload_interval,
+        );
+        let roles = RoleService::new(db.clone(), role_cache.clone());
         let codes = crate::oauth::authorize::Codes::new(db.clone(), clock.clone());
         let grants = Grants {
             tokens: tokens.clone(),
@@ -261,6 +273,7 @@ impl AppState {
             codes: codes.clone(),
             require_verified_email: settings.accounts.require_verified_email,
             mfa: mfa.clone(),
+            roles: role_cache,
         };
 
         let mfa_ops = crate::ops::MfaOps::new(
@@ -347,6 +360,8 @@ impl AppState {
             alerts,
             store_is_shared,
             metrics,
+            db_statements,
+            store_calls,
             users,
             sign_ins,
             refresh,

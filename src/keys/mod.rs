@@ -7,5 +7,7 @@ mod ring;
 mod service;
 
 pub use self::master::{MasterKeyError, load_master_key};
-pub use self::ring::{KeyRing, KeySet, PublicJwk, SignError, SigningKey, sign_with};
+pub use self::ring::{
+    JwsHeader, KeyRing, KeySet, PublicJwk, SignError, SigningKey, Verified, VerifyError, sign_with,
+};
 pub use self::service::{KeyError, KeyInfo, KeyService, KeyState, Revocation, Rotation};

@@ -1,16 +1,21 @@
 //! The in-memory view of the published keys: the parsed signing key pair (parsed once, never
-//! per token), verification keys by `kid`, and the JWKS bytes with their strong ETag.
+//! per token), verification keys by `kid` (parsed once too: aws-lc-rs `ParsedPublicKey`s), and
+//! the JWKS bytes with their strong ETag. Verification reads the header and the claims once
+//! each and checks the signature with the parsed key.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use aws_lc_rs::encoding::AsDer as _;
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
+use aws_lc_rs::rsa::PublicKeyComponents;
+use aws_lc_rs::signature::{
+    ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256, RsaKeyPair,
+};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, DecodingKey, TokenData, Validation};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
@@ -20,6 +25,38 @@ pub enum SignError {
     Serialize(#[from] serde_json::Error),
     #[error("the signature operation failed")]
     Sign,
+}
+
+/// Why a presented JWS was refused (all mean: not a token Portcullis signed).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum VerifyError {
+    #[error("not a compact JWS of three base64url parts")]
+    Malformed,
+    #[error("the algorithm is not RS256")]
+    Algorithm,
+    #[error("no published key has this kid")]
+    UnknownKey,
+    #[error("the signature does not verify")]
+    Signature,
+    #[error("the claims are not what was expected")]
+    Claims,
+}
+
+/// The JOSE header members Portcullis reads (RFC 7515 §4.1).
+#[derive(Debug, Clone, Deserialize)]
+pub struct JwsHeader {
+    pub alg: String,
+    #[serde(default)]
+    pub typ: Option<String>,
+    #[serde(default)]
+    pub kid: Option<String>,
+}
+
+/// A verified token: its header and its claims.
+#[derive(Debug)]
+pub struct Verified<T> {
+    pub header: JwsHeader,
+    pub claims: T,
 }
 
 /// The key that signs: its id and the parsed key pair.
@@ -39,7 +76,8 @@ impl std::fmt::Debug for SigningKey {
 /// One consistent snapshot of the keys.
 pub struct KeySet {
     pub signing: Option<Arc<SigningKey>>,
-    pub verifying: HashMap<String, DecodingKey>,
+    /// Published public keys, parsed once, by `kid`.
+    pub verifying: HashMap<String, ParsedPublicKey>,
     /// The published kids, in publication order.
     kids: Vec<String>,
     /// `{"keys": [...]}` serialized once.
@@ -57,11 +95,7 @@ impl KeySet {
     pub fn new(signing: Option<Arc<SigningKey>>, published: Vec<PublicJwk>) -> Self {
         let verifying = published
             .iter()
-            .filter_map(|k| {
-                DecodingKey::from_rsa_components(&k.n, &k.e)
-                    .ok()
-                    .map(|d| (k.kid.clone(), d))
-            })
+            .filter_map(|k| parse_public(k).map(|key| (k.kid.clone(), key)))
             .collect();
         let kids = published.iter().map(|k| k.kid.clone()).collect();
         let jwks = serde_json::to_vec(&Jwks { keys: &published }).unwrap_or_default();
@@ -145,23 +179,52 @@ impl KeyRing {
         sign_with(key, typ, claims)
     }
 
-    /// Verifies signature (RS256 only, `kid` must be published) and the registered claims in
-    /// `validation`; returns the header and claims.
-    pub fn verify<T: DeserializeOwned>(
-        &self,
-        token: &str,
-        validation: &Validation,
-    ) -> Result<TokenData<T>, jsonwebtoken::errors::Error> {
-        use jsonwebtoken::errors::ErrorKind;
-        let header = jsonwebtoken::decode_header(token)?;
-        if header.alg != Algorithm::RS256 {
-            return Err(ErrorKind::InvalidAlgorithm.into());
+    /// Verifies a compact JWS: RS256 only, signed by a published `kid`, with the key parsed
+    /// when it was loaded. The header and the claims are each decoded once; checking the
+    /// claims (issuer, lifetime) is the caller's.
+    pub fn verify<T: DeserializeOwned>(&self, token: &str) -> Result<Verified<T>, VerifyError> {
+        let mut parts = token.split('.');
+        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(VerifyError::Malformed);
+        };
+        let header: JwsHeader = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(header_b64)
+                .map_err(|_| VerifyError::Malformed)?,
+        )
+        .map_err(|_| VerifyError::Malformed)?;
+        if header.alg != "RS256" {
+            return Err(VerifyError::Algorithm);
         }
-        let kid = header.kid.ok_or(ErrorKind::InvalidToken)?;
+        let kid = header.kid.as_deref().ok_or(VerifyError::UnknownKey)?;
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature_b64)
+            .map_err(|_| VerifyError::Malformed)?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload_b64)
+            .map_err(|_| VerifyError::Malformed)?;
         let set = self.snapshot();
-        let key = set.verifying.get(&kid).ok_or(ErrorKind::InvalidToken)?;
-        jsonwebtoken::decode(token, key, validation)
+        let key = set.verifying.get(kid).ok_or(VerifyError::UnknownKey)?;
+        // The signed message is the header and payload as sent.
+        let signed_len = header_b64.len() + 1 + payload_b64.len();
+        let message = token.get(..signed_len).ok_or(VerifyError::Malformed)?;
+        key.verify_sig(message.as_bytes(), &signature)
+            .map_err(|_| VerifyError::Signature)?;
+        let claims = serde_json::from_slice(&payload).map_err(|_| VerifyError::Claims)?;
+        Ok(Verified { header, claims })
     }
+}
+
+/// The published key `jwk` parsed for RS256 verification (`None` if it is no RSA key).
+fn parse_public(jwk: &PublicJwk) -> Option<ParsedPublicKey> {
+    let components = PublicKeyComponents {
+        n: URL_SAFE_NO_PAD.decode(&jwk.n).ok()?,
+        e: URL_SAFE_NO_PAD.decode(&jwk.e).ok()?,
+    };
+    let der = components.as_der().ok()?;
+    ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der.as_ref()).ok()
 }
 
 /// Signs with a given key (also used by the micro benchmark).

@@ -40,13 +40,14 @@ use ring::hkdf;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    EntityTrait, QueryFilter, Set,
+    DbBackend, EntityTrait, FromQueryResult, QueryFilter, Set, Statement,
 };
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::clock::SharedClock;
 use crate::crypto::{CryptoError, random_token, secret_digest};
 use crate::domain::Scope;
+use crate::users::User;
 
 /// Families left without tokens are kept this long after their last use before a purge
 /// removes them, so a purge never races a rotation that is still running.
@@ -253,6 +254,8 @@ pub struct PendingRotation {
     family: refresh_families::Model,
     scope: String,
     successor: SecretString,
+    /// The sign-in's user as the lookup read it, with their roles (`None`: gone).
+    user: Option<User>,
 }
 
 impl std::fmt::Debug for PendingRotation {
@@ -276,6 +279,11 @@ impl PendingRotation {
 
     pub fn user_id(&self) -> &str {
         &self.family.user_id
+    }
+
+    /// The user and their current roles, read with the token (`None`: the account is gone).
+    pub fn user(&self) -> Option<&User> {
+        self.user.as_ref()
     }
 
     /// The scope of the presented token (the sign-in's scope).
@@ -388,6 +396,9 @@ impl RefreshService {
         } else {
             None
         };
+        if self.db.get_database_backend() == DbBackend::Postgres {
+            return self.start_in_one_statement(new, token, now).await;
+        }
         let txn = crate::db::begin_write(&self.db).await?;
         let current = users::Entity::update_many()
             .col_expr(
@@ -406,14 +417,27 @@ impl RefreshService {
         // A session's sign-ins end with it: their refresh tokens never outlive it.
         let mut cap = new.expires_at;
         if let Some(session_id) = new.session_id {
-            if !self.lock_open_family(&txn, session_id, now).await? {
+            // The session row written (if still open) and its end read, in one statement.
+            let (p1, p2) = if txn.get_database_backend() == DbBackend::Postgres {
+                ("$1", "$2")
+            } else {
+                ("?", "?")
+            };
+            let open = txn
+                .query_all_raw(Statement::from_sql_and_values(
+                    txn.get_database_backend(),
+                    format!(
+                        "UPDATE refresh_families SET last_used_at = {p1} \
+                         WHERE id = {p2} AND revoked_at IS NULL RETURNING expires_at"
+                    ),
+                    [now.into(), session_id.into()],
+                ))
+                .await?;
+            let Some(session) = open.first() else {
                 txn.rollback().await?;
                 return Err(RefreshError::SessionEnded);
-            }
-            let session_end = refresh_families::Entity::find_by_id(session_id.to_string())
-                .one(&txn)
-                .await?
-                .and_then(|s| s.expires_at);
+            };
+            let session_end: Option<i64> = session.try_get("", "expires_at")?;
             cap = match (cap, session_end) {
                 (Some(a), Some(b)) => Some(Ord::min(a, b)),
                 (a, b) => a.or(b),
@@ -454,6 +478,106 @@ impl RefreshService {
         }))
     }
 
+    /// [`Self::start`] on PostgreSQL: one statement. As in the transactional path, the user
+    /// row is written first (guarded by `disabled` and `access_version`, so this serializes
+    /// with [`Self::revoke_user`]), then the browser session's row if the sign-in belongs to
+    /// one (still open; so this serializes with ending the session, and its end caps the
+    /// refresh tokens); the family and its first token are inserted only from the rows those
+    /// updates returned, and only while the cap lies ahead.
+    async fn start_in_one_statement(
+        &self,
+        new: &NewSignIn<'_>,
+        token: Option<String>,
+        now: i64,
+    ) -> Result<Option<Issued>, RefreshError> {
+        let mut values: Vec<sea_orm::Value> = vec![
+            new.user_id.to_string().into(),
+            new.access_version.into(),
+            new.id.to_string().into(),
+            new.client_id.to_string().into(),
+            new.audience.map(str::to_string).into(),
+            now.into(),
+            new.kind.as_str().to_string().into(),
+            new.auth_time.into(),
+            new.amr.to_string().into(),
+            new.ip.map(str::to_string).into(),
+            new.user_agent.map(str::to_string).into(),
+            new.expires_at.into(),
+            new.cookie_digest.map(str::to_string).into(),
+            new.session_id.map(str::to_string).into(),
+        ];
+        // `c.cap`: the end of the sign-in, the earlier of its own and its session's.
+        // With a session, a sign-in whose cap has passed is refused (the session has ended).
+        let (session, capped) = if new.session_id.is_some() {
+            (
+                "s AS (UPDATE refresh_families SET last_used_at = $6 \
+             WHERE id = $14 AND revoked_at IS NULL AND EXISTS (SELECT 1 FROM u) \
+             RETURNING expires_at), \
+             c AS (SELECT CASE WHEN s.expires_at IS NULL THEN $12::bigint \
+             WHEN $12::bigint IS NULL THEN s.expires_at \
+             ELSE LEAST($12::bigint, s.expires_at) END AS cap FROM s)",
+                "WHERE c.cap IS NULL OR c.cap > $6",
+            )
+        } else {
+            (
+                "s AS (SELECT 1 AS one), c AS (SELECT $12::bigint AS cap)",
+                "",
+            )
+        };
+        let first_token = match &token {
+            Some(token) => {
+                values.push(secret_digest(token).into());
+                values.push(new.scope.to_string().into());
+                values.push(now.saturating_add(self.ttl_secs).into());
+                format!(
+                    ", tok AS (INSERT INTO refresh_tokens \
+                     (digest, family_id, scope, state, issued_at, expires_at, rotated_at) \
+                     SELECT $15, id, $16, '{active}', $6, \
+                     CASE WHEN expires_at IS NULL THEN $17 ELSE LEAST($17, expires_at) END, \
+                     NULL FROM fam RETURNING digest)",
+                    active = TokenState::Active.as_str()
+                )
+            }
+            None => String::new(),
+        };
+        let sql = format!(
+            "WITH u AS (UPDATE users SET access_version = access_version \
+             WHERE id = $1 AND access_version = $2 AND disabled = false RETURNING id), \
+             {session}, \
+             fam AS (INSERT INTO refresh_families (id, user_id, client_id, audience, created_at, \
+             last_used_at, revoked_at, revoked_reason, kind, session_id, auth_time, amr, ip, \
+             user_agent, expires_at, cookie_digest) \
+             SELECT $3, u.id, $4, $5, $6, $6, NULL, NULL, $7, $14, $8, $9, $10, $11, c.cap, $13 \
+             FROM u, c {capped} \
+             RETURNING id, expires_at){first_token} \
+             SELECT (SELECT count(*) FROM u) AS recorded, \
+             (SELECT count(*) FROM s) AS session_open, \
+             (SELECT count(*) FROM fam) AS inserted"
+        );
+        let row = self
+            .db
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                sql,
+                values,
+            ))
+            .await?
+            .ok_or_else(|| sea_orm::DbErr::RecordNotFound("sign-in result".into()))?;
+        let recorded: i64 = row.try_get("", "recorded")?;
+        let session_open: i64 = row.try_get("", "session_open")?;
+        let inserted: i64 = row.try_get("", "inserted")?;
+        if recorded != 1 {
+            return Err(RefreshError::UserChanged);
+        }
+        if session_open != 1 || inserted != 1 {
+            return Err(RefreshError::SessionEnded);
+        }
+        Ok(token.map(|token| Issued {
+            token,
+            family_id: new.id.to_string(),
+        }))
+    }
+
     async fn insert_token(
         &self,
         conn: &impl ConnectionTrait,
@@ -463,14 +587,13 @@ impl RefreshService {
         now: i64,
         cap: Option<i64>,
     ) -> Result<(), RefreshError> {
-        let expires_at = now.saturating_add(self.ttl_secs);
         refresh_tokens::ActiveModel {
             digest: Set(secret_digest(token)),
             family_id: Set(family_id.to_string()),
             scope: Set(scope.to_string()),
             state: Set(TokenState::Active.as_str().into()),
             issued_at: Set(now),
-            expires_at: Set(cap.map_or(expires_at, |cap| Ord::min(expires_at, cap))),
+            expires_at: Set(self.successor_expiry(now, cap)),
             rotated_at: Set(None),
         }
         .insert(conn)
@@ -493,6 +616,46 @@ impl RefreshService {
             .one(conn)
             .await?;
         Ok(family.map(|f| (token, f)))
+    }
+
+    /// Looks a presented token up with its family, the family's user and the user's roles, in
+    /// one statement (one row per role). The user is `None` when the account is gone.
+    async fn find_with_user(
+        &self,
+        presented: &str,
+    ) -> Result<Option<(refresh_tokens::Model, refresh_families::Model, Option<User>)>, RefreshError>
+    {
+        let backend = self.db.get_database_backend();
+        let placeholder = crate::db::first_placeholder(&self.db);
+        let sql = format!(
+            "SELECT {}, {}, {}, r.role AS r_role \
+             FROM refresh_tokens t \
+             JOIN refresh_families f ON f.id = t.family_id \
+             LEFT JOIN users u ON u.id = f.user_id \
+             LEFT JOIN user_roles r ON r.user_id = f.user_id \
+             WHERE t.digest = {placeholder}",
+            crate::db::select_list::<refresh_tokens::Entity>("t"),
+            crate::db::select_list::<refresh_families::Entity>("f"),
+            crate::db::select_list::<users::Entity>("u"),
+        );
+        let rows = self
+            .db
+            .query_all_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [secret_digest(presented).into()],
+            ))
+            .await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let token = refresh_tokens::Model::from_query_result(first, "t_")?;
+        let family = refresh_families::Model::from_query_result(first, "f_")?;
+        let user = match first.try_get::<Option<String>>("", "u_id")? {
+            None => None,
+            Some(_) => Some(crate::users::user_from_rows(&rows)?),
+        };
+        Ok(Some((token, family, user)))
     }
 
     /// Writes the family row if the family is still open; the first statement of every
@@ -522,7 +685,7 @@ impl RefreshService {
         requested: &Scope,
     ) -> Result<Presented, RefreshError> {
         let now = self.clock.now();
-        let Some((token, family)) = self.find(&self.db, presented).await? else {
+        let Some((token, family, user)) = self.find_with_user(presented).await? else {
             return Err(RefreshError::Invalid);
         };
         // A token is bound to the client it was issued to; another client learns nothing and
@@ -541,6 +704,7 @@ impl RefreshService {
                     family,
                     scope: token.scope,
                     successor: SecretString::from(random_token()?),
+                    user,
                 })))
             }
             Some(TokenState::Rotated) => {
@@ -580,7 +744,13 @@ impl RefreshService {
             family,
             scope,
             successor,
+            user: _,
         } = *pending;
+        if self.db.get_database_backend() == DbBackend::Postgres {
+            return self
+                .finish_in_one_statement(&digest, &key, &family, &scope, &successor, answer, now)
+                .await;
+        }
         let txn = crate::db::begin_write(&self.db).await?;
         if !self.lock_open_family(&txn, &family.id, now).await? {
             txn.rollback().await?;
@@ -630,6 +800,101 @@ impl RefreshService {
         }
         txn.commit().await?;
         Ok(Finished::Rotated)
+    }
+
+    /// [`Self::finish`] on PostgreSQL: one statement, one round trip. Its data-modifying parts
+    /// run in the order the transactional path runs them: the family row is written first
+    /// (the token's `UPDATE` waits for it through `EXISTS (SELECT 1 FROM fam)`, so the family
+    /// row lock is taken before the token's, as by revocation), then the conditional rotation,
+    /// then the successor and the sealed answer, inserted only from the row the rotation
+    /// changed. It commits as a whole or not at all. When it did not rotate (a concurrent
+    /// request did), the presentation is settled as [`Self::begin`] settles a rotated token,
+    /// under the family lock in a transaction of its own.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_in_one_statement(
+        &self,
+        digest: &str,
+        key: &ReplayKey,
+        family: &refresh_families::Model,
+        scope: &str,
+        successor: &SecretString,
+        answer: &[u8],
+        now: i64,
+    ) -> Result<Finished, RefreshError> {
+        let successor_digest = secret_digest(successor.expose_secret());
+        let expires_at = self.successor_expiry(now, family.expires_at);
+        let mut values: Vec<sea_orm::Value> = vec![
+            now.into(),
+            family.id.clone().into(),
+            digest.to_string().into(),
+            successor_digest.clone().into(),
+            scope.to_string().into(),
+            expires_at.into(),
+        ];
+        let replay = if self.reuse_secs > 0 {
+            let sealed = key.seal(
+                &replay_context(digest, &family.id, &successor_digest),
+                answer,
+            )?;
+            values.push(sealed.into());
+            values.push(now.saturating_add(self.reuse_secs).into());
+            ", rep AS (INSERT INTO refresh_replays \
+             (digest, family_id, successor_digest, sealed, expires_at) \
+             SELECT $3, family_id, $4, $7, $8 FROM rot RETURNING digest)"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "WITH fam AS (UPDATE refresh_families SET last_used_at = $1 \
+             WHERE id = $2 AND revoked_at IS NULL RETURNING id), \
+             rot AS (UPDATE refresh_tokens SET state = '{rotated}', rotated_at = $1 \
+             WHERE digest = $3 AND state = '{active}' AND expires_at > $1 \
+             AND EXISTS (SELECT 1 FROM fam) RETURNING family_id), \
+             ins AS (INSERT INTO refresh_tokens \
+             (digest, family_id, scope, state, issued_at, expires_at, rotated_at) \
+             SELECT $4, family_id, $5, '{active}', $1, $6, NULL FROM rot RETURNING digest)\
+             {replay} \
+             SELECT (SELECT count(*) FROM fam) AS open, (SELECT count(*) FROM rot) AS won",
+            rotated = TokenState::Rotated.as_str(),
+            active = TokenState::Active.as_str(),
+        );
+        let row = self
+            .db
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                sql,
+                values,
+            ))
+            .await?
+            .ok_or_else(|| sea_orm::DbErr::RecordNotFound("rotation result".into()))?;
+        let open: i64 = row.try_get("", "open")?;
+        let won: i64 = row.try_get("", "won")?;
+        if open != 1 {
+            return Err(RefreshError::Invalid);
+        }
+        if won == 1 {
+            return Ok(Finished::Rotated);
+        }
+        // Someone else rotated it first: settle under the family lock, as `begin` would.
+        let txn = crate::db::begin_write(&self.db).await?;
+        if !self.lock_open_family(&txn, &family.id, now).await? {
+            txn.rollback().await?;
+            return Err(RefreshError::Invalid);
+        }
+        let settled = self.settle_rotated(&txn, digest, key, family, now).await?;
+        txn.commit().await?;
+        match settled {
+            Settled::Replay(r) => Ok(Finished::Replayed(r)),
+            Settled::Reused => Err(reused(family)),
+            Settled::Invalid => Err(RefreshError::Invalid),
+        }
+    }
+
+    /// When a token issued at `now` expires: the refresh lifetime, capped by `cap` (the end
+    /// of the browser session the sign-in belongs to).
+    fn successor_expiry(&self, now: i64, cap: Option<i64>) -> i64 {
+        let expires_at = now.saturating_add(self.ttl_secs);
+        cap.map_or(expires_at, |cap| Ord::min(expires_at, cap))
     }
 
     /// Decides, inside a transaction holding the family lock, what a presentation of an

@@ -9,6 +9,7 @@
 //! disabled administrator is refused at once. The HTTP guard that calls it is
 //! `http::guard::Require`.
 
+mod cache;
 mod roles;
 
 use crate::clients::{ClientError, ClientService};
@@ -17,6 +18,7 @@ use crate::oauth::scope::permissions_in;
 use crate::oauth::tokens::AccessClaims;
 use crate::users::{UserError, UserService};
 
+pub use self::cache::{RoleCache, RoleTable};
 pub use self::roles::{Role, RoleError, RoleService};
 
 /// The role whose holders may act on any object, not only their own.

@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 
 use entities::{permissions, role_permissions, roles};
+
+use super::cache::RoleCache;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
@@ -31,11 +33,13 @@ pub struct Role {
 #[derive(Clone)]
 pub struct RoleService {
     db: DatabaseConnection,
+    /// This instance's cache of the role table, dropped after every change.
+    cache: RoleCache,
 }
 
 impl RoleService {
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    pub fn new(db: DatabaseConnection, cache: RoleCache) -> Self {
+        Self { db, cache }
     }
 
     pub async fn list(&self) -> Result<Vec<Role>, RoleError> {
@@ -82,6 +86,7 @@ impl RoleService {
             .filter(roles::Column::Name.eq(role))
             .exec(&self.db)
             .await?;
+        self.cache.invalidate();
         Ok((self.get(role).await?, before.require_mfa != required))
     }
 
@@ -134,6 +139,7 @@ impl RoleService {
             .await?;
         }
         txn.commit().await?;
+        self.cache.invalidate();
         let removed = before.into_iter().filter(|p| !wanted.contains(p)).collect();
         Ok((self.get(role).await?, removed))
     }

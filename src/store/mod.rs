@@ -7,9 +7,11 @@
 //! can share one Redis.
 
 mod contract;
+mod counting;
 mod memory;
 mod redis;
 
 pub use self::contract::*;
+pub use self::counting::{CallCount, CountingStore};
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;

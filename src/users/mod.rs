@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use entities::{role_permissions, roles, user_roles, users};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    Set, SqlErr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
+    FromQueryResult, QueryFilter, Set, SqlErr,
 };
 use serde::Serialize;
 
@@ -57,6 +57,13 @@ pub struct Credentials {
     pub user_id: String,
     pub password_hash: String,
     pub disabled: bool,
+    /// The account and its roles, read with the hash (its `access_version` guards the
+    /// sign-in's record: anything that ends the user's access meanwhile refuses it).
+    pub user: User,
+    /// Whether two-factor authentication is on.
+    pub mfa_on: bool,
+    /// Whether a password-reset link is pending (a sign-in makes it void).
+    pub reset_pending: bool,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -292,13 +299,26 @@ impl UserService {
             .ok_or(UserError::NotFound)
     }
 
+    /// The user `id` with their roles, in one statement.
     pub async fn get(&self, id: &str) -> Result<User, UserError> {
-        let row = users::Entity::find_by_id(id.to_string())
-            .one(&self.db)
-            .await?
-            .ok_or(UserError::NotFound)?;
-        let roles = self.roles(id).await?;
-        Ok(to_user(row, roles))
+        let sql = format!(
+            "SELECT {}, r.role AS r_role FROM users u \
+             LEFT JOIN user_roles r ON r.user_id = u.id WHERE u.id = {}",
+            crate::db::select_list::<users::Entity>("u"),
+            crate::db::first_placeholder(&self.db),
+        );
+        let rows = self
+            .db
+            .query_all_raw(sea_orm::Statement::from_sql_and_values(
+                self.db.get_database_backend(),
+                sql,
+                [id.into()],
+            ))
+            .await?;
+        if rows.is_empty() {
+            return Err(UserError::NotFound);
+        }
+        Ok(user_from_rows(&rows)?)
     }
 
     /// The stored credentials for a username-or-email, if such an account exists.
@@ -309,19 +329,47 @@ impl UserService {
             return Ok(None);
         }
         let column = if login.contains('@') {
-            users::Column::Email
+            "email"
         } else {
-            users::Column::Username
+            "username"
         };
-        Ok(users::Entity::find()
-            .filter(column.eq(login))
-            .one(&self.db)
-            .await?
-            .map(|row| Credentials {
-                user_id: row.id,
-                password_hash: row.password_hash,
-                disabled: row.disabled,
-            }))
+        // One statement: the account, its roles (one row each), whether MFA is on and
+        // whether a reset link is pending.
+        let placeholder = crate::db::first_placeholder(&self.db);
+        let sql = format!(
+            "SELECT {users}, r.role AS r_role, \
+             (m.confirmed_at IS NOT NULL) AS mfa_on, \
+             EXISTS (SELECT 1 FROM account_tokens a WHERE a.user_id = u.id \
+               AND a.purpose = '{reset}' AND a.used_at IS NULL) AS reset_pending \
+             FROM users u \
+             LEFT JOIN user_roles r ON r.user_id = u.id \
+             LEFT JOIN mfa_totp m ON m.user_id = u.id \
+             WHERE u.{column} = {placeholder}",
+            users = crate::db::select_list::<users::Entity>("u"),
+            reset = tokens::Purpose::PasswordReset.as_str(),
+        );
+        let rows = self
+            .db
+            .query_all_raw(sea_orm::Statement::from_sql_and_values(
+                self.db.get_database_backend(),
+                sql,
+                [login.into()],
+            ))
+            .await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let row = users::Model::from_query_result(first, "u_")?;
+        Ok(Some(Credentials {
+            user_id: row.id,
+            password_hash: row.password_hash,
+            disabled: row.disabled,
+            user: user_from_rows(&rows)?,
+            mfa_on: first
+                .try_get::<Option<bool>>("", "mfa_on")?
+                .unwrap_or(false),
+            reset_pending: first.try_get::<bool>("", "reset_pending")?,
+        }))
     }
 
     /// Verifies `password` against `hash`, or against a dummy hash of the same cost when
@@ -496,6 +544,22 @@ async fn roles_of(db: &impl ConnectionTrait, user_id: &str) -> Result<Vec<String
         .await?;
     let set: BTreeSet<String> = rows.into_iter().map(|r| r.role).collect();
     Ok(set.into_iter().collect())
+}
+
+/// The user of rows `SELECT <users as u_…>, r.role AS r_role … LEFT JOIN user_roles r`: one
+/// row per role (one row with a null role for a user without roles).
+pub(crate) fn user_from_rows(rows: &[sea_orm::QueryResult]) -> Result<User, sea_orm::DbErr> {
+    let first = rows
+        .first()
+        .ok_or_else(|| sea_orm::DbErr::RecordNotFound("user".into()))?;
+    let row = users::Model::from_query_result(first, "u_")?;
+    let mut roles = BTreeSet::new();
+    for r in rows {
+        if let Some(role) = r.try_get::<Option<String>>("", "r_role")? {
+            roles.insert(role);
+        }
+    }
+    Ok(to_user(row, roles.into_iter().collect()))
 }
 
 fn to_user(row: users::Model, roles: Vec<String>) -> User {

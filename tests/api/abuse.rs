@@ -195,9 +195,11 @@ async fn forwarded_headers_name_the_client_only_from_a_trusted_proxy() {
                 "password": PASSWORD,
             }));
         let db = app.state.db.clone();
+        let audit = app.state.audit.clone();
         async move {
             let created = Answer::from(request.send().await.unwrap()).await;
             assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+            audit.flush().await;
             entities::audit_events::Entity::find()
                 .filter(entities::audit_events::Column::EventType.eq("user.registered"))
                 .filter(entities::audit_events::Column::ActorUserId.eq(created.str("id")))
@@ -391,6 +393,7 @@ async fn repeated_failures_lock_the_account_indistinguishably_until_unlocked() {
     assert_eq!((locked.status, &locked.body), (wrong.status, &wrong.body));
     assert_eq!((unknown.status, &unknown.body), (wrong.status, &wrong.body));
 
+    app.state.audit.flush().await;
     let events = entities::audit_events::Entity::find()
         .filter(entities::audit_events::Column::EventType.eq("auth.account_locked"))
         .all(&app.state.db)
@@ -522,6 +525,7 @@ async fn lock_periods_grow() {
     for _ in 0..2 {
         token_attempt(&app, "dan", "wrong wrong wrong", None).await;
     }
+    app.state.audit.flush().await;
     let events = entities::audit_events::Entity::find()
         .filter(entities::audit_events::Column::EventType.eq("auth.account_locked"))
         .all(&app.state.db)
@@ -540,6 +544,7 @@ async fn failure_reasons(
     app: &TestApp,
     user_id: &str,
 ) -> std::collections::BTreeMap<String, usize> {
+    app.state.audit.flush().await;
     let events = entities::audit_events::Entity::find()
         .filter(entities::audit_events::Column::EventType.eq("auth.sign_in"))
         .filter(entities::audit_events::Column::Outcome.eq("failure"))
@@ -558,6 +563,7 @@ async fn failure_reasons(
 }
 
 async fn lock_events(app: &TestApp, user_id: &str) -> Vec<serde_json::Value> {
+    app.state.audit.flush().await;
     entities::audit_events::Entity::find()
         .filter(entities::audit_events::Column::EventType.eq("auth.account_locked"))
         .filter(entities::audit_events::Column::ActorUserId.eq(user_id))
@@ -587,6 +593,10 @@ async fn concurrent_guesses(
         .collect();
     for task in tasks {
         task.await.unwrap().assert_oauth_error(400, "invalid_grant");
+    }
+    // Every instance's audit events are written before the caller reads them.
+    for app in apps {
+        app.state.audit.flush().await;
     }
 }
 

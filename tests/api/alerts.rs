@@ -82,6 +82,7 @@ async fn credential_stuffing_fires_at_ten_accounts_from_one_block_and_not_below(
     fail(&app, "victim29", "203.0.113.5").await;
     assert_eq!(alerts(&app, "credential_stuffing").await.len(), 2);
     // Audited as an event of its own.
+    app.state.audit.flush().await;
     let events = entities::audit_events::Entity::find()
         .filter(entities::audit_events::Column::EventType.eq("alert.raised"))
         .all(&app.state.db)

@@ -69,6 +69,7 @@ fn article_path(id: &str) -> String {
 }
 
 async fn audit_types(app: &TestApp) -> Vec<String> {
+    app.state.audit.flush().await;
     entities::audit_events::Entity::find()
         .order_by_asc(entities::audit_events::Column::Id)
         .all(&app.state.db)
@@ -478,6 +479,7 @@ async fn only_the_owner_or_an_admin_edits_or_deletes() {
     );
 
     // The audit log names who acted on whose article.
+    app.state.audit.flush().await;
     let deleted = entities::audit_events::Entity::find()
         .all(&app.state.db)
         .await

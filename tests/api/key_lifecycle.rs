@@ -523,6 +523,7 @@ async fn keys_are_administered_through_the_api_with_keys_admin() {
         "{}",
         unknown.body
     );
+    app.state.audit.flush().await;
     let events: Vec<String> = entities::audit_events::Entity::find()
         .all(&app.state.db)
         .await

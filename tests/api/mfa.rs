@@ -187,6 +187,7 @@ async fn enrolment_needs_the_password_and_a_first_code_and_keeps_the_secret_seal
     let again = post("/api/v1/users/me/mfa/totp", json!({"password": PASSWORD})).await;
     assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
     // Neither the secret nor the codes reach the audit log.
+    app.state.audit.flush().await;
     let audit = serde_json::to_string(
         &entities::audit_events::Entity::find()
             .all(&app.state.db)
@@ -356,6 +357,7 @@ async fn a_recovery_code_signs_in_once_and_regenerating_kills_the_old_ones() {
         .assert_oauth_error(400, "invalid_grant");
     let ok = complete(&app, SPA, &again, "recovery_code", &fresh[0]).await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    app.state.audit.flush().await;
     let events: Vec<String> = entities::audit_events::Entity::find()
         .all(&app.state.db)
         .await
@@ -510,6 +512,7 @@ async fn wrong_codes_count_toward_lockout_and_a_right_password_does_not_forgive_
     app.password_grant("lucy", "profile")
         .await
         .assert_oauth_error(400, "invalid_grant");
+    app.state.audit.flush().await;
     let events: Vec<String> = entities::audit_events::Entity::find()
         .all(&app.state.db)
         .await
@@ -635,6 +638,7 @@ async fn a_role_that_requires_mfa_limits_the_api_until_enrolment() {
     );
 
     // Changing the policy is audited; a reader cannot change it.
+    app.state.audit.flush().await;
     let events: Vec<String> = entities::audit_events::Entity::find()
         .all(&app.state.db)
         .await

@@ -30,6 +30,7 @@ mod registry;
 mod resource_server;
 mod revocation;
 mod robustness;
+mod round_trips;
 mod smtp;
 mod store;
 mod swagger;

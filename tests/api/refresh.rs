@@ -55,6 +55,7 @@ async fn reuse_of_a_rotated_token_revokes_the_family_and_is_audited() {
     let after = app.get_bearer("/oauth/userinfo", &at2).await;
     assert_eq!(after.status, StatusCode::UNAUTHORIZED);
 
+    app.state.audit.flush().await;
     let events = entities::audit_events::Entity::find()
         .filter(
             entities::audit_events::Column::EventType.eq(EventType::RefreshReuseDetected.as_str()),

@@ -81,7 +81,15 @@ async fn family(app: &TestApp, family_id: &str) -> entities::refresh_families::M
         .expect("family row")
 }
 
+/// Waits until every instance has written the audit events it recorded.
+async fn flush_all(apps: &[Arc<TestApp>]) {
+    for app in apps {
+        app.state.audit.flush().await;
+    }
+}
+
 async fn events(app: &TestApp, event_type: EventType) -> u64 {
+    app.state.audit.flush().await;
     entities::audit_events::Entity::find()
         .filter(entities::audit_events::Column::EventType.eq(event_type.as_str()))
         .count(&app.state.db)
@@ -146,6 +154,7 @@ async fn strict_concurrent_refreshes_across_instances_have_one_winner_and_revoke
     // One rotation, whatever the number of presentations; no answer kept in strict mode.
     assert_eq!(family_tokens(&apps[0], &family_id).await.len(), 2);
     assert!(replay_rows(&apps[0]).await.is_empty());
+    flush_all(&apps).await;
     assert!(events(&apps[0], EventType::RefreshReuseDetected).await >= 1);
 }
 
@@ -190,6 +199,7 @@ async fn with_a_window_concurrent_refreshes_all_get_the_same_answer() {
     let tokens = family_tokens(&apps[0], &family_id).await;
     assert_eq!(tokens.len(), 2);
     assert!(family(&apps[0], &family_id).await.revoked_at.is_none());
+    flush_all(&apps).await;
     assert_eq!(events(&apps[0], EventType::RefreshReuseDetected).await, 0);
     assert_eq!(events(&apps[0], EventType::RefreshReplayed).await, 31);
 
@@ -232,6 +242,7 @@ async fn a_retry_from_another_client_learns_nothing_and_does_not_hurt_the_family
         answer.assert_oauth_error(400, "invalid_grant");
         assert!(answer.body.get("refresh_token").is_none());
     }
+    flush_all(&apps).await;
     assert_eq!(events(&apps[0], EventType::RefreshReuseDetected).await, 0);
     assert_eq!(events(&apps[0], EventType::RefreshReplayed).await, 0);
 
@@ -272,6 +283,7 @@ async fn a_replay_reports_the_lifetime_left_and_ends_with_the_window() {
         .await
         .assert_oauth_error(400, "invalid_grant");
     assert!(family(&apps[0], &family_id).await.revoked_at.is_some());
+    flush_all(&apps).await;
     assert_eq!(events(&apps[0], EventType::RefreshReuseDetected).await, 1);
     assert!(replay_rows(&apps[0]).await.is_empty(), "answers erased");
     for app in &apps {

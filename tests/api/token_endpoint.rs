@@ -578,6 +578,7 @@ async fn sign_ins_are_audited_without_secrets() {
         ],
     )
     .await;
+    app.state.audit.flush().await;
     let events = entities::audit_events::Entity::find()
         .filter(entities::audit_events::Column::EventType.eq(EventType::SignIn.as_str()))
         .all(&app.state.db)

@@ -101,6 +101,7 @@ async fn registering_a_webhook_shows_the_secret_once_and_keeps_it_sealed() {
     assert!(!row.sealed_secret.contains(key_b64));
     assert!(!format!("{row:?}").contains(key_b64));
     // Audited, without the secret.
+    app.state.audit.flush().await;
     let events = entities::audit_events::Entity::find()
         .all(&app.state.db)
         .await

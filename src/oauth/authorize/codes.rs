@@ -16,7 +16,10 @@ use entities::authorization_codes;
 use oxide_auth::primitives::authorizer::Authorizer;
 use oxide_auth::primitives::grant::Grant;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
+    FromQueryResult, QueryFilter, Set,
+};
 
 use crate::clock::SharedClock;
 use crate::crypto::{CryptoError, random_token, secret_digest};
@@ -154,26 +157,51 @@ impl Codes {
         let digest = secret_digest(code);
         let family_id = uuid::Uuid::new_v4().to_string();
         // Claimed only if unexpired; a redeemed code is recognised (as a replay) until purged.
-        let won = authorization_codes::Entity::update_many()
-            .col_expr(authorization_codes::Column::RedeemedAt, Expr::value(now))
-            .col_expr(
-                authorization_codes::Column::FamilyId,
-                Expr::value(family_id.clone()),
-            )
-            .filter(authorization_codes::Column::Digest.eq(digest.as_str()))
-            .filter(authorization_codes::Column::ClientId.eq(client_id))
-            .filter(authorization_codes::Column::RedeemedAt.is_null())
-            .filter(authorization_codes::Column::ExpiresAt.gt(now))
-            .exec(&self.db)
+        // The claim returns the row it claimed: one statement on the way that succeeds.
+        let backend = self.db.get_database_backend();
+        let p = |n: usize| {
+            if backend == sea_orm::DbBackend::Postgres {
+                format!("${n}")
+            } else {
+                "?".to_string()
+            }
+        };
+        let claimed = self
+            .db
+            .query_all_raw(sea_orm::Statement::from_sql_and_values(
+                backend,
+                format!(
+                    "UPDATE authorization_codes SET redeemed_at = {}, family_id = {} \
+                     WHERE digest = {} AND client_id = {} AND redeemed_at IS NULL \
+                     AND expires_at > {} RETURNING *",
+                    p(1),
+                    p(2),
+                    p(3),
+                    p(4),
+                    p(5)
+                ),
+                [
+                    now.into(),
+                    family_id.clone().into(),
+                    digest.clone().into(),
+                    client_id.into(),
+                    now.into(),
+                ],
+            ))
             .await?;
-        let Some(row) = authorization_codes::Entity::find_by_id(digest.clone())
-            .one(&self.db)
-            .await?
-            .filter(|r| r.client_id == client_id)
-        else {
+        let won = !claimed.is_empty();
+        let row = match claimed.first() {
+            Some(row) => Some(authorization_codes::Model::from_query_result(row, "")?),
+            None => {
+                authorization_codes::Entity::find_by_id(digest.clone())
+                    .one(&self.db)
+                    .await?
+            }
+        };
+        let Some(row) = row.filter(|r| r.client_id == client_id) else {
             return Ok(Redemption::Invalid);
         };
-        if won.rows_affected == 1 {
+        if won {
             return Ok(Redemption::Claimed(Box::new(Claimed {
                 family_id,
                 expires_at: row.expires_at,

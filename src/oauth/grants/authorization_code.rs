@@ -205,7 +205,7 @@ async fn issue(ctx: &GrantContext<'_>, claimed: &Claimed) -> Result<TokenRespons
         Err(e) => return Err(OAuthError::internal(&e)),
     };
     // What the user may grant now (roles may have changed since the consent).
-    let permitted = super::user_permitted_scopes(&state.users, &user).await?;
+    let permitted = super::permitted_scopes(ctx, &user).await?;
     let granted = narrow(
         &Scope::parse(&code.scope).unwrap_or_default(),
         &Scope::default(),

@@ -188,6 +188,8 @@ pub struct Grants {
     /// Whether an account must have confirmed its address to sign in.
     pub require_verified_email: bool,
     pub mfa: crate::mfa::MfaService,
+    /// This instance's cache of the role table (permissions, MFA requirement).
+    pub roles: crate::rbac::RoleCache,
 }
 
 /// What a grant needs besides its own parameters.
@@ -251,12 +253,20 @@ pub(super) fn audience_for(
     }
 }
 
-/// The scopes `user` may grant: their roles' permissions plus the identity scopes.
+/// The scopes `user` may grant: their roles' permissions (from the role cache) plus the
+/// identity scopes.
 pub(super) async fn permitted_scopes(
     ctx: &GrantContext<'_>,
     user: &crate::users::User,
 ) -> Result<Scope, OAuthError> {
-    user_permitted_scopes(&ctx.grants.users, user).await
+    Ok(ctx
+        .grants
+        .roles
+        .table()
+        .await
+        .map_err(|e| OAuthError::internal(&e))?
+        .permissions(&user.roles)
+        .union(&super::scope::identity_scopes()))
 }
 
 /// The scopes `user` may grant: their roles' permissions plus the identity scopes.
@@ -297,13 +307,21 @@ pub(super) async fn user_tokens(
     let tokens = &ctx.grants.tokens;
     // A user whose role requires MFA and who has not enrolled gets only what enrolling needs
     // (the API refuses everything else to such a token: `http::guard`).
-    let must_enrol = ctx
+    // Whether MFA is on is read only for a user whose role requires it.
+    let required = ctx
         .grants
-        .mfa
-        .status(&user.id, &user.roles)
+        .roles
+        .table()
         .await
         .map_err(|e| OAuthError::internal(&e))?
-        .must_enrol();
+        .requires_mfa(&user.roles);
+    let must_enrol = required
+        && !ctx
+            .grants
+            .mfa
+            .is_on(&user.id)
+            .await
+            .map_err(|e| OAuthError::internal(&e))?;
     let enrolment_scope;
     let scope = if must_enrol {
         enrolment_scope = enrolment_only(scope, &ctx.client.scopes).ok_or_else(|| {

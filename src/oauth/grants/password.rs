@@ -232,14 +232,11 @@ pub async fn check_credentials(
         Err(UserError::Hash(HashError::Busy)) => return Err(OAuthError::busy()),
         Err(e) => return Err(OAuthError::internal(&e)),
     };
+    // The account as read with the hash: anything that ended its access since (a disabling,
+    // a role removed, a password changed) moved its `access_version`, so recording the
+    // sign-in will refuse it.
     let user = match &candidate {
-        Some(c) if verified && !c.disabled => Some(
-            state
-                .users
-                .get(&c.user_id)
-                .await
-                .map_err(|e| OAuthError::internal(&e))?,
-        ),
+        Some(c) if verified && !c.disabled => Some(c.user.clone()),
         _ => None,
     };
     // An address not yet confirmed, where confirmation is required: the same answer as a
@@ -284,16 +281,15 @@ pub async fn check_credentials(
     };
     // With MFA on, the password alone forgives nothing: otherwise whoever knows it could
     // reset the count before each few guesses of the second factor.
-    let second_factor = state
-        .mfa
-        .is_on(&user.id)
-        .await
-        .map_err(|e| OAuthError::internal(&e))?;
+    // (Read with the account.)
+    let second_factor = candidate.as_ref().is_some_and(|c| c.mfa_on);
     if !second_factor && let Err(e) = state.lockout.succeeded(&attempt).await {
         tracing::warn!(error = %e, "could not reset failed sign-in counts");
     }
     // A sign-in shows the user knows the password: a pending reset link is not needed.
-    if let Err(e) = state.users.forget_reset_links(&user.id).await {
+    if candidate.as_ref().is_some_and(|c| c.reset_pending)
+        && let Err(e) = state.users.forget_reset_links(&user.id).await
+    {
         tracing::warn!(error = %e, "could not revoke pending password-reset links");
     }
     Ok(Verified {

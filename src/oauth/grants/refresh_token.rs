@@ -19,7 +19,6 @@ use crate::audit::{Event, EventType, Outcome};
 use crate::domain::{Resource, Scope};
 use crate::oauth::error::OAuthError;
 use crate::oauth::refresh::{Finished, Presented, RefreshError, Replayed};
-use crate::users::UserError;
 
 const INVALID: &str = "the refresh token is invalid, expired or revoked";
 
@@ -53,9 +52,10 @@ pub async fn grant(
     };
 
     let family_scope = Scope::parse(pending.scope()).unwrap_or_default();
-    let user = match state.users.get(pending.user_id()).await {
-        Ok(u) if !u.disabled => u,
-        Ok(_) | Err(UserError::NotFound) => {
+    // The user and their current roles were read with the token.
+    let user = match pending.user() {
+        Some(u) if !u.disabled => u.clone(),
+        _ => {
             if let Err(e) = state
                 .sign_ins
                 .end(pending.family_id(), "user_disabled")
@@ -65,7 +65,6 @@ pub async fn grant(
             }
             return Err(OAuthError::invalid_grant(INVALID));
         }
-        Err(e) => return Err(OAuthError::internal(&e)),
     };
     let permitted = permitted_scopes(ctx, &user).await?;
     let base = if requested.is_empty() {

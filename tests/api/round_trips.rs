@@ -1,0 +1,289 @@
+//! Round trips per request on the token endpoint's hot paths and introspection, counted (not
+//! timed): every statement the database connection sends (sea-orm's statement callback,
+//! `AppState::db_statements`) and every call made to the store (`AppState::store_calls`, one
+//! Redis command, pipeline or script each). The audit row of a request is written off the
+//! request path in batches; it is flushed before counting, so it is counted here as the one
+//! statement it costs when a request is alone. Transactions add a `BEGIN` and a `COMMIT`,
+//! which sea-orm does not report: the budgets below name them.
+//!
+//! The budgets, per request (statements + store calls; transactions named apart):
+//!
+//! | request | embedded SQLite | PostgreSQL + Redis | before (SQLite) |
+//! |---|---|---|---|
+//! | refresh | 5 (one transaction) | 3 (no transaction) | 11 (one transaction) |
+//! | password grant (besides bcrypt) | 5 + 2 (one transaction) | 3 + 2 | 12 + 2 (one transaction) |
+//! | code exchange | 8 (one transaction) | 5 | 14 (one transaction) |
+//! | client_credentials | 0 | 0 | 0 |
+//! | introspection | 0 + 1 | 0 + 1 | 0 + 1 |
+//!
+//! Each figure is the least of a few identical requests, so that nothing running beside
+//! (there are no background duties within the test: the reload interval is five minutes)
+//! could make a count pass; a count can only grow from what runs beside it.
+
+use reqwest::StatusCode;
+
+use super::browser_support::{Browser, authorize_url, pkce};
+use super::helpers::*;
+use portcullis::clients::{GrantType, NewClient};
+use portcullis::config::DurationSetting;
+use portcullis::domain::{ClientId, Scope};
+
+const CB: &str = "http://127.0.0.1:9/cb";
+
+/// Round trips of one request: (database statements, store calls).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Trips {
+    db: u64,
+    store: u64,
+}
+
+async fn quiet_app() -> TestApp {
+    spawn_app_with(|raw| {
+        // No duty pass during a test: the first comes one interval after start.
+        raw.key_reload_interval = DurationSetting::Seconds(300);
+    })
+    .await
+}
+
+/// Counts the round trips of `request`, with its audit row flushed.
+async fn count<F, Fut>(app: &TestApp, request: F) -> Trips
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    app.state.audit.flush().await;
+    let (db, store) = (app.state.db_statements.get(), app.state.store_calls.get());
+    request().await;
+    app.state.audit.flush().await;
+    Trips {
+        db: app.state.db_statements.get() - db,
+        store: app.state.store_calls.get() - store,
+    }
+}
+
+/// The budget on this app's database: `sqlite` on the embedded default, `postgres` else.
+fn budget(app: &TestApp, sqlite: Trips, postgres: Trips) -> Trips {
+    match app.state.db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => postgres,
+        _ => sqlite,
+    }
+}
+
+const fn trips(db: u64, store: u64) -> Trips {
+    Trips { db, store }
+}
+
+fn least(counts: &[Trips]) -> Trips {
+    Trips {
+        db: counts.iter().map(|t| t.db).min().unwrap(),
+        store: counts.iter().map(|t| t.store).min().unwrap(),
+    }
+}
+
+async fn bench_client(app: &TestApp) -> Confidential {
+    app.confidential_client(
+        "bench",
+        &[
+            GrantType::Password,
+            GrantType::RefreshToken,
+            GrantType::ClientCredentials,
+        ],
+        "articles:read",
+    )
+    .await
+}
+
+async fn password(app: &TestApp, client: &Confidential) -> Answer {
+    let answer = app
+        .post_form_basic(
+            "/oauth/token",
+            client,
+            &[
+                ("grant_type", "password"),
+                ("username", "alice"),
+                ("password", PASSWORD),
+                ("scope", "articles:read"),
+            ],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    answer
+}
+
+#[tokio::test]
+async fn a_refresh_takes_its_budget_of_round_trips() {
+    let app = quiet_app().await;
+    app.register("alice").await;
+    let client = bench_client(&app).await;
+    let mut token = password(&app, &client).await.str("refresh_token");
+    let mut counts = Vec::new();
+    for _ in 0..3 {
+        let mut next = String::new();
+        counts.push(
+            count(&app, || async {
+                let answer = app
+                    .post_form_basic(
+                        "/oauth/token",
+                        &client,
+                        &[("grant_type", "refresh_token"), ("refresh_token", &token)],
+                    )
+                    .await;
+                assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+                next = answer.str("refresh_token");
+            })
+            .await,
+        );
+        token = next;
+    }
+    let trips = least(&counts);
+    println!("refresh: {trips:?}");
+    // Embedded: the lookup (token, family, user and roles in one statement); BEGIN, the
+    // family row, the rotation, the successor, COMMIT; the audit row. PostgreSQL: the
+    // lookup; the rotation as one statement; the audit row.
+    assert_eq!(
+        trips,
+        budget(&app, self::trips(5, 0), self::trips(3, 0)),
+        "refresh"
+    );
+}
+
+#[tokio::test]
+async fn the_other_grants_and_introspection_take_their_budgets_of_round_trips() {
+    let app = quiet_app().await;
+    app.register("alice").await;
+    let client = bench_client(&app).await;
+
+    let mut counts = Vec::new();
+    for _ in 0..3 {
+        counts.push(
+            count(&app, || async {
+                password(&app, &client).await;
+            })
+            .await,
+        );
+    }
+    let pw = least(&counts);
+    println!("password: {pw:?}");
+
+    let mut counts = Vec::new();
+    let mut access = String::new();
+    for _ in 0..3 {
+        counts.push(
+            count(&app, || async {
+                let answer = app
+                    .post_form_basic(
+                        "/oauth/token",
+                        &client,
+                        &[("grant_type", "client_credentials")],
+                    )
+                    .await;
+                assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+            })
+            .await,
+        );
+    }
+    let cc = least(&counts);
+    println!("client_credentials: {cc:?}");
+
+    let user_token = password(&app, &client).await.str("access_token");
+    let mut counts = Vec::new();
+    for _ in 0..3 {
+        counts.push(
+            count(&app, || async {
+                let answer = app.introspect(&client, &user_token).await;
+                assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+                assert_eq!(answer.body["active"], true, "{}", answer.body);
+                access = answer.str("sub");
+            })
+            .await,
+        );
+    }
+    let introspection = least(&counts);
+    println!("introspection: {introspection:?}");
+
+    assert_eq!(
+        (pw, cc, introspection),
+        (
+            // The account (with roles, MFA and pending reset links) in one statement; the
+            // sign-in recorded (a transaction of three, or one statement); the audit row.
+            // The store: the lockout attempt before bcrypt, its forgiveness after.
+            budget(&app, trips(5, 2), trips(3, 2)),
+            // The client is kept in memory; nothing is audited.
+            trips(0, 0),
+            // One deny-list check for the token's jti, sid and kid together.
+            trips(0, 1),
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_code_exchange_takes_its_budget_of_round_trips() {
+    let app = quiet_app().await;
+    app.register("alice").await;
+    app.state
+        .clients
+        .create(NewClient {
+            client_id: ClientId::parse("spa").unwrap(),
+            name: "spa app".into(),
+            secret: None,
+            grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+            scopes: Scope::parse("openid profile email articles:read").unwrap(),
+            default_scopes: None,
+            audiences: vec![],
+            redirect_uris: vec![CB.to_string()],
+            post_logout_redirect_uris: vec![],
+            first_party: true,
+        })
+        .await
+        .unwrap();
+    let mut browser = Browser::new(&app);
+    let mut counts = Vec::new();
+    for round in 0..3 {
+        let (verifier, challenge) = pkce();
+        let query = authorize_url(&[
+            ("response_type", "code"),
+            ("client_id", "spa"),
+            ("redirect_uri", CB),
+            ("scope", "openid profile email"),
+            ("state", "st"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ]);
+        let mut page = browser.get(&query).await;
+        if round == 0 {
+            let back = browser.sign_in_at(&page, "alice").await;
+            assert_eq!(back.status, StatusCode::SEE_OTHER, "{}", back.body);
+            page = browser.get(back.location.as_deref().unwrap()).await;
+        }
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+        let code = page.redirect_param("code").expect("a code");
+        counts.push(
+            count(&app, || async {
+                let answer = app
+                    .post_form(
+                        "/oauth/token",
+                        &[
+                            ("grant_type", "authorization_code"),
+                            ("client_id", "spa"),
+                            ("code", &code),
+                            ("redirect_uri", CB),
+                            ("code_verifier", &verifier),
+                        ],
+                    )
+                    .await;
+                assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+            })
+            .await,
+        );
+    }
+    let trips = least(&counts);
+    println!("code exchange: {trips:?}");
+    // The claim (returning the code), the user with roles, the sign-in recorded in the
+    // session (embedded: BEGIN, the user row, the session row returning its end, the family,
+    // the token, COMMIT; PostgreSQL: one statement), the replay check, the audit row.
+    assert_eq!(
+        trips,
+        budget(&app, self::trips(8, 0), self::trips(5, 0)),
+        "code exchange"
+    );
+}
