@@ -97,7 +97,10 @@ pub enum IdpCommand {
     /// List providers.
     List,
     /// Remove a provider and the links made through it.
-    Remove { id: String },
+    Remove {
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,17 +114,27 @@ pub enum WebhookCommand {
     /// List endpoints.
     List,
     /// Remove an endpoint and its pending deliveries.
-    Remove { id: String },
+    Remove {
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
     /// Send a test alert to the endpoint now.
-    Test { id: String },
+    Test {
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
     /// Recent deliveries to the endpoint, newest first.
     Deliveries {
+        #[arg(allow_hyphen_values = true)]
         id: String,
         #[arg(long, default_value_t = 20)]
         limit: u64,
     },
     /// Give the endpoint a new secret (the previous one signs too for 24 hours).
-    RotateSecret { id: String },
+    RotateSecret {
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,7 +153,8 @@ pub enum KeysCommand {
     /// Emergency: stop signing with and publishing KID at once (tokens it signed stop
     /// validating) and roll to a new key. Recorded as a security event.
     Revoke {
-        /// The key id, as shown by `keys list`.
+        /// The key id, as shown by `keys list` (base64url: it may begin with `-`).
+        #[arg(allow_hyphen_values = true)]
         kid: String,
     },
     /// List keys and their states.

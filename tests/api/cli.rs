@@ -501,3 +501,18 @@ fn roles_are_administered_from_the_command_line() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("root:all"), "{}", stderr(&out));
 }
+
+/// Key ids are base64url and may begin with `-`: `keys revoke` takes them as they are shown
+/// (the cause of a CI failure when a random kid began with `-G`).
+#[test]
+fn a_key_id_that_begins_with_a_dash_is_taken_as_the_argument() {
+    use clap::Parser;
+    let cli = portcullis::cli::Cli::try_parse_from(["portcullis", "keys", "revoke", "-Gq2x_kid"])
+        .expect("parsed");
+    match cli.command {
+        Some(portcullis::cli::Command::Keys(portcullis::cli::KeysCommand::Revoke { kid })) => {
+            assert_eq!(kid, "-Gq2x_kid");
+        }
+        other => panic!("{other:?}"),
+    }
+}
