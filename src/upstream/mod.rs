@@ -12,8 +12,7 @@ use std::sync::Arc;
 use entities::{identity_providers, upstream_logins, user_identities};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -655,13 +654,6 @@ impl Upstreams {
             .exec(&self.db)
             .await?
             .rows_affected)
-    }
-
-    pub async fn count_identities(&self, user_id: &str) -> Result<u64, UpstreamStoreError> {
-        Ok(user_identities::Entity::find()
-            .filter(user_identities::Column::UserId.eq(user_id))
-            .count(&self.db)
-            .await?)
     }
 }
 

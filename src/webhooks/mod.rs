@@ -170,11 +170,6 @@ impl Webhooks {
         }
     }
 
-    /// Whether targets may be private addresses (development, or the operator's choice).
-    pub fn allow_private(&self) -> bool {
-        self.allow_private
-    }
-
     /// Checks a target URL (its shape and, unless private targets are allowed, every
     /// address it resolves to); returns it normalized.
     pub async fn check_url(&self, url: &str) -> Result<String, WebhookError> {
