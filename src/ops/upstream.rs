@@ -6,7 +6,7 @@
 //! address never matches. Otherwise a new account is made when the provider allows it, with
 //! the default role, the address verified only if the upstream says so, and no password.
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::json;
 
 use super::browser::{BrowserSignIn, SignInFailure, SignInStep};
@@ -205,6 +205,18 @@ impl UpstreamSignIn {
         }
     }
 
+    /// An enabled provider and its client secret; a disabled or unknown one is the same.
+    async fn enabled(
+        &self,
+        provider_id: &str,
+    ) -> Result<(Provider, SecretString), UpstreamFailure> {
+        match self.upstreams.with_secret(provider_id).await {
+            Ok((p, s)) if p.enabled => Ok((p, s)),
+            Ok(_) | Err(UpstreamStoreError::NotFound) => Err(UpstreamFailure::UnknownProvider),
+            Err(e) => Err(internal(&e)),
+        }
+    }
+
     /// Starts a round trip for this browser; returns the upstream URL to send it to.
     pub async fn begin(
         &self,
@@ -217,19 +229,12 @@ impl UpstreamSignIn {
             .limit_address(origin)
             .await
             .map_err(UpstreamFailure::SignIn)?;
-        let (provider, secret) = match self.upstreams.with_secret(provider_id).await {
-            Ok((p, s)) if p.enabled => (p, s),
-            Ok(_) | Err(UpstreamStoreError::NotFound) => {
-                return Err(UpstreamFailure::UnknownProvider);
-            }
-            Err(e) => return Err(internal(&e)),
-        };
+        let (provider, secret) = self.enabled(provider_id).await?;
         let (state, nonce, verifier) = self
             .upstreams
             .begin(provider_id, browser_cookie, return_to)
             .await
             .map_err(|e| internal(&e))?;
-        use secrecy::ExposeSecret as _;
         self.upstreams
             .protocol
             .authorize_url(
@@ -282,14 +287,7 @@ impl UpstreamSignIn {
         let code = code
             .filter(|c| !c.is_empty() && c.len() <= 2048)
             .ok_or_else(|| UpstreamFailure::Upstream("no code in the answer".into()))?;
-        let (provider, secret) = match self.upstreams.with_secret(provider_id).await {
-            Ok((p, s)) if p.enabled => (p, s),
-            Ok(_) | Err(UpstreamStoreError::NotFound) => {
-                return Err(UpstreamFailure::UnknownProvider);
-            }
-            Err(e) => return Err(internal(&e)),
-        };
-        use secrecy::ExposeSecret as _;
+        let (provider, secret) = self.enabled(provider_id).await?;
         let user = self
             .upstreams
             .protocol

@@ -28,6 +28,8 @@ pub struct Received {
 struct Shared {
     got: Mutex<Vec<Received>>,
     status: AtomicU16,
+    /// Sent as `Location` with every answer, when set (to play a redirecting endpoint).
+    location: Mutex<Option<String>>,
 }
 
 pub struct Receiver {
@@ -37,7 +39,7 @@ pub struct Receiver {
 }
 
 #[handler]
-async fn hook(req: &Request, body: Body, shared: Data<&Arc<Shared>>) -> StatusCode {
+async fn hook(req: &Request, body: Body, shared: Data<&Arc<Shared>>) -> poem::Response {
     let header = |name: &str| {
         req.headers()
             .get(name)
@@ -55,7 +57,12 @@ async fn hook(req: &Request, body: Body, shared: Data<&Arc<Shared>>) -> StatusCo
         body,
         answered,
     });
-    StatusCode::from_u16(answered).unwrap_or(StatusCode::OK)
+    let mut resp =
+        poem::Response::builder().status(StatusCode::from_u16(answered).unwrap_or(StatusCode::OK));
+    if let Some(location) = shared.location.lock().unwrap().clone() {
+        resp = resp.header("location", location);
+    }
+    resp.finish()
 }
 
 impl Receiver {
@@ -72,6 +79,7 @@ impl Receiver {
         let shared = Arc::new(Shared {
             got: Mutex::default(),
             status: AtomicU16::new(200),
+            location: Mutex::default(),
         });
         let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
         let app = Route::new().at("/hook", post(hook)).data(shared.clone());
@@ -97,6 +105,12 @@ impl Receiver {
     /// Answer every next message with `status`.
     pub fn answer(&self, status: u16) {
         self.shared.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Answer every next message with `status` and `Location: location`.
+    pub fn redirect(&self, status: u16, location: &str) {
+        self.answer(status);
+        *self.shared.location.lock().unwrap() = Some(location.to_owned());
     }
 
     pub fn received(&self) -> Vec<Received> {

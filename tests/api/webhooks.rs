@@ -424,3 +424,25 @@ async fn a_target_that_is_private_at_delivery_time_is_refused() {
         "{listed:?}"
     );
 }
+
+/// A delivery never follows a redirect: it could lead anywhere, past the address check.
+#[tokio::test]
+async fn a_redirect_is_not_followed_and_the_delivery_is_retried() {
+    let app = spawn_app_with(quiet).await;
+    let token = admin_token(&app).await;
+    let elsewhere = Receiver::start().await;
+    let receiver = Receiver::start().await;
+    receiver.redirect(307, &elsewhere.url);
+    let (id, _) = register(&app, &token, &receiver.url).await;
+    app.state
+        .webhook_admin
+        .test(&portcullis::ops::Caller::operator(), &id)
+        .await
+        .unwrap();
+    assert_eq!(receiver.received().len(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(elsewhere.received().is_empty(), "the redirect was followed");
+    let listed = deliveries(&app, &token, &id).await;
+    assert_eq!(listed[0]["status"], "pending");
+    assert_eq!(listed[0]["last_status_code"], 307);
+}
