@@ -5,10 +5,13 @@
 use std::path::{Path, PathBuf};
 
 use migration::{Migrator, MigratorTrait};
+
+mod warm;
 use sea_orm::{
     ConnectOptions, Database, DatabaseConnection, DbErr, SqliteTransactionMode, TransactionOptions,
     TransactionTrait,
 };
+pub use warm::{IDLE_TEST as WARM_IDLE_TEST, WarmPool};
 
 /// Why the database could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +54,9 @@ pub async fn open_database(url: &str) -> Result<DatabaseConnection, DbError> {
     options
         .max_connections(if url.starts_with("sqlite:") { 8 } else { 32 })
         .min_connections(1)
+        // sqlx pings a connection before lending it: only one that has been idle (a busy
+        // connection just answered), as `WarmPool` does with its own.
+        .test_before_acquire_if_idle_for(WARM_IDLE_TEST)
         .connect_timeout(std::time::Duration::from_secs(10))
         .sqlx_logging(false)
         // On every pooled connection, not one: WAL lets readers proceed during a write; the
@@ -170,6 +176,11 @@ impl StatementCount {
             crate::metrics::db_statement(info.elapsed, info.failed);
         });
         count
+    }
+
+    /// Counts one statement sent around sea-orm (by [`WarmPool`]).
+    fn record(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The statements so far.

@@ -171,6 +171,8 @@ impl AppState {
         let metrics = crate::metrics::install();
         let mut db = open_database(&settings.database.url).await?;
         let db_statements = crate::db::StatementCount::install(&mut db);
+        let warm = crate::db::WarmPool::new(&db, db_statements.clone())
+            .map_err(|e| StartError::Database(crate::db::DbError::Open(e)))?;
         let (store, store_is_shared) = match open_store(&settings, &store_prefix).await {
             Ok(store) => (store, settings.store.redis_url.is_some()),
             Err(e) if fall_back_to_memory => {
@@ -220,6 +222,7 @@ impl AppState {
         );
         let refresh = RefreshService::new(
             db.clone(),
+            warm.clone(),
             clock.clone(),
             settings.tokens.refresh_token_ttl,
             settings.tokens.refresh_reuse_interval,

@@ -46,6 +46,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::clock::SharedClock;
 use crate::crypto::{CryptoError, random_token, secret_digest};
+use crate::db::WarmPool;
 use crate::domain::Scope;
 use crate::users::User;
 
@@ -354,6 +355,9 @@ enum Settled {
 #[derive(Clone)]
 pub struct RefreshService {
     db: DatabaseConnection,
+    /// The hot path's connections: the lookup of [`Self::begin`] and the rotation of
+    /// [`Self::finish`] go through it (see `db::WarmPool`).
+    warm: WarmPool,
     clock: SharedClock,
     ttl_secs: i64,
     /// How long a family without tokens is kept after its last use: its access tokens may
@@ -366,6 +370,7 @@ pub struct RefreshService {
 impl RefreshService {
     pub fn new(
         db: DatabaseConnection,
+        warm: WarmPool,
         clock: SharedClock,
         ttl: std::time::Duration,
         reuse_interval: std::time::Duration,
@@ -374,6 +379,7 @@ impl RefreshService {
         let access_secs = i64::try_from(access_ttl.as_secs()).unwrap_or(i64::MAX);
         Self {
             db,
+            warm,
             clock,
             ttl_secs: i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX),
             empty_family_grace_secs: Ord::max(
@@ -382,6 +388,12 @@ impl RefreshService {
             ),
             reuse_secs: i64::try_from(reuse_interval.as_secs()).unwrap_or(0),
         }
+    }
+
+    /// Whether rotations keep their answer for a reuse window (the answer handed to
+    /// [`Self::finish`] is unused otherwise).
+    pub fn keeps_answers(&self) -> bool {
+        self.reuse_secs > 0
     }
 
     /// Records a sign-in, with a first refresh token when `new.with_refresh_token`. Refused
@@ -639,7 +651,7 @@ impl RefreshService {
             crate::db::select_list::<users::Entity>("u"),
         );
         let rows = self
-            .db
+            .warm
             .query_all_raw(Statement::from_sql_and_values(
                 backend,
                 sql,
@@ -751,55 +763,87 @@ impl RefreshService {
                 .finish_in_one_statement(&digest, &key, &family, &scope, &successor, answer, now)
                 .await;
         }
+        self.finish_in_one_script(&digest, &key, &family, &scope, &successor, answer, now)
+            .await
+    }
+
+    /// [`Self::finish`] on SQLite: one script, one hop to the connection's thread, in one
+    /// `BEGIN IMMEDIATE` transaction. Its statements run in the order the other paths run
+    /// them: the family row is written first (if still open), then the conditional rotation
+    /// (only while the family is open), then the successor and the sealed answer, each
+    /// inserted only when the statement before it changed a row (`changes()`). When it did not
+    /// rotate (the family is closed, or a concurrent request rotated the token first), the
+    /// presentation is settled as [`Self::begin`] settles a rotated token, under the family
+    /// lock in a transaction of its own.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_in_one_script(
+        &self,
+        digest: &str,
+        key: &ReplayKey,
+        family: &refresh_families::Model,
+        scope: &str,
+        successor: &SecretString,
+        answer: &[u8],
+        now: i64,
+    ) -> Result<Finished, RefreshError> {
+        let successor_digest = secret_digest(successor.expose_secret());
+        let mut values: Vec<sea_orm::Value> = vec![
+            now.into(),
+            family.id.clone().into(),
+            digest.to_string().into(),
+            successor_digest.clone().into(),
+            scope.to_string().into(),
+            self.successor_expiry(now, family.expires_at).into(),
+        ];
+        let replay = if self.reuse_secs > 0 {
+            let sealed = key.seal(
+                &replay_context(digest, &family.id, &successor_digest),
+                answer,
+            )?;
+            values.push(sealed.into());
+            values.push(now.saturating_add(self.reuse_secs).into());
+            "INSERT INTO refresh_replays (digest, family_id, successor_digest, sealed, expires_at) \
+             SELECT $3, $2, $4, $7, $8 WHERE changes() = 1; "
+        } else {
+            ""
+        };
+        let sql = format!(
+            "BEGIN IMMEDIATE; \
+             UPDATE refresh_families SET last_used_at = $1 WHERE id = $2 AND revoked_at IS NULL; \
+             UPDATE refresh_tokens SET state = '{rotated}', rotated_at = $1 \
+             WHERE digest = $3 AND state = '{active}' AND expires_at > $1 \
+             AND EXISTS (SELECT 1 FROM refresh_families WHERE id = $2 AND revoked_at IS NULL); \
+             INSERT INTO refresh_tokens \
+             (digest, family_id, scope, state, issued_at, expires_at, rotated_at) \
+             SELECT $4, $2, $5, '{active}', $1, $6, NULL WHERE changes() = 1 RETURNING digest; \
+             {replay}COMMIT",
+            rotated = TokenState::Rotated.as_str(),
+            active = TokenState::Active.as_str(),
+        );
+        let rows = self
+            .warm
+            .script(Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                sql,
+                values,
+            ))
+            .await?;
+        if !rows.is_empty() {
+            return Ok(Finished::Rotated);
+        }
+        // Not rotated: the family is closed, or someone else rotated the token first.
         let txn = crate::db::begin_write(&self.db).await?;
         if !self.lock_open_family(&txn, &family.id, now).await? {
             txn.rollback().await?;
             return Err(RefreshError::Invalid);
         }
-        let won = refresh_tokens::Entity::update_many()
-            .col_expr(
-                refresh_tokens::Column::State,
-                Expr::value(TokenState::Rotated.as_str()),
-            )
-            .col_expr(refresh_tokens::Column::RotatedAt, Expr::value(now))
-            .filter(refresh_tokens::Column::Digest.eq(digest.as_str()))
-            .filter(refresh_tokens::Column::State.eq(TokenState::Active.as_str()))
-            .filter(refresh_tokens::Column::ExpiresAt.gt(now))
-            .exec(&txn)
-            .await?;
-        if won.rows_affected != 1 {
-            // Someone else rotated it first, and committed before we got the family lock.
-            let settled = self
-                .settle_rotated(&txn, &digest, &key, &family, now)
-                .await?;
-            txn.commit().await?;
-            return match settled {
-                Settled::Replay(r) => Ok(Finished::Replayed(r)),
-                Settled::Reused => Err(reused(&family)),
-                Settled::Invalid => Err(RefreshError::Invalid),
-            };
-        }
-        let successor = successor.expose_secret();
-        self.insert_token(&txn, successor, &family.id, &scope, now, family.expires_at)
-            .await?;
-        if self.reuse_secs > 0 {
-            let successor_digest = secret_digest(successor);
-            let sealed = key.seal(
-                &replay_context(&digest, &family.id, &successor_digest),
-                answer,
-            )?;
-            refresh_replays::ActiveModel {
-                digest: Set(digest),
-                family_id: Set(family.id.clone()),
-                successor_digest: Set(successor_digest),
-                sealed: Set(sealed),
-                expires_at: Set(now.saturating_add(self.reuse_secs)),
-            }
-            .insert(&txn)
-            .await?;
-        }
+        let settled = self.settle_rotated(&txn, digest, key, family, now).await?;
         txn.commit().await?;
-        Ok(Finished::Rotated)
+        match settled {
+            Settled::Replay(r) => Ok(Finished::Replayed(r)),
+            Settled::Reused => Err(reused(family)),
+            Settled::Invalid => Err(RefreshError::Invalid),
+        }
     }
 
     /// [`Self::finish`] on PostgreSQL: one statement, one round trip. Its data-modifying parts
@@ -859,7 +903,7 @@ impl RefreshService {
             active = TokenState::Active.as_str(),
         );
         let row = self
-            .db
+            .warm
             .query_one_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
                 sql,

@@ -40,5 +40,6 @@ mod token_security;
 mod upstream;
 mod upstream_hostile;
 mod users;
+mod warm_pool;
 mod webhook_receiver;
 mod webhooks;

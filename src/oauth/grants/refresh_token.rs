@@ -95,18 +95,20 @@ pub async fn grant(
         Some(pending.successor().to_string()),
     )
     .await?;
-    let stored = StoredAnswer {
-        access_expires_at: state
-            .tokens
-            .decode_access(&response.access_token)
-            .map_err(|e| OAuthError::internal(&e))?
-            .exp,
-        access_token: response.access_token.clone(),
-        refresh_token: pending.successor().to_string(),
-        scope: response.scope.clone(),
-        id_token: response.id_token.clone(),
+    // The answer is kept only with a reuse window (strict rotation never replays).
+    let sealed = if state.refresh.keeps_answers() {
+        let stored = StoredAnswer {
+            // `expires_in` was counted from this second.
+            access_expires_at: state.tokens.now().saturating_add(response.expires_in),
+            access_token: response.access_token.clone(),
+            refresh_token: pending.successor().to_string(),
+            scope: response.scope.clone(),
+            id_token: response.id_token.clone(),
+        };
+        serde_json::to_vec(&stored).map_err(|e| OAuthError::internal(&e))?
+    } else {
+        Vec::new()
     };
-    let sealed = serde_json::to_vec(&stored).map_err(|e| OAuthError::internal(&e))?;
     let family_id = pending.family_id().to_string();
     match state.refresh.finish(pending, &sealed).await {
         Ok(Finished::Rotated) => {}

@@ -1,0 +1,275 @@
+//! Connections kept warm for the hot paths (a refresh, a sign-in, a code exchange).
+//!
+//! sqlx tests every connection it takes back into its pool with a ping before it lends it
+//! again: on PostgreSQL a `Sync` message and its answer, on SQLite a hop to the connection's
+//! thread and back. Every statement sent through the pool outside a transaction pays that
+//! extra round trip, and the connection is busy with it meanwhile. [`WarmPool`] instead keeps
+//! the connections the hot paths used checked out, on a small stack, between uses:
+//!
+//! - a connection goes back onto the stack only after an operation on it **completed**;
+//! - an operation that failed, or whose future was dropped (a cancelled request), **closes**
+//!   its connection, which ends any transaction it had open (see [`WarmPool::script`]), so
+//!   nothing half-done is ever lent again; the pool opens a replacement when needed;
+//! - a connection that sat on the stack for [`IDLE_TEST`] or longer is pinged before use, as
+//!   sqlx pings an idle connection (`db::open_database`), and closed if the ping fails;
+//! - the stack holds at most half the pool: the rest stays with sqlx for everything else.
+//!
+//! Statements sent here are counted and measured like those sea-orm sends
+//! ([`super::StatementCount`], `portcullis_db_*`).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sea_orm::sea_query::Values;
+use sea_orm::sqlx::{self, Connection as _, pool::PoolConnection};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, ExecResult, QueryResult, RuntimeErr,
+    Statement,
+};
+use sea_query_sqlx::SqlxValues;
+
+use super::StatementCount;
+
+/// A connection unused this long is pinged before it is lent again.
+pub const IDLE_TEST: Duration = Duration::from_secs(1);
+
+/// See the module docs. Cheap to clone; clones share the stack.
+#[derive(Clone)]
+pub struct WarmPool(Arc<Inner>);
+
+struct Inner {
+    pool: Pool,
+    /// Connections whose last operation completed, with when it did (most recent last).
+    idle: Mutex<Vec<(Conn, Instant)>>,
+    keep: usize,
+    count: StatementCount,
+}
+
+enum Pool {
+    Postgres(sqlx::PgPool),
+    Sqlite(sqlx::SqlitePool),
+}
+
+enum Conn {
+    Postgres(PoolConnection<sqlx::Postgres>),
+    Sqlite(PoolConnection<sqlx::Sqlite>),
+}
+
+impl Conn {
+    /// Closes the connection instead of handing it back to sqlx's pool: a transaction a
+    /// script left open ends with it (the server rolls it back; SQLite rolls back on close).
+    fn close(self) {
+        match self {
+            Self::Postgres(c) => drop(c.detach()),
+            Self::Sqlite(c) => drop(c.detach()),
+        }
+    }
+
+    async fn ping(&mut self) -> Result<(), sqlx::Error> {
+        match self {
+            Self::Postgres(c) => c.ping().await,
+            Self::Sqlite(c) => c.ping().await,
+        }
+    }
+
+    async fn query_all(&mut self, stmt: &Statement) -> Result<Vec<QueryResult>, sqlx::Error> {
+        let sql = sqlx::AssertSqlSafe(stmt.sql.as_str());
+        let values = SqlxValues(stmt.values.clone().unwrap_or(Values(Vec::new())));
+        Ok(match self {
+            Self::Postgres(c) => sqlx::query_with(sql, values)
+                .fetch_all(&mut **c)
+                .await?
+                .into_iter()
+                .map(QueryResult::from)
+                .collect(),
+            Self::Sqlite(c) => sqlx::query_with(sql, values)
+                .fetch_all(&mut **c)
+                .await?
+                .into_iter()
+                .map(QueryResult::from)
+                .collect(),
+        })
+    }
+
+    async fn execute(&mut self, stmt: &Statement) -> Result<ExecResult, sqlx::Error> {
+        let sql = sqlx::AssertSqlSafe(stmt.sql.as_str());
+        let values = SqlxValues(stmt.values.clone().unwrap_or(Values(Vec::new())));
+        Ok(match self {
+            Self::Postgres(c) => sqlx::query_with(sql, values)
+                .execute(&mut **c)
+                .await?
+                .into(),
+            Self::Sqlite(c) => sqlx::query_with(sql, values)
+                .execute(&mut **c)
+                .await?
+                .into(),
+        })
+    }
+}
+
+/// A connection lent for one operation. Dropped without [`Lease::complete`] (the operation
+/// failed or was cancelled), it closes its connection.
+struct Lease<'a> {
+    pool: &'a Inner,
+    conn: Option<Conn>,
+}
+
+impl Lease<'_> {
+    /// The lent connection (`None` only once the lease has ended).
+    fn conn(&mut self) -> Result<&mut Conn, sqlx::Error> {
+        self.conn.as_mut().ok_or(sqlx::Error::PoolClosed)
+    }
+
+    /// The operation completed: the connection goes back onto the stack (or, when the stack
+    /// is full, back to sqlx's pool).
+    fn complete(mut self) {
+        if let Some(conn) = self.conn.take() {
+            let mut idle = self.pool.idle.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < self.pool.keep {
+                idle.push((conn, Instant::now()));
+            }
+            // Otherwise `conn` drops here: sqlx takes it back (with its ping).
+        }
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            conn.close();
+        }
+    }
+}
+
+impl WarmPool {
+    /// Lends connections of `db`'s pool, counting statements on `count`. Other databases
+    /// (none in Portcullis) are refused.
+    pub fn new(db: &DatabaseConnection, count: StatementCount) -> Result<Self, DbErr> {
+        let pool = match db.get_database_backend() {
+            DbBackend::Postgres => Pool::Postgres(db.get_postgres_connection_pool().clone()),
+            DbBackend::Sqlite => Pool::Sqlite(db.get_sqlite_connection_pool().clone()),
+            other => {
+                return Err(DbErr::Custom(format!(
+                    "unsupported database backend {other:?}"
+                )));
+            }
+        };
+        let max = match &pool {
+            Pool::Postgres(p) => p.options().get_max_connections(),
+            Pool::Sqlite(p) => p.options().get_max_connections(),
+        };
+        let keep = usize::try_from(max / 2).unwrap_or(1).max(1);
+        Ok(Self(Arc::new(Inner {
+            pool,
+            idle: Mutex::new(Vec::with_capacity(keep)),
+            keep,
+            count,
+        })))
+    }
+
+    /// How many connections wait on the stack (for tests).
+    pub fn idle(&self) -> usize {
+        self.0.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    async fn lease(&self) -> Result<Lease<'_>, DbErr> {
+        loop {
+            let popped = self.0.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let Some((conn, since)) = popped else {
+                break;
+            };
+            let mut lease = Lease {
+                pool: &self.0,
+                conn: Some(conn),
+            };
+            if since.elapsed() < IDLE_TEST || lease.conn().map_err(conn_err)?.ping().await.is_ok() {
+                return Ok(lease);
+            }
+            // The ping failed: the lease closes the connection; try the next one.
+        }
+        let conn = match &self.0.pool {
+            Pool::Postgres(p) => Conn::Postgres(p.acquire().await.map_err(conn_err)?),
+            Pool::Sqlite(p) => Conn::Sqlite(p.acquire().await.map_err(conn_err)?),
+        };
+        Ok(Lease {
+            pool: &self.0,
+            conn: Some(conn),
+        })
+    }
+
+    /// Runs a script: several statements separated by `;`, sent as one (SQLite only: one hop
+    /// to the connection's thread). Bind parameters are numbered (`$1`, `$2`, …) and each
+    /// number means the same value in every statement. The rows of every statement come back
+    /// in order. A script that opens a transaction must end it: if any statement fails, or
+    /// the call is cancelled, the connection is closed, which rolls the transaction back.
+    pub async fn script(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        if !matches!(self.0.pool, Pool::Sqlite(_)) {
+            return Err(DbErr::Custom(
+                "scripts of several statements are for SQLite only".into(),
+            ));
+        }
+        self.query_all_raw(stmt).await
+    }
+
+    fn record(&self, started: Instant, failed: bool) {
+        self.0.count.record();
+        crate::metrics::db_statement(started.elapsed(), failed);
+    }
+}
+
+fn conn_err(e: sqlx::Error) -> DbErr {
+    DbErr::Conn(RuntimeErr::SqlxError(Arc::new(e)))
+}
+
+fn query_err(e: sqlx::Error) -> DbErr {
+    DbErr::Query(RuntimeErr::SqlxError(Arc::new(e)))
+}
+
+fn exec_err(e: sqlx::Error) -> DbErr {
+    DbErr::Exec(RuntimeErr::SqlxError(Arc::new(e)))
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for WarmPool {
+    fn get_database_backend(&self) -> DbBackend {
+        match self.0.pool {
+            Pool::Postgres(_) => DbBackend::Postgres,
+            Pool::Sqlite(_) => DbBackend::Sqlite,
+        }
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        let mut lease = self.lease().await?;
+        let started = Instant::now();
+        let result = match lease.conn() {
+            Ok(conn) => conn.execute(&stmt).await,
+            Err(e) => Err(e),
+        };
+        self.record(started, result.is_err());
+        let result = result.map_err(exec_err)?;
+        lease.complete();
+        Ok(result)
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        self.execute_raw(Statement::from_string(self.get_database_backend(), sql))
+            .await
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        Ok(self.query_all_raw(stmt).await?.into_iter().next())
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        let mut lease = self.lease().await?;
+        let started = Instant::now();
+        let rows = match lease.conn() {
+            Ok(conn) => conn.query_all(&stmt).await,
+            Err(e) => Err(e),
+        };
+        self.record(started, rows.is_err());
+        let rows = rows.map_err(query_err)?;
+        lease.complete();
+        Ok(rows)
+    }
+}

@@ -1,0 +1,204 @@
+//! `db::WarmPool`, the hot paths' connections kept out of sqlx's pool between uses: a
+//! connection is lent again only after an operation on it completed; a failed or cancelled
+//! one is closed, so a transaction it left open never reaches the next user; a connection
+//! that died while it waited is replaced, not handed out.
+
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+
+use super::helpers::*;
+use portcullis::db::{StatementCount, WarmPool};
+
+fn is_sqlite(app: &TestApp) -> bool {
+    app.state.db.get_database_backend() == DbBackend::Sqlite
+}
+
+async fn scratch_table(app: &TestApp) {
+    app.state
+        .db
+        .execute_unprepared("CREATE TABLE IF NOT EXISTS warm_probe (n INTEGER NOT NULL)")
+        .await
+        .unwrap();
+}
+
+async fn probe_rows(app: &TestApp) -> i64 {
+    let row = app
+        .state
+        .db
+        .query_one_raw(Statement::from_string(
+            app.state.db.get_database_backend(),
+            "SELECT count(*) AS n FROM warm_probe",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get("", "n").unwrap()
+}
+
+/// A write through the ordinary pool must not wait on a transaction someone left open.
+async fn a_write_goes_through(app: &TestApp) {
+    let txn = tokio::time::timeout(
+        Duration::from_secs(3),
+        portcullis::db::begin_write(&app.state.db),
+    )
+    .await
+    .expect("the write lock is free: no transaction was left open")
+    .unwrap();
+    txn.execute_unprepared("INSERT INTO warm_probe (n) VALUES (0)")
+        .await
+        .unwrap();
+    txn.rollback().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_completed_statement_keeps_its_connection_and_a_failed_one_closes_it() {
+    let app = spawn_app().await;
+    let warm = WarmPool::new(&app.state.db, StatementCount::default()).unwrap();
+    let backend = app.state.db.get_database_backend();
+    assert_eq!(warm.idle(), 0);
+    warm.query_all_raw(Statement::from_string(backend, "SELECT 1 AS one"))
+        .await
+        .unwrap();
+    assert_eq!(warm.idle(), 1, "a completed statement's connection is kept");
+    let failed = warm
+        .query_all_raw(Statement::from_string(
+            backend,
+            "SELECT * FROM no_such_table",
+        ))
+        .await;
+    assert!(failed.is_err());
+    assert_eq!(warm.idle(), 0, "a failed statement's connection is closed");
+    warm.query_all_raw(Statement::from_string(backend, "SELECT 1 AS one"))
+        .await
+        .unwrap();
+    assert_eq!(warm.idle(), 1);
+}
+
+#[tokio::test]
+async fn a_script_that_fails_halfway_leaves_no_transaction_open_and_nothing_written() {
+    let app = spawn_app().await;
+    if !is_sqlite(&app) {
+        return; // Scripts are SQLite's; PostgreSQL's rotation is one statement.
+    }
+    scratch_table(&app).await;
+    let warm = WarmPool::new(&app.state.db, StatementCount::default()).unwrap();
+    let failed = warm
+        .script(Statement::from_string(
+            DbBackend::Sqlite,
+            "BEGIN IMMEDIATE; INSERT INTO warm_probe (n) VALUES (1); \
+             INSERT INTO no_such_table (n) VALUES (2); COMMIT",
+        ))
+        .await;
+    assert!(failed.is_err());
+    assert_eq!(
+        warm.idle(),
+        0,
+        "the connection with the open transaction is closed"
+    );
+    a_write_goes_through(&app).await;
+    assert_eq!(
+        probe_rows(&app).await,
+        0,
+        "the first insert was rolled back"
+    );
+
+    // The same script without the fault commits, and its connection is kept.
+    warm.script(Statement::from_string(
+        DbBackend::Sqlite,
+        "BEGIN IMMEDIATE; INSERT INTO warm_probe (n) VALUES (1); COMMIT",
+    ))
+    .await
+    .unwrap();
+    assert_eq!(probe_rows(&app).await, 1);
+    assert_eq!(warm.idle(), 1);
+}
+
+#[tokio::test]
+async fn a_cancelled_script_leaves_no_transaction_open_and_nothing_written() {
+    let app = spawn_app().await;
+    if !is_sqlite(&app) {
+        return;
+    }
+    scratch_table(&app).await;
+    let warm = WarmPool::new(&app.state.db, StatementCount::default()).unwrap();
+    // Hold the write lock, so that the script waits in its `BEGIN IMMEDIATE`.
+    let holder = portcullis::db::begin_write(&app.state.db).await.unwrap();
+    holder
+        .execute_unprepared("INSERT INTO warm_probe (n) VALUES (7)")
+        .await
+        .unwrap();
+    let script = {
+        let warm = warm.clone();
+        tokio::spawn(async move {
+            warm.script(Statement::from_string(
+                DbBackend::Sqlite,
+                "BEGIN IMMEDIATE; INSERT INTO warm_probe (n) VALUES (1); \
+                 INSERT INTO warm_probe (n) VALUES (2); COMMIT",
+            ))
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The request is cancelled while its script waits; then the lock is released, so the
+    // script's thread gets its `BEGIN IMMEDIATE` after the caller is gone.
+    script.abort();
+    assert!(script.await.unwrap_err().is_cancelled());
+    holder.rollback().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        warm.idle(),
+        0,
+        "the cancelled script's connection is not kept"
+    );
+    a_write_goes_through(&app).await;
+    assert_eq!(
+        probe_rows(&app).await,
+        0,
+        "neither the holder's row nor half of the cancelled script's was kept"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_that_died_while_it_waited_is_replaced() {
+    let app = spawn_app().await;
+    if is_sqlite(&app) {
+        return; // An embedded database has no server to lose.
+    }
+    let warm = WarmPool::new(&app.state.db, StatementCount::default()).unwrap();
+    let pid = |rows: Vec<sea_orm::QueryResult>| -> i32 { rows[0].try_get("", "pid").unwrap() };
+    let first = pid(warm
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT pg_backend_pid() AS pid",
+        ))
+        .await
+        .unwrap());
+    let again = pid(warm
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT pg_backend_pid() AS pid",
+        ))
+        .await
+        .unwrap());
+    assert_eq!(first, again, "a warm connection is reused");
+    // The server ends that connection (a restart, a proxy's idle timeout).
+    app.state
+        .db
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_terminate_backend($1)",
+            [first.into()],
+        ))
+        .await
+        .unwrap();
+    tokio::time::sleep(portcullis::db::WARM_IDLE_TEST + Duration::from_millis(200)).await;
+    let replaced = pid(warm
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT pg_backend_pid() AS pid",
+        ))
+        .await
+        .expect("the dead connection is found by its ping and replaced"));
+    assert_ne!(replaced, first);
+}
