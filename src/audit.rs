@@ -13,13 +13,14 @@
 
 use entities::audit_events;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, Set,
 };
 use serde_json::Value;
 use std::sync::{Arc, OnceLock};
 
 use crate::clock::SharedClock;
+use crate::db::WarmPool;
 
 /// Stable names of audited events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -265,12 +266,13 @@ pub struct Audit {
 }
 
 impl Audit {
-    /// The audit log of `db`. Inside a tokio runtime this starts the writer task, which ends
+    /// The audit log of `db`. Inside a tokio runtime this starts the writer task (writing on
+    /// `warm`, the same database), which ends
     /// when the last clone of this `Audit` is dropped.
-    pub fn new(db: DatabaseConnection, clock: SharedClock) -> Self {
+    pub fn new(db: DatabaseConnection, warm: WarmPool, clock: SharedClock) -> Self {
         let writer = tokio::runtime::Handle::try_current().ok().map(|runtime| {
             let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);
-            runtime.spawn(write_batches(db.clone(), rx));
+            runtime.spawn(write_batches(warm, rx));
             tx
         });
         Self {
@@ -384,7 +386,7 @@ impl Audit {
 
 /// The writer task: takes what has queued up (at most [`BATCH_MAX`] rows), writes it in one
 /// `INSERT`, then answers the flushes that were waiting behind those rows.
-async fn write_batches(db: DatabaseConnection, mut queue: tokio::sync::mpsc::Receiver<Job>) {
+async fn write_batches(db: WarmPool, mut queue: tokio::sync::mpsc::Receiver<Job>) {
     let mut rows = Vec::with_capacity(BATCH_MAX);
     let mut flushes = Vec::new();
     while let Some(job) = queue.recv().await {
@@ -421,12 +423,12 @@ async fn write_batches(db: DatabaseConnection, mut queue: tokio::sync::mpsc::Rec
 
 /// Inserts `rows` in one statement; if that fails, one by one, so one bad row costs only
 /// itself.
-async fn insert_batch(db: &DatabaseConnection, rows: Vec<audit_events::ActiveModel>) {
+async fn insert_batch(db: &WarmPool, rows: Vec<audit_events::ActiveModel>) {
     if rows.len() > 1 {
-        match audit_events::Entity::insert_many(rows.clone())
-            .exec(db)
-            .await
-        {
+        // Not kept prepared: its shape changes with the number of rows.
+        let insert =
+            audit_events::Entity::insert_many(rows.clone()).build(db.get_database_backend());
+        match db.execute_once(insert).await {
             Ok(_) => return,
             Err(e) => {
                 tracing::warn!(error = %e, rows = rows.len(), "audit batch failed; writing its rows one by one")

@@ -239,7 +239,7 @@ impl AppState {
             outbox.clone(),
         );
         let sign_ins = SignIns::new(db.clone(), refresh.clone(), tokens.clone(), clock.clone());
-        let audit = Audit::new(db.clone(), clock.clone());
+        let audit = Audit::new(db.clone(), warm.clone(), clock.clone());
         let alerts = crate::alerts::Alerts::new(
             db.clone(),
             store.clone(),

@@ -91,15 +91,18 @@ impl Conn {
         })
     }
 
-    async fn execute(&mut self, stmt: &Statement) -> Result<ExecResult, sqlx::Error> {
+    /// Runs `stmt`; `keep`: whether the connection keeps it prepared for the next time.
+    async fn execute(&mut self, stmt: &Statement, keep: bool) -> Result<ExecResult, sqlx::Error> {
         let sql = sqlx::AssertSqlSafe(stmt.sql.as_str());
         let values = SqlxValues(stmt.values.clone().unwrap_or(Values(Vec::new())));
         Ok(match self {
             Self::Postgres(c) => sqlx::query_with(sql, values)
+                .persistent(keep)
                 .execute(&mut **c)
                 .await?
                 .into(),
             Self::Sqlite(c) => sqlx::query_with(sql, values)
+                .persistent(keep)
                 .execute(&mut **c)
                 .await?
                 .into(),
@@ -211,6 +214,26 @@ impl WarmPool {
         self.query_all_raw(stmt).await
     }
 
+    /// Runs a statement that is seldom sent twice alike (a multi-row `INSERT` of however many
+    /// rows have gathered) without keeping it prepared: each connection's cache of prepared
+    /// statements would otherwise fill with one large program per row count.
+    pub async fn execute_once(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        self.execute(stmt, false).await
+    }
+
+    async fn execute(&self, stmt: Statement, keep: bool) -> Result<ExecResult, DbErr> {
+        let mut lease = self.lease().await?;
+        let started = Instant::now();
+        let result = match lease.conn() {
+            Ok(conn) => conn.execute(&stmt, keep).await,
+            Err(e) => Err(e),
+        };
+        self.record(started, result.is_err());
+        let result = result.map_err(exec_err)?;
+        lease.complete();
+        Ok(result)
+    }
+
     fn record(&self, started: Instant, failed: bool) {
         self.0.count.record();
         crate::metrics::db_statement(started.elapsed(), failed);
@@ -239,16 +262,7 @@ impl ConnectionTrait for WarmPool {
     }
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-        let mut lease = self.lease().await?;
-        let started = Instant::now();
-        let result = match lease.conn() {
-            Ok(conn) => conn.execute(&stmt).await,
-            Err(e) => Err(e),
-        };
-        self.record(started, result.is_err());
-        let result = result.map_err(exec_err)?;
-        lease.complete();
-        Ok(result)
+        self.execute(stmt, true).await
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
