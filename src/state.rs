@@ -228,7 +228,7 @@ impl AppState {
             settings.tokens.refresh_reuse_interval,
             settings.tokens.access_token_ttl,
         );
-        let users = UserService::new(db.clone(), hasher, clock.clone());
+        let users = UserService::new(db.clone(), warm.clone(), hasher, clock.clone());
         let outbox = crate::mail::Outbox::new(db.clone(), clock.clone());
         let mfa = crate::mfa::MfaService::new(
             db.clone(),
@@ -264,7 +264,7 @@ impl AppState {
             settings.keys.timing.reload_interval,
         );
         let roles = RoleService::new(db.clone(), role_cache.clone());
-        let codes = crate::oauth::authorize::Codes::new(db.clone(), clock.clone());
+        let codes = crate::oauth::authorize::Codes::new(warm.clone(), clock.clone());
         let grants = Grants {
             tokens: tokens.clone(),
             refresh: refresh.clone(),

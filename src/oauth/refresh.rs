@@ -567,7 +567,7 @@ impl RefreshService {
              (SELECT count(*) FROM fam) AS inserted"
         );
         let row = self
-            .db
+            .warm
             .query_one_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
                 sql,

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 pub use self::password::{HashError, PasswordHasher};
 use crate::clock::SharedClock;
+use crate::db::WarmPool;
 use crate::domain::{Email, Password, Scope, Username};
 
 /// The role every new user gets.
@@ -84,13 +85,25 @@ pub struct ProfileUpdate {
 #[derive(Clone)]
 pub struct UserService {
     db: DatabaseConnection,
+    /// The sign-in's lookup of the account goes through it (`db::WarmPool`).
+    warm: WarmPool,
     hasher: PasswordHasher,
     clock: SharedClock,
 }
 
 impl UserService {
-    pub fn new(db: DatabaseConnection, hasher: PasswordHasher, clock: SharedClock) -> Self {
-        Self { db, hasher, clock }
+    pub fn new(
+        db: DatabaseConnection,
+        warm: WarmPool,
+        hasher: PasswordHasher,
+        clock: SharedClock,
+    ) -> Self {
+        Self {
+            db,
+            warm,
+            hasher,
+            clock,
+        }
     }
 
     /// Registers a user with the given roles (the default role when `roles` is empty), its
@@ -349,7 +362,7 @@ impl UserService {
             reset = tokens::Purpose::PasswordReset.as_str(),
         );
         let rows = self
-            .db
+            .warm
             .query_all_raw(sea_orm::Statement::from_sql_and_values(
                 self.db.get_database_backend(),
                 sql,

@@ -17,12 +17,12 @@ use oxide_auth::primitives::authorizer::Authorizer;
 use oxide_auth::primitives::grant::Grant;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
-    FromQueryResult, QueryFilter, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, Set,
 };
 
 use crate::clock::SharedClock;
 use crate::crypto::{CryptoError, random_token, secret_digest};
+use crate::db::WarmPool;
 
 /// How long a code may be redeemed (RFC 6749 §4.1.2 recommends at most ten minutes; a browser
 /// redirect takes seconds).
@@ -107,12 +107,13 @@ impl Authorizer for CodeSlot {
 
 #[derive(Clone)]
 pub struct Codes {
-    db: DatabaseConnection,
+    /// Every statement here is on the hot path of a sign-in (`db::WarmPool`).
+    db: WarmPool,
     clock: SharedClock,
 }
 
 impl Codes {
-    pub fn new(db: DatabaseConnection, clock: SharedClock) -> Self {
+    pub fn new(db: WarmPool, clock: SharedClock) -> Self {
         Self { db, clock }
     }
 
