@@ -721,20 +721,9 @@ impl RefreshService {
             }
             Some(TokenState::Rotated) => {
                 let key = ReplayKey::derive(presented)?;
-                let txn = crate::db::begin_write(&self.db).await?;
-                if !self.lock_open_family(&txn, &family.id, now).await? {
-                    txn.rollback().await?;
-                    return Err(RefreshError::Invalid);
-                }
-                let settled = self
-                    .settle_rotated(&txn, &token.digest, &key, &family, now)
-                    .await?;
-                txn.commit().await?;
-                match settled {
-                    Settled::Replay(r) => Ok(Presented::Replay(r)),
-                    Settled::Reused => Err(reused(&family)),
-                    Settled::Invalid => Err(RefreshError::Invalid),
-                }
+                self.settle_under_lock(&token.digest, &key, &family, now)
+                    .await
+                    .map(Presented::Replay)
             }
             _ => Err(RefreshError::Invalid),
         }
@@ -832,18 +821,9 @@ impl RefreshService {
             return Ok(Finished::Rotated);
         }
         // Not rotated: the family is closed, or someone else rotated the token first.
-        let txn = crate::db::begin_write(&self.db).await?;
-        if !self.lock_open_family(&txn, &family.id, now).await? {
-            txn.rollback().await?;
-            return Err(RefreshError::Invalid);
-        }
-        let settled = self.settle_rotated(&txn, digest, key, family, now).await?;
-        txn.commit().await?;
-        match settled {
-            Settled::Replay(r) => Ok(Finished::Replayed(r)),
-            Settled::Reused => Err(reused(family)),
-            Settled::Invalid => Err(RefreshError::Invalid),
-        }
+        self.settle_under_lock(digest, key, family, now)
+            .await
+            .map(Finished::Replayed)
     }
 
     /// [`Self::finish`] on PostgreSQL: one statement, one round trip. Its data-modifying parts
@@ -920,6 +900,29 @@ impl RefreshService {
             return Ok(Finished::Rotated);
         }
         // Someone else rotated it first: settle under the family lock, as `begin` would.
+        self.settle_under_lock(digest, key, family, now)
+            .await
+            .map(Finished::Replayed)
+    }
+
+    /// When a token issued at `now` expires: the refresh lifetime, capped by `cap` (the end
+    /// of the browser session the sign-in belongs to).
+    fn successor_expiry(&self, now: i64, cap: Option<i64>) -> i64 {
+        let expires_at = now.saturating_add(self.ttl_secs);
+        cap.map_or(expires_at, |cap| Ord::min(expires_at, cap))
+    }
+
+    /// Settles a presentation of an already-rotated token in a transaction of its own that
+    /// first takes the family lock (see module docs): the answer its rotation stored, when it
+    /// may be replayed; otherwise [`RefreshError::Reused`] (the family is revoked in that
+    /// transaction) or [`RefreshError::Invalid`] (the family is closed, or the token is gone).
+    async fn settle_under_lock(
+        &self,
+        digest: &str,
+        key: &ReplayKey,
+        family: &refresh_families::Model,
+        now: i64,
+    ) -> Result<Replayed, RefreshError> {
         let txn = crate::db::begin_write(&self.db).await?;
         if !self.lock_open_family(&txn, &family.id, now).await? {
             txn.rollback().await?;
@@ -928,17 +931,10 @@ impl RefreshService {
         let settled = self.settle_rotated(&txn, digest, key, family, now).await?;
         txn.commit().await?;
         match settled {
-            Settled::Replay(r) => Ok(Finished::Replayed(r)),
+            Settled::Replay(r) => Ok(r),
             Settled::Reused => Err(reused(family)),
             Settled::Invalid => Err(RefreshError::Invalid),
         }
-    }
-
-    /// When a token issued at `now` expires: the refresh lifetime, capped by `cap` (the end
-    /// of the browser session the sign-in belongs to).
-    fn successor_expiry(&self, now: i64, cap: Option<i64>) -> i64 {
-        let expires_at = now.saturating_add(self.ttl_secs);
-        cap.map_or(expires_at, |cap| Ord::min(expires_at, cap))
     }
 
     /// Decides, inside a transaction holding the family lock, what a presentation of an
