@@ -8,6 +8,7 @@ mod service;
 
 pub use self::master::{MasterKeyError, load_master_key};
 pub use self::ring::{
-    JwsHeader, KeyRing, KeySet, PublicJwk, SignError, SigningKey, Verified, VerifyError, sign_with,
+    JwsHeader, KeyRing, KeySet, PublicJwk, SignError, SigningKey, VERIFIED_MEMO, Verified,
+    VerifyError, sign_with,
 };
 pub use self::service::{KeyError, KeyInfo, KeyService, KeyState, Revocation, Rotation};

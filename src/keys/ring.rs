@@ -2,9 +2,17 @@
 //! per token), verification keys by `kid` (parsed once too: aws-lc-rs `ParsedPublicKey`s), and
 //! the JWKS bytes with their strong ETag. Verification reads the header and the claims once
 //! each and checks the signature with the parsed key.
+//!
+//! A key set also remembers the SHA-256 digests of the tokens whose signature it verified
+//! (at most [`VERIFIED_MEMO`]), so a token presented again, as a resource server introspects
+//! the same access token on every request, is not put through RSA again. The digest covers
+//! the whole token, signature included: any other bytes miss the memo and are verified in
+//! full. The memo belongs to the snapshot, so a new set of published keys (a key withdrawn)
+//! starts with an empty one; expiry, audience and the deny list are the caller's, checked on
+//! every presentation.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
 
 use aws_lc_rs::encoding::AsDer as _;
 use aws_lc_rs::rand::SystemRandom;
@@ -73,6 +81,10 @@ impl std::fmt::Debug for SigningKey {
     }
 }
 
+/// How many verified tokens a key set remembers; when full it forgets them all and starts
+/// over (32 bytes each: a full memo is about 50 KiB with its table).
+pub const VERIFIED_MEMO: usize = 1_024;
+
 /// One consistent snapshot of the keys.
 pub struct KeySet {
     pub signing: Option<Arc<SigningKey>>,
@@ -84,6 +96,8 @@ pub struct KeySet {
     pub jwks: bytes::Bytes,
     /// Strong ETag of `jwks` (quoted).
     pub etag: String,
+    /// SHA-256 digests of the tokens verified under this set (see the module docs).
+    verified: Mutex<HashSet<[u8; 32]>>,
 }
 
 impl KeySet {
@@ -107,7 +121,32 @@ impl KeySet {
             kids,
             jwks: jwks.into(),
             etag,
+            verified: Mutex::new(HashSet::new()),
         }
+    }
+
+    fn verified(&self) -> std::sync::MutexGuard<'_, HashSet<[u8; 32]>> {
+        self.verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether a token with this digest verified under this set before.
+    fn was_verified(&self, digest: &[u8; 32]) -> bool {
+        self.verified().contains(digest)
+    }
+
+    fn remember_verified(&self, digest: [u8; 32]) {
+        let mut verified = self.verified();
+        if verified.len() >= VERIFIED_MEMO {
+            verified.clear();
+        }
+        verified.insert(digest);
+    }
+
+    /// How many verified tokens the set remembers (for tests).
+    pub fn remembered(&self) -> usize {
+        self.verified().len()
     }
 }
 
@@ -180,8 +219,9 @@ impl KeyRing {
     }
 
     /// Verifies a compact JWS: RS256 only, signed by a published `kid`, with the key parsed
-    /// when it was loaded. The header and the claims are each decoded once; checking the
-    /// claims (issuer, lifetime) is the caller's.
+    /// when it was loaded, or recognised by its digest as verified before under the same
+    /// keys (see the module docs). The header and the claims are each decoded once; checking
+    /// the claims (issuer, lifetime) is the caller's.
     pub fn verify<T: DeserializeOwned>(&self, token: &str) -> Result<Verified<T>, VerifyError> {
         let mut parts = token.split('.');
         let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
@@ -210,8 +250,15 @@ impl KeyRing {
         // The signed message is the header and payload as sent.
         let signed_len = header_b64.len() + 1 + payload_b64.len();
         let message = token.get(..signed_len).ok_or(VerifyError::Malformed)?;
-        key.verify_sig(message.as_bytes(), &signature)
-            .map_err(|_| VerifyError::Signature)?;
+        let digest: [u8; 32] = ::ring::digest::digest(&::ring::digest::SHA256, token.as_bytes())
+            .as_ref()
+            .try_into()
+            .map_err(|_| VerifyError::Malformed)?;
+        if !set.was_verified(&digest) {
+            key.verify_sig(message.as_bytes(), &signature)
+                .map_err(|_| VerifyError::Signature)?;
+            set.remember_verified(digest);
+        }
         let claims = serde_json::from_slice(&payload).map_err(|_| VerifyError::Claims)?;
         Ok(Verified { header, claims })
     }

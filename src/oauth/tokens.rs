@@ -559,6 +559,64 @@ mod tests {
         typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")
     }
 
+    fn mint(service: &TokenService, jti_user: &str) -> MintedAccess {
+        service
+            .mint_access(
+                jti_user,
+                "client-1",
+                None,
+                "openid",
+                vec![],
+                Some("sid-1"),
+                Some(0),
+                vec![],
+                false,
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn a_withdrawn_key_refuses_the_tokens_it_verified_before() {
+        let (service, _) = service();
+        let minted = mint(&service, "user-1");
+        assert!(service.decode_access(&minted.token).is_ok());
+        assert!(service.decode_access(&minted.token).is_ok());
+        assert_eq!(service.keys.snapshot().remembered(), 1);
+        // The key is withdrawn: another key signs and is the only one published.
+        let other = signing_key(&keys().1, "kid-2");
+        let published = vec![jwk(&other)];
+        service
+            .keys
+            .replace(KeySet::new(Some(Arc::new(other)), published));
+        assert!(matches!(
+            service.decode_access(&minted.token),
+            Err(TokenInvalid::Signature)
+        ));
+        // The same kid published again with another key: a new set, a new memo.
+        let impostor = signing_key(&keys().1, KID);
+        let published = vec![jwk(&impostor)];
+        service
+            .keys
+            .replace(KeySet::new(Some(Arc::new(impostor)), published));
+        assert!(service.decode_access(&minted.token).is_err());
+        assert_eq!(service.keys.snapshot().remembered(), 0);
+    }
+
+    #[test]
+    fn the_memo_of_verified_tokens_is_bounded() {
+        let (service, _) = service();
+        for i in 0..=crate::keys::VERIFIED_MEMO {
+            let minted = mint(&service, &format!("user-{i}"));
+            assert!(service.decode_access(&minted.token).is_ok());
+            assert!(service.keys.snapshot().remembered() <= crate::keys::VERIFIED_MEMO);
+        }
+        assert_eq!(
+            service.keys.snapshot().remembered(),
+            1,
+            "full: started over"
+        );
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(128))]
 
@@ -625,6 +683,9 @@ mod tests {
                 )
                 .unwrap();
             prop_assert_eq!(service.decode_access(&minted.token).ok(), Some(minted.claims.clone()));
+            // The key set now remembers the token as verified: a changed token must not pass
+            // for it.
+            prop_assert_eq!(service.keys.snapshot().remembered(), 1);
             // Change one character of the payload or signature (not the last of a segment,
             // whose low bits base64 may ignore).
             let bytes = minted.token.as_bytes();
@@ -658,6 +719,9 @@ mod tests {
                     false,
                 )
                 .unwrap();
+            // Verified (and remembered) once within its lifetime: the memo spares the
+            // signature check, never the lifetime check.
+            prop_assert!(service.decode_access(&minted.token).is_ok());
             clock.advance(shift);
             let valid = (-LEEWAY..900 + LEEWAY).contains(&shift);
             match service.decode_access(&minted.token) {

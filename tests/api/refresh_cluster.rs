@@ -220,6 +220,71 @@ async fn with_a_window_concurrent_refreshes_all_get_the_same_answer() {
     assert_eq!(last.status, StatusCode::OK, "{}", last.body);
 }
 
+/// Many sign-ins refreshed at once, each token presented twice, spread over the instances:
+/// each rotates once, answers both of its presentations alike, and stays in its own family.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_sign_ins_refreshed_at_once_each_rotate_once() {
+    const SIGN_INS: usize = 12;
+    let apps = cluster(windowed).await;
+    let reg = apps[0].register("frank").await;
+    assert_eq!(reg.status, StatusCode::CREATED, "{}", reg.body);
+    let mut tokens = Vec::new();
+    for _ in 0..SIGN_INS {
+        let first = apps[0].password_grant("frank", "openid").await;
+        assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+        tokens.push((first.str("refresh_token"), sid(&first.str("access_token"))));
+    }
+
+    let barrier = Arc::new(tokio::sync::Barrier::new(2 * SIGN_INS));
+    let tasks: Vec<_> = (0..2 * SIGN_INS)
+        .map(|i| {
+            let app = apps[i % apps.len()].clone();
+            let token = tokens[i % SIGN_INS].0.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                app.refresh(&token).await
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        let answer = task.await.unwrap();
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        answers.push(answer);
+    }
+
+    let mut successors = HashSet::new();
+    for (i, (token, family_id)) in tokens.iter().enumerate() {
+        let (a, b) = (&answers[i], &answers[i + SIGN_INS]);
+        let successor = a.str("refresh_token");
+        assert_eq!(successor, b.str("refresh_token"), "sign-in {i}: one answer");
+        assert_ne!(&successor, token);
+        assert_eq!(
+            sid(&a.str("access_token")),
+            *family_id,
+            "sign-in {i}: its own family"
+        );
+        let held = family_tokens(&apps[0], family_id).await;
+        assert_eq!(held.len(), 2, "sign-in {i}: one rotation");
+        assert!(
+            held.iter()
+                .any(|t| t.digest == portcullis::crypto::secret_digest(&successor))
+        );
+        successors.insert(successor);
+    }
+    assert_eq!(
+        successors.len(),
+        SIGN_INS,
+        "no two sign-ins share a successor"
+    );
+    assert_eq!(replay_rows(&apps[0]).await.len(), SIGN_INS);
+    for (i, successor) in successors.iter().enumerate() {
+        let next = apps[i % apps.len()].refresh(successor).await;
+        assert_eq!(next.status, StatusCode::OK, "{}", next.body);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_retry_from_another_client_learns_nothing_and_does_not_hurt_the_family() {
     let apps = cluster(windowed).await;
