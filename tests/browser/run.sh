@@ -162,9 +162,12 @@ GWEN_PASSWORD="$(random_secret)"
 UP_SECRET="$(random_secret)"
 GH_SECRET="$(random_secret)"
 mkdir -m 0700 "$TMP/up-keys"
+# The upstream's settings; `env` runs the binary in its own process (exec), so the pid `$!`
+# names after `up serve &` is the server's own, and the clean-up stops it.
+UP_ENV=(PORTCULLIS_DATABASE_URL="sqlite://$TMP/up.db?mode=rwc" PORTCULLIS_KEYS_DIR="$TMP/up-keys"
+    PORTCULLIS_LISTEN="127.0.0.1:$UP_PORT" PORTCULLIS_ISSUER="$UP_URL")
 up() {
-    PORTCULLIS_DATABASE_URL="sqlite://$TMP/up.db?mode=rwc" PORTCULLIS_KEYS_DIR="$TMP/up-keys" \
-        PORTCULLIS_LISTEN="127.0.0.1:$UP_PORT" PORTCULLIS_ISSUER="$UP_URL" "$BIN" "$@"
+    env "${UP_ENV[@]}" "$BIN" "$@"
 }
 log "upstream Portcullis at $UP_URL: user gwen, client downstream"
 up migrate
@@ -179,7 +182,7 @@ printf '%s' "$UP_SECRET" | "$BIN" idp add --id google --kind oidc --display-name
 printf '%s' "$GH_SECRET" | "$BIN" idp add --id github --kind github --display-name GitHub \
     --auth-base-url "http://127.0.0.1:$GH_PORT" --api-base-url "http://127.0.0.1:$GH_PORT" \
     --client-id Iv1.portcullis --client-secret-stdin --allow-signup >/dev/null
-up serve >"$TMP/upstream.log" 2>&1 &
+env "${UP_ENV[@]}" "$BIN" serve >"$TMP/upstream.log" 2>&1 &
 UP_PID=$!
 GH_PORT="$GH_PORT" GH_CLIENT_ID=Iv1.portcullis GH_CLIENT_SECRET="$GH_SECRET" \
     node "$HERE/github.mjs" >"$TMP/github.log" 2>&1 &
