@@ -82,7 +82,7 @@ impl std::fmt::Debug for SigningKey {
 }
 
 /// How many verified tokens a key set remembers; when full it forgets them all and starts
-/// over (32 bytes each: a full memo is about 50 KiB with its table).
+/// over (32 bytes each: a full memo is about 66 KiB with its hash table).
 pub const VERIFIED_MEMO: usize = 1_024;
 
 /// One consistent snapshot of the keys.

@@ -559,10 +559,11 @@ mod tests {
         typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")
     }
 
-    fn mint(service: &TokenService, jti_user: &str) -> MintedAccess {
+    /// An access token for `user` from `client-1`, in sign-in `sid-1`.
+    fn mint(service: &TokenService, user: &str) -> MintedAccess {
         service
             .mint_access(
-                jti_user,
+                user,
                 "client-1",
                 None,
                 "openid",
@@ -669,19 +670,7 @@ mod tests {
             replacement in "[A-Za-z0-9_-]",
         ) {
             let (service, _) = service();
-            let minted = service
-                .mint_access(
-                    "user-1",
-                    "client-1",
-                    None,
-                    "openid",
-                    vec![],
-                    Some("sid-1"),
-                    Some(0),
-                    vec![],
-                    false,
-                )
-                .unwrap();
+            let minted = mint(&service, "user-1");
             prop_assert_eq!(service.decode_access(&minted.token).ok(), Some(minted.claims.clone()));
             // The key set now remembers the token as verified: a changed token must not pass
             // for it.
@@ -706,19 +695,7 @@ mod tests {
         #[test]
         fn lifetimes_are_checked_on_the_service_clock(shift in -3_000i64..3_000) {
             let (service, clock) = service();
-            let minted = service
-                .mint_access(
-                    "user-1",
-                    "client-1",
-                    None,
-                    "openid",
-                    vec![],
-                    Some("sid-1"),
-                    Some(0),
-                    vec![],
-                    false,
-                )
-                .unwrap();
+            let minted = mint(&service, "user-1");
             // Verified (and remembered) once within its lifetime: the memo spares the
             // signature check, never the lifetime check.
             prop_assert!(service.decode_access(&minted.token).is_ok());
