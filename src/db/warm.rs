@@ -72,9 +72,9 @@ impl Conn {
         }
     }
 
-    async fn query_all(&mut self, stmt: &Statement) -> Result<Vec<QueryResult>, sqlx::Error> {
-        let sql = sqlx::AssertSqlSafe(stmt.sql.as_str());
-        let values = SqlxValues(stmt.values.clone().unwrap_or(Values(Vec::new())));
+    async fn query_all(&mut self, stmt: Statement) -> Result<Vec<QueryResult>, sqlx::Error> {
+        let (sql, values) = parts(stmt);
+        let sql = sqlx::AssertSqlSafe(sql.as_str());
         Ok(match self {
             Self::Postgres(c) => sqlx::query_with(sql, values)
                 .fetch_all(&mut **c)
@@ -92,9 +92,9 @@ impl Conn {
     }
 
     /// Runs `stmt`; `keep`: whether the connection keeps it prepared for the next time.
-    async fn execute(&mut self, stmt: &Statement, keep: bool) -> Result<ExecResult, sqlx::Error> {
-        let sql = sqlx::AssertSqlSafe(stmt.sql.as_str());
-        let values = SqlxValues(stmt.values.clone().unwrap_or(Values(Vec::new())));
+    async fn execute(&mut self, stmt: Statement, keep: bool) -> Result<ExecResult, sqlx::Error> {
+        let (sql, values) = parts(stmt);
+        let sql = sqlx::AssertSqlSafe(sql.as_str());
         Ok(match self {
             Self::Postgres(c) => sqlx::query_with(sql, values)
                 .persistent(keep)
@@ -108,6 +108,14 @@ impl Conn {
                 .into(),
         })
     }
+}
+
+/// A statement's text and its values bound for sqlx (moved, not copied).
+fn parts(stmt: Statement) -> (String, SqlxValues) {
+    (
+        stmt.sql,
+        SqlxValues(stmt.values.unwrap_or(Values(Vec::new()))),
+    )
 }
 
 /// A connection lent for one operation. Dropped without [`Lease::complete`] (the operation
@@ -225,7 +233,7 @@ impl WarmPool {
         let mut lease = self.lease().await?;
         let started = Instant::now();
         let result = match lease.conn() {
-            Ok(conn) => conn.execute(&stmt, keep).await,
+            Ok(conn) => conn.execute(stmt, keep).await,
             Err(e) => Err(e),
         };
         self.record(started, result.is_err());
@@ -278,7 +286,7 @@ impl ConnectionTrait for WarmPool {
         let mut lease = self.lease().await?;
         let started = Instant::now();
         let rows = match lease.conn() {
-            Ok(conn) => conn.query_all(&stmt).await,
+            Ok(conn) => conn.query_all(stmt).await,
             Err(e) => Err(e),
         };
         self.record(started, rows.is_err());

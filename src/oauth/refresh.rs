@@ -352,6 +352,17 @@ enum Settled {
     Invalid,
 }
 
+/// What the rotation statement or script of [`RefreshService::finish`] did.
+enum Rotation {
+    /// The token was rotated: its successor (and the sealed answer) are stored.
+    Done,
+    /// Nothing changed: someone else rotated the token first (on SQLite, also: the family
+    /// closed).
+    NotDone,
+    /// Nothing changed: the family is closed.
+    FamilyClosed,
+}
+
 #[derive(Clone)]
 pub struct RefreshService {
     db: DatabaseConnection,
@@ -747,50 +758,56 @@ impl RefreshService {
             successor,
             user: _,
         } = *pending;
-        if self.db.get_database_backend() == DbBackend::Postgres {
-            return self
-                .finish_in_one_statement(&digest, &key, &family, &scope, &successor, answer, now)
-                .await;
-        }
-        self.finish_in_one_script(&digest, &key, &family, &scope, &successor, answer, now)
-            .await
-    }
-
-    /// [`Self::finish`] on SQLite: one script, one hop to the connection's thread, in one
-    /// `BEGIN IMMEDIATE` transaction. Its statements run in the order the other paths run
-    /// them: the family row is written first (if still open), then the conditional rotation
-    /// (only while the family is open), then the successor and the sealed answer, each
-    /// inserted only when the statement before it changed a row (`changes()`). When it did not
-    /// rotate (the family is closed, or a concurrent request rotated the token first), the
-    /// presentation is settled as [`Self::begin`] settles a rotated token, under the family
-    /// lock in a transaction of its own.
-    #[allow(clippy::too_many_arguments)]
-    async fn finish_in_one_script(
-        &self,
-        digest: &str,
-        key: &ReplayKey,
-        family: &refresh_families::Model,
-        scope: &str,
-        successor: &SecretString,
-        answer: &[u8],
-        now: i64,
-    ) -> Result<Finished, RefreshError> {
         let successor_digest = secret_digest(successor.expose_secret());
+        // The bound values, the same in both backends' SQL: $1 now, $2 the family, $3 the
+        // presented token's digest, $4 the successor's, $5 its scope, $6 its expiry; with a
+        // reuse window $7 the sealed answer and $8 until when it is kept.
         let mut values: Vec<sea_orm::Value> = vec![
             now.into(),
             family.id.clone().into(),
-            digest.to_string().into(),
+            digest.clone().into(),
             successor_digest.clone().into(),
-            scope.to_string().into(),
+            scope.into(),
             self.successor_expiry(now, family.expires_at).into(),
         ];
-        let replay = if self.reuse_secs > 0 {
+        let keeps_answer = self.keeps_answers();
+        if keeps_answer {
             let sealed = key.seal(
-                &replay_context(digest, &family.id, &successor_digest),
+                &replay_context(&digest, &family.id, &successor_digest),
                 answer,
             )?;
             values.push(sealed.into());
             values.push(now.saturating_add(self.reuse_secs).into());
+        }
+        let rotation = if self.db.get_database_backend() == DbBackend::Postgres {
+            self.rotate_in_one_statement(values, keeps_answer).await?
+        } else {
+            self.rotate_in_one_script(values, keeps_answer).await?
+        };
+        match rotation {
+            Rotation::Done => Ok(Finished::Rotated),
+            Rotation::FamilyClosed => Err(RefreshError::Invalid),
+            // Someone else rotated it first (or, on SQLite, the family may have closed):
+            // settle under the family lock, as `begin` would.
+            Rotation::NotDone => self
+                .settle_under_lock(&digest, &key, &family, now)
+                .await
+                .map(Finished::Replayed),
+        }
+    }
+
+    /// [`Self::finish`]'s rotation on SQLite: one script, one hop to the connection's thread,
+    /// in one `BEGIN IMMEDIATE` transaction. Its statements run in the order the other paths
+    /// run them: the family row is written first (if still open), then the conditional
+    /// rotation (only while the family is open), then the successor and the sealed answer,
+    /// each inserted only when the statement before it changed a row (`changes()`). It does
+    /// not tell a closed family from a lost race: both are [`Rotation::NotDone`].
+    async fn rotate_in_one_script(
+        &self,
+        values: Vec<sea_orm::Value>,
+        keeps_answer: bool,
+    ) -> Result<Rotation, RefreshError> {
+        let replay = if keeps_answer {
             "INSERT INTO refresh_replays (digest, family_id, successor_digest, sealed, expires_at) \
              SELECT $3, $2, $4, $7, $8 WHERE changes() = 1; "
         } else {
@@ -817,51 +834,25 @@ impl RefreshService {
                 values,
             ))
             .await?;
-        if !rows.is_empty() {
-            return Ok(Finished::Rotated);
-        }
-        // Not rotated: the family is closed, or someone else rotated the token first.
-        self.settle_under_lock(digest, key, family, now)
-            .await
-            .map(Finished::Replayed)
+        Ok(if rows.is_empty() {
+            Rotation::NotDone
+        } else {
+            Rotation::Done
+        })
     }
 
-    /// [`Self::finish`] on PostgreSQL: one statement, one round trip. Its data-modifying parts
-    /// run in the order the transactional path runs them: the family row is written first
-    /// (the token's `UPDATE` waits for it through `EXISTS (SELECT 1 FROM fam)`, so the family
-    /// row lock is taken before the token's, as by revocation), then the conditional rotation,
-    /// then the successor and the sealed answer, inserted only from the row the rotation
-    /// changed. It commits as a whole or not at all. When it did not rotate (a concurrent
-    /// request did), the presentation is settled as [`Self::begin`] settles a rotated token,
-    /// under the family lock in a transaction of its own.
-    #[allow(clippy::too_many_arguments)]
-    async fn finish_in_one_statement(
+    /// [`Self::finish`]'s rotation on PostgreSQL: one statement, one round trip. Its
+    /// data-modifying parts run in the order the transactional path runs them: the family row
+    /// is written first (the token's `UPDATE` waits for it through `EXISTS (SELECT 1 FROM
+    /// fam)`, so the family row lock is taken before the token's, as by revocation), then the
+    /// conditional rotation, then the successor and the sealed answer, inserted only from the
+    /// row the rotation changed. It commits as a whole or not at all.
+    async fn rotate_in_one_statement(
         &self,
-        digest: &str,
-        key: &ReplayKey,
-        family: &refresh_families::Model,
-        scope: &str,
-        successor: &SecretString,
-        answer: &[u8],
-        now: i64,
-    ) -> Result<Finished, RefreshError> {
-        let successor_digest = secret_digest(successor.expose_secret());
-        let expires_at = self.successor_expiry(now, family.expires_at);
-        let mut values: Vec<sea_orm::Value> = vec![
-            now.into(),
-            family.id.clone().into(),
-            digest.to_string().into(),
-            successor_digest.clone().into(),
-            scope.to_string().into(),
-            expires_at.into(),
-        ];
-        let replay = if self.reuse_secs > 0 {
-            let sealed = key.seal(
-                &replay_context(digest, &family.id, &successor_digest),
-                answer,
-            )?;
-            values.push(sealed.into());
-            values.push(now.saturating_add(self.reuse_secs).into());
+        values: Vec<sea_orm::Value>,
+        keeps_answer: bool,
+    ) -> Result<Rotation, RefreshError> {
+        let replay = if keeps_answer {
             ", rep AS (INSERT INTO refresh_replays \
              (digest, family_id, successor_digest, sealed, expires_at) \
              SELECT $3, family_id, $4, $7, $8 FROM rot RETURNING digest)"
@@ -893,16 +884,11 @@ impl RefreshService {
             .ok_or_else(|| sea_orm::DbErr::RecordNotFound("rotation result".into()))?;
         let open: i64 = row.try_get("", "open")?;
         let won: i64 = row.try_get("", "won")?;
-        if open != 1 {
-            return Err(RefreshError::Invalid);
-        }
-        if won == 1 {
-            return Ok(Finished::Rotated);
-        }
-        // Someone else rotated it first: settle under the family lock, as `begin` would.
-        self.settle_under_lock(digest, key, family, now)
-            .await
-            .map(Finished::Replayed)
+        Ok(match (open, won) {
+            (1, 1) => Rotation::Done,
+            (1, _) => Rotation::NotDone,
+            _ => Rotation::FamilyClosed,
+        })
     }
 
     /// When a token issued at `now` expires: the refresh lifetime, capped by `cap` (the end

@@ -51,6 +51,18 @@ async fn a_write_goes_through(app: &TestApp) {
     txn.rollback().await.unwrap();
 }
 
+/// After a script that failed or was cancelled: its connection was closed, not kept (with the
+/// transaction it had open), so a write gets the lock, and nothing it wrote remains.
+async fn the_script_left_nothing(app: &TestApp, warm: &WarmPool) {
+    assert_eq!(
+        warm.idle(),
+        0,
+        "the script's connection is closed, not kept"
+    );
+    a_write_goes_through(app).await;
+    assert_eq!(probe_rows(app).await, 0, "nothing the script wrote remains");
+}
+
 #[tokio::test]
 async fn a_completed_statement_keeps_its_connection_and_a_failed_one_closes_it() {
     let app = spawn_app().await;
@@ -91,17 +103,7 @@ async fn a_script_that_fails_halfway_leaves_no_transaction_open_and_nothing_writ
         ))
         .await;
     assert!(failed.is_err());
-    assert_eq!(
-        warm.idle(),
-        0,
-        "the connection with the open transaction is closed"
-    );
-    a_write_goes_through(&app).await;
-    assert_eq!(
-        probe_rows(&app).await,
-        0,
-        "the first insert was rolled back"
-    );
+    the_script_left_nothing(&app, &warm).await;
 
     // The same script without the fault commits, and its connection is kept.
     warm.script(Statement::from_string(
@@ -146,17 +148,8 @@ async fn a_cancelled_script_leaves_no_transaction_open_and_nothing_written() {
     assert!(script.await.unwrap_err().is_cancelled());
     holder.rollback().await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        warm.idle(),
-        0,
-        "the cancelled script's connection is not kept"
-    );
-    a_write_goes_through(&app).await;
-    assert_eq!(
-        probe_rows(&app).await,
-        0,
-        "neither the holder's row nor half of the cancelled script's was kept"
-    );
+    // Neither the holder's row nor half of the cancelled script's was kept.
+    the_script_left_nothing(&app, &warm).await;
 }
 
 #[tokio::test]
