@@ -39,8 +39,8 @@ use ring::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
 use ring::hkdf;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    DbBackend, EntityTrait, FromQueryResult, QueryFilter, Set, Statement,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
+    FromQueryResult, QueryFilter, Statement,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -363,6 +363,16 @@ enum Rotation {
     FamilyClosed,
 }
 
+/// What the statement or script of [`RefreshService::start`] did.
+enum Recorded {
+    /// The sign-in (and its first refresh token) are stored.
+    Done,
+    /// Nothing stored: the user is disabled or at another access version.
+    UserChanged,
+    /// Nothing stored: the browser session ended (or its end has passed).
+    SessionEnded,
+}
+
 #[derive(Clone)]
 pub struct RefreshService {
     db: DatabaseConnection,
@@ -419,100 +429,12 @@ impl RefreshService {
         } else {
             None
         };
-        if self.db.get_database_backend() == DbBackend::Postgres {
-            return self.start_in_one_statement(new, token, now).await;
-        }
-        let txn = crate::db::begin_write(&self.db).await?;
-        let current = users::Entity::update_many()
-            .col_expr(
-                users::Column::AccessVersion,
-                Expr::col(users::Column::AccessVersion),
-            )
-            .filter(users::Column::Id.eq(new.user_id))
-            .filter(users::Column::AccessVersion.eq(new.access_version))
-            .filter(users::Column::Disabled.eq(false))
-            .exec(&txn)
-            .await?;
-        if current.rows_affected != 1 {
-            txn.rollback().await?;
-            return Err(RefreshError::UserChanged);
-        }
-        // A session's sign-ins end with it: their refresh tokens never outlive it.
-        let mut cap = new.expires_at;
-        if let Some(session_id) = new.session_id {
-            // The session row written (if still open) and its end read, in one statement.
-            let (p1, p2) = if txn.get_database_backend() == DbBackend::Postgres {
-                ("$1", "$2")
-            } else {
-                ("?", "?")
-            };
-            let open = txn
-                .query_all_raw(Statement::from_sql_and_values(
-                    txn.get_database_backend(),
-                    format!(
-                        "UPDATE refresh_families SET last_used_at = {p1} \
-                         WHERE id = {p2} AND revoked_at IS NULL RETURNING expires_at"
-                    ),
-                    [now.into(), session_id.into()],
-                ))
-                .await?;
-            let Some(session) = open.first() else {
-                txn.rollback().await?;
-                return Err(RefreshError::SessionEnded);
-            };
-            let session_end: Option<i64> = session.try_get("", "expires_at")?;
-            cap = match (cap, session_end) {
-                (Some(a), Some(b)) => Some(Ord::min(a, b)),
-                (a, b) => a.or(b),
-            };
-            if cap.is_some_and(|end| end <= now) {
-                txn.rollback().await?;
-                return Err(RefreshError::SessionEnded);
-            }
-        }
-        refresh_families::ActiveModel {
-            id: Set(new.id.to_string()),
-            user_id: Set(new.user_id.to_string()),
-            client_id: Set(new.client_id.to_string()),
-            audience: Set(new.audience.map(str::to_string)),
-            created_at: Set(now),
-            last_used_at: Set(now),
-            revoked_at: Set(None),
-            revoked_reason: Set(None),
-            kind: Set(new.kind.as_str().to_string()),
-            session_id: Set(new.session_id.map(str::to_string)),
-            auth_time: Set(Some(new.auth_time)),
-            amr: Set(Some(new.amr.to_string())),
-            ip: Set(new.ip.map(str::to_string)),
-            user_agent: Set(new.user_agent.map(str::to_string)),
-            expires_at: Set(cap),
-            cookie_digest: Set(new.cookie_digest.map(str::to_string)),
-        }
-        .insert(&txn)
-        .await?;
-        if let Some(token) = &token {
-            self.insert_token(&txn, token, new.id, new.scope, now, cap)
-                .await?;
-        }
-        txn.commit().await?;
-        Ok(token.map(|token| Issued {
-            token,
-            family_id: new.id.to_string(),
-        }))
-    }
-
-    /// [`Self::start`] on PostgreSQL: one statement. As in the transactional path, the user
-    /// row is written first (guarded by `disabled` and `access_version`, so this serializes
-    /// with [`Self::revoke_user`]), then the browser session's row if the sign-in belongs to
-    /// one (still open; so this serializes with ending the session, and its end caps the
-    /// refresh tokens); the family and its first token are inserted only from the rows those
-    /// updates returned, and only while the cap lies ahead.
-    async fn start_in_one_statement(
-        &self,
-        new: &NewSignIn<'_>,
-        token: Option<String>,
-        now: i64,
-    ) -> Result<Option<Issued>, RefreshError> {
+        // The bound values, the same in both backends' SQL: $1 the user, $2 the access version
+        // read, $3 the family, $4 the client, $5 the audience, $6 now, $7 the kind, $8 when
+        // the user authenticated, $9 how, $10 the address, $11 the user agent, $12 the
+        // sign-in's own end, $13 a browser session's cookie digest, $14 the browser session
+        // a sign-in belongs to; with a refresh token $15 its digest, $16 its scope, $17 its
+        // expiry before the cap.
         let mut values: Vec<sea_orm::Value> = vec![
             new.user_id.to_string().into(),
             new.access_version.into(),
@@ -529,9 +451,117 @@ impl RefreshService {
             new.cookie_digest.map(str::to_string).into(),
             new.session_id.map(str::to_string).into(),
         ];
+        if let Some(token) = &token {
+            values.push(secret_digest(token).into());
+            values.push(new.scope.to_string().into());
+            values.push(now.saturating_add(self.ttl_secs).into());
+        }
+        let in_session = new.session_id.is_some();
+        let with_token = token.is_some();
+        let recorded = if self.db.get_database_backend() == DbBackend::Postgres {
+            self.start_in_one_statement(values, in_session, with_token)
+                .await?
+        } else {
+            self.start_in_one_script(values, in_session, with_token)
+                .await?
+        };
+        match recorded {
+            Recorded::Done => Ok(token.map(|token| Issued {
+                token,
+                family_id: new.id.to_string(),
+            })),
+            Recorded::UserChanged => Err(RefreshError::UserChanged),
+            Recorded::SessionEnded => Err(RefreshError::SessionEnded),
+        }
+    }
+
+    /// [`Self::start`] on SQLite: one script, one hop to the connection's thread, in one
+    /// `BEGIN IMMEDIATE` transaction. Its statements run in the order of the PostgreSQL
+    /// statement's parts, each only when the statement before it changed a row
+    /// (`changes()`): the user row written (enabled, at the access version read), the
+    /// browser session's row (still open; its end caps the sign-in), the family (only while
+    /// the cap lies ahead), its first token. Each of the first three returns its `step`.
+    async fn start_in_one_script(
+        &self,
+        values: Vec<sea_orm::Value>,
+        in_session: bool,
+        with_token: bool,
+    ) -> Result<Recorded, RefreshError> {
+        // `cap`: the end of the sign-in, the earlier of its own and its session's. With a
+        // session, a sign-in whose cap has passed is refused (the session has ended).
+        let (session, cap, capped) = if in_session {
+            (
+                "UPDATE refresh_families SET last_used_at = $6 \
+                 WHERE id = $14 AND revoked_at IS NULL AND changes() = 1 \
+                 RETURNING 'session' AS step; ",
+                "(SELECT CASE WHEN s.expires_at IS NULL THEN $12 WHEN $12 IS NULL THEN s.expires_at \
+                 ELSE min($12, s.expires_at) END FROM refresh_families s WHERE s.id = $14)",
+                "AND (cap IS NULL OR cap > $6)",
+            )
+        } else {
+            ("", "$12", "")
+        };
+        let first_token = if with_token {
+            format!(
+                "INSERT INTO refresh_tokens \
+                 (digest, family_id, scope, state, issued_at, expires_at, rotated_at) \
+                 SELECT $15, id, $16, '{active}', $6, \
+                 CASE WHEN expires_at IS NULL THEN $17 ELSE min($17, expires_at) END, NULL \
+                 FROM refresh_families WHERE id = $3 AND changes() = 1; ",
+                active = TokenState::Active.as_str()
+            )
+        } else {
+            String::new()
+        };
+        let sql = format!(
+            "BEGIN IMMEDIATE; \
+             UPDATE users SET access_version = access_version \
+             WHERE id = $1 AND access_version = $2 AND disabled = 0 RETURNING 'user' AS step; \
+             {session}\
+             INSERT INTO refresh_families (id, user_id, client_id, audience, created_at, \
+             last_used_at, revoked_at, revoked_reason, kind, session_id, auth_time, amr, ip, \
+             user_agent, expires_at, cookie_digest) \
+             SELECT $3, $1, $4, $5, $6, $6, NULL, NULL, $7, $14, $8, $9, $10, $11, cap, $13 \
+             FROM (SELECT {cap} AS cap) WHERE changes() = 1 {capped} RETURNING 'family' AS step; \
+             {first_token}COMMIT"
+        );
+        let rows = self
+            .warm
+            .script(Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                sql,
+                values,
+            ))
+            .await?;
+        let mut steps = Vec::with_capacity(rows.len());
+        for row in &rows {
+            steps.push(row.try_get::<String>("", "step")?);
+        }
+        let took = |step: &str| steps.iter().any(|s| s == step);
+        Ok(if !took("user") {
+            Recorded::UserChanged
+        } else if took("family") {
+            Recorded::Done
+        } else {
+            Recorded::SessionEnded
+        })
+    }
+
+    /// [`Self::start`] on PostgreSQL: one statement. As in the script on SQLite, the user
+    /// row is written first (guarded by `disabled` and `access_version`, so this serializes
+    /// with [`Self::revoke_user`]), then the browser session's row if the sign-in belongs to
+    /// one (still open; so this serializes with ending the session, and its end caps the
+    /// refresh tokens); the family and its first token are inserted only from the rows those
+    /// updates returned, and only while the cap lies ahead.
+    async fn start_in_one_statement(
+        &self,
+        values: Vec<sea_orm::Value>,
+        in_session: bool,
+        with_token: bool,
+    ) -> Result<Recorded, RefreshError> {
         // `c.cap`: the end of the sign-in, the earlier of its own and its session's.
         // With a session, a sign-in whose cap has passed is refused (the session has ended).
-        let (session, capped) = if new.session_id.is_some() {
+        let (session, capped) = if in_session {
             (
                 "s AS (UPDATE refresh_families SET last_used_at = $6 \
              WHERE id = $14 AND revoked_at IS NULL AND EXISTS (SELECT 1 FROM u) \
@@ -547,21 +577,17 @@ impl RefreshService {
                 "",
             )
         };
-        let first_token = match &token {
-            Some(token) => {
-                values.push(secret_digest(token).into());
-                values.push(new.scope.to_string().into());
-                values.push(now.saturating_add(self.ttl_secs).into());
-                format!(
-                    ", tok AS (INSERT INTO refresh_tokens \
-                     (digest, family_id, scope, state, issued_at, expires_at, rotated_at) \
-                     SELECT $15, id, $16, '{active}', $6, \
-                     CASE WHEN expires_at IS NULL THEN $17 ELSE LEAST($17, expires_at) END, \
-                     NULL FROM fam RETURNING digest)",
-                    active = TokenState::Active.as_str()
-                )
-            }
-            None => String::new(),
+        let first_token = if with_token {
+            format!(
+                ", tok AS (INSERT INTO refresh_tokens \
+                 (digest, family_id, scope, state, issued_at, expires_at, rotated_at) \
+                 SELECT $15, id, $16, '{active}', $6, \
+                 CASE WHEN expires_at IS NULL THEN $17 ELSE LEAST($17, expires_at) END, \
+                 NULL FROM fam RETURNING digest)",
+                active = TokenState::Active.as_str()
+            )
+        } else {
+            String::new()
         };
         let sql = format!(
             "WITH u AS (UPDATE users SET access_version = access_version \
@@ -589,39 +615,13 @@ impl RefreshService {
         let recorded: i64 = row.try_get("", "recorded")?;
         let session_open: i64 = row.try_get("", "session_open")?;
         let inserted: i64 = row.try_get("", "inserted")?;
-        if recorded != 1 {
-            return Err(RefreshError::UserChanged);
-        }
-        if session_open != 1 || inserted != 1 {
-            return Err(RefreshError::SessionEnded);
-        }
-        Ok(token.map(|token| Issued {
-            token,
-            family_id: new.id.to_string(),
-        }))
-    }
-
-    async fn insert_token(
-        &self,
-        conn: &impl ConnectionTrait,
-        token: &str,
-        family_id: &str,
-        scope: &str,
-        now: i64,
-        cap: Option<i64>,
-    ) -> Result<(), RefreshError> {
-        refresh_tokens::ActiveModel {
-            digest: Set(secret_digest(token)),
-            family_id: Set(family_id.to_string()),
-            scope: Set(scope.to_string()),
-            state: Set(TokenState::Active.as_str().into()),
-            issued_at: Set(now),
-            expires_at: Set(self.successor_expiry(now, cap)),
-            rotated_at: Set(None),
-        }
-        .insert(conn)
-        .await?;
-        Ok(())
+        Ok(if recorded != 1 {
+            Recorded::UserChanged
+        } else if session_open != 1 || inserted != 1 {
+            Recorded::SessionEnded
+        } else {
+            Recorded::Done
+        })
     }
 
     async fn find(

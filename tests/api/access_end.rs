@@ -190,6 +190,83 @@ async fn a_sign_in_that_read_the_account_before_its_access_ended_is_refused() {
 }
 
 #[tokio::test]
+async fn a_sign_in_recorded_into_an_ended_or_expired_browser_session_is_refused() {
+    // A code sign-in belongs to the browser session it was authorized in: recorded while
+    // the session is open, its refresh tokens end with the session; recorded after the
+    // session ended (signed out, or past its end), it is refused and nothing is stored.
+    let app = spawn_app().await;
+    let id = user_with_roles(&app, "erin", &[]).await;
+    let now = portcullis::clock::Clock::now(&app.clock);
+    let record = |kind: SignInKind, session: Option<String>, expires_at: Option<i64>| {
+        let (app, id) = (&app, id.clone());
+        async move {
+            let sid = SignIns::new_id();
+            let access_version = app.state.users.get(&id).await.unwrap().access_version;
+            let recorded = app
+                .state
+                .sign_ins
+                .record(&NewSignIn {
+                    id: &sid,
+                    user_id: &id,
+                    access_version,
+                    client_id: SPA,
+                    scope: "openid",
+                    audience: None,
+                    with_refresh_token: kind == SignInKind::Code,
+                    kind,
+                    session_id: session.as_deref(),
+                    auth_time: now,
+                    amr: "pwd",
+                    ip: None,
+                    user_agent: None,
+                    expires_at,
+                    cookie_digest: None,
+                })
+                .await;
+            let open = app.state.refresh.open_family(&sid).await.unwrap();
+            (sid, recorded, open)
+        }
+    };
+    let session_end = now + 600;
+    let (session, recorded, open) = record(SignInKind::Browser, None, Some(session_end)).await;
+    assert!(matches!(recorded, Ok(None)), "{recorded:?}");
+    assert_eq!(open.unwrap().expires_at, Some(session_end));
+
+    // Inside the open session: stored, its refresh token capped at the session's end.
+    let (_, recorded, open) = record(SignInKind::Code, Some(session.clone()), None).await;
+    let issued = recorded.unwrap().expect("a refresh token");
+    assert_eq!(open.unwrap().session_id.as_deref(), Some(session.as_str()));
+    let (token, active) = app
+        .state
+        .refresh
+        .inspect(&issued.token)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(active);
+    assert_eq!(token.expires_at, session_end);
+
+    // The session signed out: refused, nothing stored.
+    assert!(app.state.sign_ins.end(&session, "test").await.unwrap());
+    let (_, recorded, open) = record(SignInKind::Code, Some(session), None).await;
+    assert!(
+        matches!(recorded, Err(SignInError::SessionEnded)),
+        "{recorded:?}"
+    );
+    assert!(open.is_none());
+
+    // A session past its end (not yet swept): refused, nothing stored.
+    let (past, recorded, _) = record(SignInKind::Browser, None, Some(now - 1)).await;
+    assert!(matches!(recorded, Ok(None)), "{recorded:?}");
+    let (_, recorded, open) = record(SignInKind::Code, Some(past), None).await;
+    assert!(
+        matches!(recorded, Err(SignInError::SessionEnded)),
+        "{recorded:?}"
+    );
+    assert!(open.is_none());
+}
+
+#[tokio::test]
 async fn administrative_permissions_are_rechecked_against_current_roles() {
     // Roles changed in the database without ending the sign-ins (as if the revocation had not
     // propagated yet): the administrative guard still refuses at once.
