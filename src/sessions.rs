@@ -9,13 +9,14 @@
 //! tokens of its sign-ins end then too.
 
 use entities::refresh_families;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use secrecy::SecretString;
 
 use crate::audit::Origin;
 use crate::clock::SharedClock;
 use crate::config::SessionSettings;
 use crate::crypto::{CryptoError, random_token, secret_digest};
+use crate::db::WarmPool;
 use crate::oauth::refresh::amr_list;
 use crate::signins::{NewSignIn, SignInError, SignInKind, SignIns};
 use crate::users::User;
@@ -55,7 +56,8 @@ pub struct Started {
 
 #[derive(Clone)]
 pub struct Sessions {
-    db: DatabaseConnection,
+    /// The lookup of every authorization request goes through it (`db::WarmPool`).
+    warm: WarmPool,
     sign_ins: SignIns,
     clock: SharedClock,
     idle_secs: i64,
@@ -64,14 +66,14 @@ pub struct Sessions {
 
 impl Sessions {
     pub fn new(
-        db: DatabaseConnection,
+        warm: WarmPool,
         sign_ins: SignIns,
         clock: SharedClock,
         settings: &SessionSettings,
     ) -> Self {
         let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
         Self {
-            db,
+            warm,
             sign_ins,
             clock,
             idle_secs: secs(settings.idle_timeout),
@@ -142,7 +144,7 @@ impl Sessions {
             .filter(refresh_families::Column::CookieDigest.eq(secret_digest(cookie)))
             .filter(refresh_families::Column::Kind.eq(SignInKind::Browser.as_str()))
             .filter(refresh_families::Column::RevokedAt.is_null())
-            .one(&self.db)
+            .one(&self.warm)
             .await?
         else {
             return Ok(None);
@@ -151,7 +153,10 @@ impl Sessions {
         if expires_at <= now || row.last_used_at.saturating_add(self.idle_secs) <= now {
             return Ok(None);
         }
-        self.sign_ins.touch(&row.id, TOUCH_GAP_SECS).await?;
+        // Used within the gap already (the row just read says so): nothing to write.
+        if row.last_used_at < now.saturating_sub(TOUCH_GAP_SECS) {
+            self.sign_ins.touch(&row.id, TOUCH_GAP_SECS).await?;
+        }
         Ok(Some(BrowserSession {
             auth_time: row.auth_time.unwrap_or(row.created_at),
             amr: amr_list(row.amr.as_deref()),

@@ -287,7 +287,7 @@ impl AppState {
             audit.clone(),
         );
         let sessions = crate::sessions::Sessions::new(
-            db.clone(),
+            warm.clone(),
             sign_ins.clone(),
             clock.clone(),
             &settings.sessions,

@@ -270,7 +270,7 @@ impl BrowserSignIn {
             }
             Err(e) => return Err(server_error(&request, &e)),
         };
-        let permitted = user_permitted_scopes(&self.grants.users, &user)
+        let permitted = user_permitted_scopes(&self.grants, &user)
             .await
             .map_err(|_| {
                 request.error(

@@ -85,7 +85,8 @@ pub struct ProfileUpdate {
 #[derive(Clone)]
 pub struct UserService {
     db: DatabaseConnection,
-    /// The sign-in's lookup of the account goes through it (`db::WarmPool`).
+    /// The hot lookups of an account (a sign-in's, an authorization request's, a code
+    /// exchange's) go through it (`db::WarmPool`).
     warm: WarmPool,
     hasher: PasswordHasher,
     clock: SharedClock,
@@ -321,7 +322,7 @@ impl UserService {
             crate::db::first_placeholder(&self.db),
         );
         let rows = self
-            .db
+            .warm
             .query_all_raw(sea_orm::Statement::from_sql_and_values(
                 self.db.get_database_backend(),
                 sql,

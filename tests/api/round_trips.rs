@@ -227,6 +227,7 @@ async fn a_code_exchange_takes_its_budget_of_round_trips() {
         .unwrap();
     let mut browser = Browser::new(&app);
     let mut counts = Vec::new();
+    let mut authorizations = Vec::new();
     for round in 0..3 {
         let (verifier, challenge) = pkce();
         let query = authorize_url(&[
@@ -238,11 +239,18 @@ async fn a_code_exchange_takes_its_budget_of_round_trips() {
             ("code_challenge", &challenge),
             ("code_challenge_method", "S256"),
         ]);
-        let mut page = browser.get(&query).await;
+        let mut page = None;
+        let trips = count(&app, || async {
+            page = Some(browser.get(&query).await);
+        })
+        .await;
+        let mut page = page.expect("a page");
         if round == 0 {
             let back = browser.sign_in_at(&page, "alice").await;
             assert_eq!(back.status, StatusCode::SEE_OTHER, "{}", back.body);
             page = browser.get(back.location.as_deref().unwrap()).await;
+        } else {
+            authorizations.push(trips);
         }
         assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
         let code = page.redirect_param("code").expect("a code");
@@ -265,6 +273,11 @@ async fn a_code_exchange_takes_its_budget_of_round_trips() {
             .await,
         );
     }
+    let authorization = least(&authorizations);
+    println!("authorization request: {authorization:?}");
+    // Of a signed-in browser: its session (used within the minute, so not written again),
+    // the user with roles (their permissions from the role cache), the code stored.
+    assert_eq!(authorization, self::trips(3, 0), "authorization request");
     let trips = least(&counts);
     println!("code exchange: {trips:?}");
     // The claim (returning the code), the user with roles, the sign-in recorded in the

@@ -259,25 +259,21 @@ pub(super) async fn permitted_scopes(
     ctx: &GrantContext<'_>,
     user: &crate::users::User,
 ) -> Result<Scope, OAuthError> {
-    Ok(ctx
-        .grants
+    user_permitted_scopes(ctx.grants, user).await
+}
+
+/// The scopes `user` may grant: their roles' permissions (from the role cache,
+/// `rbac::RoleCache`) plus the identity scopes.
+pub async fn user_permitted_scopes(
+    grants: &Grants,
+    user: &crate::users::User,
+) -> Result<Scope, OAuthError> {
+    Ok(grants
         .roles
         .table()
         .await
         .map_err(|e| OAuthError::internal(&e))?
         .permissions(&user.roles)
-        .union(&super::scope::identity_scopes()))
-}
-
-/// The scopes `user` may grant: their roles' permissions plus the identity scopes.
-pub async fn user_permitted_scopes(
-    users: &UserService,
-    user: &crate::users::User,
-) -> Result<Scope, OAuthError> {
-    Ok(users
-        .permissions(&user.roles)
-        .await
-        .map_err(|e| OAuthError::internal(&e))?
         .union(&super::scope::identity_scopes()))
 }
 
