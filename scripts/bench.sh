@@ -10,7 +10,9 @@
 #   POST /oauth/introspect  of a JWT access token (Basic auth)
 #   POST /oauth/token  refresh_token            (rotating tokens, see scripts/wrk/refresh.lua)
 #   POST /oauth/token  authorization_code       (a signed-in browser's codes, made during the
-#                                                run and exchanged at once: scripts/wrk/code.lua)
+#                                                run and exchanged at once; then made by one run
+#                                                and exchanged alone by the next:
+#                                                scripts/wrk/code.lua)
 #   POST /oauth/token  password                 (bcrypt at BENCH_BCRYPT_COST, default 12)
 # plus the RS256 signing micro benchmark (`cargo bench --bench signing`), the ratios of the
 # client_credentials, refresh and code-exchange rates to the raw signing rate of the same run,
@@ -301,8 +303,15 @@ BENCH_BODY="token=$ACCESS_TOKEN&token_type_hint=access_token" \
     run "POST /oauth/introspect (JWT access token)" "$BASE/oauth/introspect" -s "$ROOT/scripts/wrk/form_post.lua"
 BENCH_REFRESH_TOKENS="$TMP/refresh_tokens.txt" \
     run "POST /oauth/token refresh_token (rotating)" "$BASE/oauth/token" -s "$ROOT/scripts/wrk/refresh.lua"
-BENCH_COOKIE="$BENCH_COOKIE" BENCH_AUTHORIZE_PATH="$BENCH_AUTHORIZE_PATH" BENCH_CODE_FORM="$BENCH_CODE_FORM" \
+export BENCH_COOKIE BENCH_AUTHORIZE_PATH BENCH_CODE_FORM
+BENCH_CODE_MODE=pairs \
     run "GET /oauth/authorize + POST /oauth/token authorization_code (pairs)" "$BASE/oauth/token" -s "$ROOT/scripts/wrk/code.lua"
+# The exchange alone, comparable with a refresh: codes made by one run (the authorization
+# requests' own row), exchanged by the next, well within their minute.
+BENCH_CODE_MODE=mint BENCH_CODE_FILE="$TMP/codes.txt" \
+    run "GET /oauth/authorize (signed-in browser; codes for the next row)" "$BASE/oauth/token" -s "$ROOT/scripts/wrk/code.lua"
+BENCH_CODE_MODE=exchange BENCH_CODE_FILE="$TMP/codes.txt" \
+    run "POST /oauth/token authorization_code (exchange alone)" "$BASE/oauth/token" -s "$ROOT/scripts/wrk/code.lua"
 BENCH_BODY="grant_type=password&username=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$USER_NAME")&password=$USER_PASSWORD&scope=articles%3Aread" \
     run "POST /oauth/token password (bcrypt cost $BCRYPT_COST)" "$BASE/oauth/token" -s "$ROOT/scripts/wrk/form_post.lua"
 
@@ -353,12 +362,14 @@ except (ValueError, ZeroDivisionError):
 }
 CC_RATE="$(awk -F'\t' '$1 == "POST /oauth/token client_credentials" { print $2 }' "$ROWS")"
 REFRESH_RATE="$(awk -F'\t' '$1 == "POST /oauth/token refresh_token (rotating)" { print $2 }' "$ROWS")"
-CODE_RATE="$(awk -F': *' '/^code exchanges per second:/ { print $2; exit }' "$OUT"/wrk-*authorization_code*.txt 2>/dev/null || true)"
+CODE_RATE="$(awk -F': *' '/^code exchanges per second:/ { print $2; exit }' "$OUT"/wrk-*authorization_code_pairs*.txt 2>/dev/null || true)"
+EXCHANGE_RATE="$(awk -F': *' '/^code exchanges per second:/ { print $2; exit }' "$OUT"/wrk-*exchange_alone*.txt 2>/dev/null || true)"
 INTROSPECT_RATE="$(awk -F'\t' '$1 == "POST /oauth/introspect (JWT access token)" { print $2 }' "$ROWS")"
 JWKS_RATE="$(awk -F'\t' '$1 == "GET /.well-known/jwks.json" { print $2 }' "$ROWS")"
 RATIO="$(ratio "$CC_RATE" "$SIGN_RATE")"
 REFRESH_RATIO="$(ratio "$REFRESH_RATE" "$SIGN_RATE")"
 CODE_RATIO="$(ratio "$CODE_RATE" "$SIGN_RATE")"
+EXCHANGE_RATIO="$(ratio "$EXCHANGE_RATE" "$SIGN_RATE")"
 INTROSPECT_RATIO="$(ratio "$INTROSPECT_RATE" "$JWKS_RATE")"
 
 # ---- round trips, counted ------------------------------------------------------------------
@@ -376,7 +387,7 @@ if [ "${BENCH_SKIP_ROUND_TRIPS:-0}" != "1" ]; then
         cargo test --test tests round_trips -- --nocapture --test-threads 1
     ) >"$OUT/round_trips.txt" 2>&1 || log "warning: counting round trips failed (see round_trips.txt)"
     # libtest prints a test's output on the line of its name: find the figures anywhere.
-    ROUND_TRIPS="$(grep -oE '(refresh|password|code exchange|client_credentials|introspection): Trips \{ db: [0-9]+, store: [0-9]+ \}' "$OUT/round_trips.txt" \
+    ROUND_TRIPS="$(grep -oE '(refresh|password|code exchange|authorization request|client_credentials|introspection): Trips \{ db: [0-9]+, store: [0-9]+ \}' "$OUT/round_trips.txt" \
         | sed -E 's/: Trips \{ db: ([0-9]+), store: ([0-9]+) \}/: \1 database statements + \2 store calls/' \
         | paste -sd ';' - | sed 's/;/; /g')"
     ROUND_TRIPS="${ROUND_TRIPS:-n/a (see round_trips.txt)}"
@@ -402,13 +413,14 @@ SUMMARY="$OUT/summary.md"
     echo "- RS256 verification with the key parsed once (the server's path): $(awk -F': *' '/^rs256_verify_preparsed_per_sec:/ { print $2; exit }' "$OUT/signing.txt" 2>/dev/null)/s; through jsonwebtoken: $(awk -F': *' '/^rs256_verify_per_sec:/ { print $2; exit }' "$OUT/signing.txt" 2>/dev/null)/s"
     echo "- client_credentials rate / raw signing rate: $RATIO"
     echo "- refresh rate / raw signing rate: $REFRESH_RATIO"
-    echo "- code exchanges: ${CODE_RATE:-n/a}/s (each after its own GET /oauth/authorize in the same run); / raw signing rate: $CODE_RATIO"
+    echo "- code exchanges alone: ${EXCHANGE_RATE:-n/a}/s (codes made by the row before); / raw signing rate: $EXCHANGE_RATIO"
+    echo "- code exchanges with their authorization requests: ${CODE_RATE:-n/a}/s (each after its own GET /oauth/authorize in the same run); / raw signing rate: $CODE_RATIO"
     echo "- introspection rate / JWKS rate: $INTROSPECT_RATIO"
     echo "- round trips per request (tests/api/round_trips.rs on this storage; a transaction adds BEGIN and COMMIT on SQLite): $ROUND_TRIPS"
     echo "- server peak RSS (VmHWM): $PEAK_RSS (after each run: $(paste -sd ';' "$OUT/peak-rss.txt" 2>/dev/null | sed 's/;/; /g'))"
     echo
     echo "errors = non-2xx/3xx responses + socket errors (connect, read, write, timeout)."
-    grep -h '^refresh pool:\|^code flow:' "$OUT"/wrk-*.txt 2>/dev/null | sed 's/^/- /' || true
+    grep -h '^refresh pool:\|^code flow' "$OUT"/wrk-*.txt 2>/dev/null | sed 's/^/- /' || true
 } >"$SUMMARY"
 
 cat "$SUMMARY"
