@@ -119,6 +119,7 @@ impl Sessions {
                 user_agent: origin.user_agent.as_deref(),
                 expires_at: Some(expires_at),
                 cookie_digest: Some(&digest),
+                code: None,
             })
             .await?;
         Ok(Started {

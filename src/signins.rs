@@ -35,6 +35,9 @@ pub enum SignInError {
     /// The browser session the sign-in was to belong to has ended.
     #[error("the browser session has ended")]
     SessionEnded,
+    /// The authorization code the sign-in was to redeem was claimed first, or has expired.
+    #[error("the authorization code was already redeemed or has expired")]
+    CodeTaken,
     #[error(transparent)]
     Refresh(RefreshError),
     #[error("the deny list is unreachable: {0}")]
@@ -67,6 +70,7 @@ impl From<RefreshError> for SignInError {
         match e {
             RefreshError::UserChanged => Self::UserChanged,
             RefreshError::SessionEnded => Self::SessionEnded,
+            RefreshError::CodeTaken => Self::CodeTaken,
             other => Self::Refresh(other),
         }
     }

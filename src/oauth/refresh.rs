@@ -72,6 +72,10 @@ pub enum RefreshError {
     /// The browser session a `code` sign-in was to belong to has ended.
     #[error("the browser session has ended")]
     SessionEnded,
+    /// The authorization code a sign-in was to redeem was claimed by another redemption
+    /// first, or has expired.
+    #[error("the authorization code was already redeemed or has expired")]
+    CodeTaken,
     #[error("database error: {0}")]
     Db(#[from] sea_orm::DbErr),
     #[error(transparent)]
@@ -182,6 +186,10 @@ pub struct NewSignIn<'a> {
     pub expires_at: Option<i64>,
     /// SHA-256 of a browser session's cookie.
     pub cookie_digest: Option<&'a str>,
+    /// The digest of the authorization code this sign-in redeems: claimed for it (by
+    /// `client_id`) in the same transaction, so the sign-in is recorded only if the claim
+    /// wins ([`RefreshError::CodeTaken`] otherwise) and a claimed code always has its sign-in.
+    pub code: Option<&'a str>,
 }
 
 /// What revoking a family did.
@@ -363,6 +371,16 @@ enum Rotation {
     FamilyClosed,
 }
 
+/// Which steps the statement or script of [`RefreshService::start`] takes besides the user
+/// row and the family: claiming an authorization code, writing the browser session's row,
+/// inserting the first refresh token.
+#[derive(Clone, Copy)]
+struct Steps {
+    claim: bool,
+    session: bool,
+    token: bool,
+}
+
 /// What the statement or script of [`RefreshService::start`] did.
 enum Recorded {
     /// The sign-in (and its first refresh token) are stored.
@@ -371,6 +389,8 @@ enum Recorded {
     UserChanged,
     /// Nothing stored: the browser session ended (or its end has passed).
     SessionEnded,
+    /// Nothing stored: the authorization code was claimed first, or expired.
+    CodeTaken,
 }
 
 #[derive(Clone)]
@@ -433,8 +453,8 @@ impl RefreshService {
         // read, $3 the family, $4 the client, $5 the audience, $6 now, $7 the kind, $8 when
         // the user authenticated, $9 how, $10 the address, $11 the user agent, $12 the
         // sign-in's own end, $13 a browser session's cookie digest, $14 the browser session
-        // a sign-in belongs to; with a refresh token $15 its digest, $16 its scope, $17 its
-        // expiry before the cap.
+        // a sign-in belongs to, $15 the digest of the authorization code it redeems; with a
+        // refresh token $16 its digest, $17 its scope, $18 its expiry before the cap.
         let mut values: Vec<sea_orm::Value> = vec![
             new.user_id.to_string().into(),
             new.access_version.into(),
@@ -450,20 +470,22 @@ impl RefreshService {
             new.expires_at.into(),
             new.cookie_digest.map(str::to_string).into(),
             new.session_id.map(str::to_string).into(),
+            new.code.map(str::to_string).into(),
         ];
         if let Some(token) = &token {
             values.push(secret_digest(token).into());
             values.push(new.scope.to_string().into());
             values.push(now.saturating_add(self.ttl_secs).into());
         }
-        let in_session = new.session_id.is_some();
-        let with_token = token.is_some();
+        let steps = Steps {
+            claim: new.code.is_some(),
+            session: new.session_id.is_some(),
+            token: token.is_some(),
+        };
         let recorded = if self.db.get_database_backend() == DbBackend::Postgres {
-            self.start_in_one_statement(values, in_session, with_token)
-                .await?
+            self.start_in_one_statement(values, steps).await?
         } else {
-            self.start_in_one_script(values, in_session, with_token)
-                .await?
+            self.start_in_one_script(values, steps).await?
         };
         match recorded {
             Recorded::Done => Ok(token.map(|token| Issued {
@@ -472,24 +494,35 @@ impl RefreshService {
             })),
             Recorded::UserChanged => Err(RefreshError::UserChanged),
             Recorded::SessionEnded => Err(RefreshError::SessionEnded),
+            Recorded::CodeTaken => Err(RefreshError::CodeTaken),
         }
     }
 
     /// [`Self::start`] on SQLite: one script, one hop to the connection's thread, in one
     /// `BEGIN IMMEDIATE` transaction. Its statements run in the order of the PostgreSQL
     /// statement's parts, each only when the statement before it changed a row
-    /// (`changes()`): the user row written (enabled, at the access version read), the
-    /// browser session's row (still open; its end caps the sign-in), the family (only while
-    /// the cap lies ahead), its first token. Each of the first three returns its `step`.
+    /// (`changes()`): the authorization code claimed (unredeemed, unexpired, this client's),
+    /// the user row written (enabled, at the access version read), the browser session's row
+    /// (still open; its end caps the sign-in), the family (only while the cap lies ahead),
+    /// its first token. Each but the last returns its `step`.
     async fn start_in_one_script(
         &self,
         values: Vec<sea_orm::Value>,
-        in_session: bool,
-        with_token: bool,
+        steps: Steps,
     ) -> Result<Recorded, RefreshError> {
+        let (claim, claimed) = if steps.claim {
+            (
+                "UPDATE authorization_codes SET redeemed_at = $6, family_id = $3 \
+                 WHERE digest = $15 AND client_id = $4 AND redeemed_at IS NULL \
+                 AND expires_at > $6 RETURNING 'code' AS step; ",
+                "AND changes() = 1 ",
+            )
+        } else {
+            ("", "")
+        };
         // `cap`: the end of the sign-in, the earlier of its own and its session's. With a
         // session, a sign-in whose cap has passed is refused (the session has ended).
-        let (session, cap, capped) = if in_session {
+        let (session, cap, capped) = if steps.session {
             (
                 "UPDATE refresh_families SET last_used_at = $6 \
                  WHERE id = $14 AND revoked_at IS NULL AND changes() = 1 \
@@ -501,12 +534,12 @@ impl RefreshService {
         } else {
             ("", "$12", "")
         };
-        let first_token = if with_token {
+        let first_token = if steps.token {
             format!(
                 "INSERT INTO refresh_tokens \
                  (digest, family_id, scope, state, issued_at, expires_at, rotated_at) \
-                 SELECT $15, id, $16, '{active}', $6, \
-                 CASE WHEN expires_at IS NULL THEN $17 ELSE min($17, expires_at) END, NULL \
+                 SELECT $16, id, $17, '{active}', $6, \
+                 CASE WHEN expires_at IS NULL THEN $18 ELSE min($18, expires_at) END, NULL \
                  FROM refresh_families WHERE id = $3 AND changes() = 1; ",
                 active = TokenState::Active.as_str()
             )
@@ -515,8 +548,9 @@ impl RefreshService {
         };
         let sql = format!(
             "BEGIN IMMEDIATE; \
-             UPDATE users SET access_version = access_version \
-             WHERE id = $1 AND access_version = $2 AND disabled = 0 RETURNING 'user' AS step; \
+             {claim}UPDATE users SET access_version = access_version \
+             WHERE id = $1 AND access_version = $2 AND disabled = 0 {claimed}\
+             RETURNING 'user' AS step; \
              {session}\
              INSERT INTO refresh_families (id, user_id, client_id, audience, created_at, \
              last_used_at, revoked_at, revoked_reason, kind, session_id, auth_time, amr, ip, \
@@ -533,12 +567,14 @@ impl RefreshService {
                 values,
             ))
             .await?;
-        let mut steps = Vec::with_capacity(rows.len());
+        let mut done = Vec::with_capacity(rows.len());
         for row in &rows {
-            steps.push(row.try_get::<String>("", "step")?);
+            done.push(row.try_get::<String>("", "step")?);
         }
-        let took = |step: &str| steps.iter().any(|s| s == step);
-        Ok(if !took("user") {
+        let took = |step: &str| done.iter().any(|s| s == step);
+        Ok(if steps.claim && !took("code") {
+            Recorded::CodeTaken
+        } else if !took("user") {
             Recorded::UserChanged
         } else if took("family") {
             Recorded::Done
@@ -547,21 +583,33 @@ impl RefreshService {
         })
     }
 
-    /// [`Self::start`] on PostgreSQL: one statement. As in the script on SQLite, the user
-    /// row is written first (guarded by `disabled` and `access_version`, so this serializes
-    /// with [`Self::revoke_user`]), then the browser session's row if the sign-in belongs to
-    /// one (still open; so this serializes with ending the session, and its end caps the
-    /// refresh tokens); the family and its first token are inserted only from the rows those
-    /// updates returned, and only while the cap lies ahead.
+    /// [`Self::start`] on PostgreSQL: one statement. As in the script on SQLite, the
+    /// authorization code is claimed first (a conditional `UPDATE`: of concurrent claims one
+    /// wins, the others wait for its row and then find it redeemed), then the user row is
+    /// written (guarded by `disabled` and `access_version`, so this serializes with
+    /// [`Self::revoke_user`]), then the browser session's row if the sign-in belongs to one
+    /// (still open; so this serializes with ending the session, and its end caps the refresh
+    /// tokens); each only from the rows the one before returned; the family and its first
+    /// token are inserted only from those rows, and only while the cap lies ahead.
     async fn start_in_one_statement(
         &self,
         values: Vec<sea_orm::Value>,
-        in_session: bool,
-        with_token: bool,
+        steps: Steps,
     ) -> Result<Recorded, RefreshError> {
+        let (claim, claimed, claims) = if steps.claim {
+            (
+                "k AS (UPDATE authorization_codes SET redeemed_at = $6, family_id = $3 \
+                 WHERE digest = $15 AND client_id = $4 AND redeemed_at IS NULL \
+                 AND expires_at > $6 RETURNING 1 AS one), ",
+                "AND EXISTS (SELECT 1 FROM k) ",
+                "(SELECT count(*) FROM k)",
+            )
+        } else {
+            ("", "", "1::bigint")
+        };
         // `c.cap`: the end of the sign-in, the earlier of its own and its session's.
         // With a session, a sign-in whose cap has passed is refused (the session has ended).
-        let (session, capped) = if in_session {
+        let (session, capped) = if steps.session {
             (
                 "s AS (UPDATE refresh_families SET last_used_at = $6 \
              WHERE id = $14 AND revoked_at IS NULL AND EXISTS (SELECT 1 FROM u) \
@@ -577,12 +625,12 @@ impl RefreshService {
                 "",
             )
         };
-        let first_token = if with_token {
+        let first_token = if steps.token {
             format!(
                 ", tok AS (INSERT INTO refresh_tokens \
                  (digest, family_id, scope, state, issued_at, expires_at, rotated_at) \
-                 SELECT $15, id, $16, '{active}', $6, \
-                 CASE WHEN expires_at IS NULL THEN $17 ELSE LEAST($17, expires_at) END, \
+                 SELECT $16, id, $17, '{active}', $6, \
+                 CASE WHEN expires_at IS NULL THEN $18 ELSE LEAST($18, expires_at) END, \
                  NULL FROM fam RETURNING digest)",
                 active = TokenState::Active.as_str()
             )
@@ -590,8 +638,8 @@ impl RefreshService {
             String::new()
         };
         let sql = format!(
-            "WITH u AS (UPDATE users SET access_version = access_version \
-             WHERE id = $1 AND access_version = $2 AND disabled = false RETURNING id), \
+            "WITH {claim}u AS (UPDATE users SET access_version = access_version \
+             WHERE id = $1 AND access_version = $2 AND disabled = false {claimed}RETURNING id), \
              {session}, \
              fam AS (INSERT INTO refresh_families (id, user_id, client_id, audience, created_at, \
              last_used_at, revoked_at, revoked_reason, kind, session_id, auth_time, amr, ip, \
@@ -599,7 +647,7 @@ impl RefreshService {
              SELECT $3, u.id, $4, $5, $6, $6, NULL, NULL, $7, $14, $8, $9, $10, $11, c.cap, $13 \
              FROM u, c {capped} \
              RETURNING id, expires_at){first_token} \
-             SELECT (SELECT count(*) FROM u) AS recorded, \
+             SELECT {claims} AS claimed, (SELECT count(*) FROM u) AS recorded, \
              (SELECT count(*) FROM s) AS session_open, \
              (SELECT count(*) FROM fam) AS inserted"
         );
@@ -612,10 +660,13 @@ impl RefreshService {
             ))
             .await?
             .ok_or_else(|| sea_orm::DbErr::RecordNotFound("sign-in result".into()))?;
+        let claimed: i64 = row.try_get("", "claimed")?;
         let recorded: i64 = row.try_get("", "recorded")?;
         let session_open: i64 = row.try_get("", "session_open")?;
         let inserted: i64 = row.try_get("", "inserted")?;
-        Ok(if recorded != 1 {
+        Ok(if claimed != 1 {
+            Recorded::CodeTaken
+        } else if recorded != 1 {
             Recorded::UserChanged
         } else if session_open != 1 || inserted != 1 {
             Recorded::SessionEnded

@@ -173,6 +173,7 @@ async fn a_sign_in_that_read_the_account_before_its_access_ended_is_refused() {
                     user_agent: None,
                     expires_at: None,
                     cookie_digest: None,
+                    code: None,
                 })
                 .await;
             assert!(matches!(late, Err(SignInError::UserChanged)), "{late:?}");
@@ -221,6 +222,7 @@ async fn a_sign_in_recorded_into_an_ended_or_expired_browser_session_is_refused(
                     user_agent: None,
                     expires_at,
                     cookie_digest: None,
+                    code: None,
                 })
                 .await;
             let open = app.state.refresh.open_family(&sid).await.unwrap();

@@ -7,6 +7,8 @@ use super::browser_support::{Browser, Page, authorize_url, pkce};
 use super::helpers::{Answer, TestApp, jwt_part, spawn_app};
 use portcullis::clients::{GrantType, NewClient};
 use portcullis::domain::{ClientId, Scope};
+use portcullis::oauth::authorize::{Found, Lookup};
+use portcullis::signins::{NewSignIn, SignInError, SignInKind};
 
 const CB: &str = "http://127.0.0.1:9/cb";
 const BYE: &str = "http://127.0.0.1:9/bye";
@@ -231,6 +233,97 @@ async fn a_code_redeemed_twice_ends_what_the_first_redemption_got() {
     );
 }
 
+/// A code authorized for alice at "spa", as the token endpoint reads it before its claim.
+async fn fresh_code(app: &TestApp, browser: &mut Browser<'_>) -> (String, Flow, Box<Found>) {
+    let f = flow("spa");
+    let code = authorize(browser, &f, "alice")
+        .await
+        .redirect_param("code")
+        .unwrap();
+    let Lookup::Fresh(found) = app.state.codes.find(&code, "spa").await.unwrap() else {
+        panic!("a fresh code");
+    };
+    (code, f, found)
+}
+
+#[tokio::test]
+async fn a_code_is_claimed_only_together_with_the_sign_in_it_starts() {
+    // The exchange reads the code, checks it and mints, then claims the code and records its
+    // sign-in in one transaction: a redemption whose claim loses (to another redemption, or
+    // to the clock) records nothing, and a claimed code always has its sign-in for a replay
+    // to end.
+    let app = spawn_app().await;
+    let user_id = app.register("alice").await.str("id");
+    code_client(&app, "spa", None, true).await;
+    let mut browser = Browser::new(&app);
+    let record = |found: Box<Found>| {
+        let (app, user_id) = (&app, user_id.clone());
+        async move {
+            let access_version = app.state.users.get(&user_id).await.unwrap().access_version;
+            let recorded = app
+                .state
+                .sign_ins
+                .record(&NewSignIn {
+                    id: &found.family_id,
+                    kind: SignInKind::Code,
+                    user_id: &user_id,
+                    access_version,
+                    client_id: "spa",
+                    scope: "openid",
+                    audience: None,
+                    with_refresh_token: true,
+                    session_id: Some(&found.grant.session_id),
+                    auth_time: found.grant.auth_time,
+                    amr: "pwd",
+                    ip: None,
+                    user_agent: None,
+                    expires_at: None,
+                    cookie_digest: None,
+                    code: Some(&found.digest),
+                })
+                .await;
+            let open = app
+                .state
+                .refresh
+                .open_family(&found.family_id)
+                .await
+                .unwrap();
+            (recorded, open.is_some(), found.family_id)
+        }
+    };
+
+    // Another redemption of the code wins between this one's read and its claim.
+    let (code, f, found) = fresh_code(&app, &mut browser).await;
+    let winner = redeem(&app, "spa", &code, &f.verifier).await;
+    assert_eq!(winner.status, StatusCode::OK, "{}", winner.body);
+    let (late, recorded, _) = record(found).await;
+    assert!(matches!(late, Err(SignInError::CodeTaken)), "{late:?}");
+    assert!(!recorded);
+    let me = app
+        .get_bearer("/api/v1/users/me", &winner.str("access_token"))
+        .await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.body);
+
+    // Read within its minute, claimed after it.
+    let (_, _, found) = fresh_code(&app, &mut browser).await;
+    app.clock.advance(61);
+    let (late, recorded, _) = record(found).await;
+    assert!(matches!(late, Err(SignInError::CodeTaken)), "{late:?}");
+    assert!(!recorded);
+
+    // Claimed in time: recorded, and a later presentation is the replay of that sign-in.
+    let (code, _, found) = fresh_code(&app, &mut browser).await;
+    let (issued, recorded, family_id) = record(found).await;
+    assert!(issued.unwrap().is_some());
+    assert!(recorded);
+    match app.state.codes.find(&code, "spa").await.unwrap() {
+        Lookup::Replayed {
+            family_id: Some(id),
+        } => assert_eq!(id, family_id),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn codes_expire_after_a_minute_and_belong_to_their_client() {
     let app = spawn_app().await;
@@ -335,6 +428,11 @@ async fn pkce_is_required_for_public_clients_s256_only_and_checked() {
         app.post_form("/oauth/token", &form)
             .await
             .assert_oauth_error(400, "invalid_grant");
+        // Refused without spending the code: its owner, with the right verifier, still can.
+        assert_eq!(
+            redeem(&app, "spa", &code, &f.verifier).await.status,
+            StatusCode::OK
+        );
     }
 
     // A confidential client may go without PKCE, but a verifier sent for a code issued

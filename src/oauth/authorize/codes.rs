@@ -6,23 +6,28 @@
 //! synchronous and our store is a database, so the slot holds the one grant of a request and
 //! the database work happens around it.
 //!
-//! Redemption marks the code and names the sign-in it is about to start (whose id is the `sid`
-//! of the access tokens it issues) in one conditional `UPDATE`, so of concurrent redemptions
-//! exactly one wins. A later redemption is a replay (RFC 6749 §4.1.2): it marks the code
-//! replayed and the caller ends that sign-in; the winner checks the mark after recording its
-//! sign-in, so the sign-in is ended whichever of the two comes first.
+//! Redemption reads the code with its user and the user's roles ([`Codes::find`], one
+//! statement, nothing written); the token endpoint checks it and mints the tokens, then claims
+//! the code and records the sign-in it starts in one transaction (`RefreshService::start` with
+//! the code's digest: the conditional `UPDATE` of the code names the sign-in, whose id is the
+//! `sid` of the access tokens), so of concurrent redemptions exactly one wins and a claimed
+//! code always has its sign-in. A later redemption is a replay (RFC 6749 §4.1.2): it marks the
+//! code replayed ([`Codes::replay`]) and the caller ends the sign-in the code started, which
+//! exists by then whichever of the two came first.
 
-use entities::authorization_codes;
+use entities::{authorization_codes, users};
 use oxide_auth::primitives::authorizer::Authorizer;
 use oxide_auth::primitives::grant::Grant;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, Set,
+    Statement,
 };
 
 use crate::clock::SharedClock;
 use crate::crypto::{CryptoError, random_token, secret_digest};
 use crate::db::WarmPool;
+use crate::users::User;
 
 /// How long a code may be redeemed (RFC 6749 §4.1.2 recommends at most ten minutes; a browser
 /// redirect takes seconds).
@@ -51,24 +56,29 @@ pub struct CodeGrant {
     pub amr: Vec<String>,
 }
 
-/// A code claimed for redemption.
+/// An unredeemed code as [`Codes::find`] read it, to be claimed with the sign-in it starts.
 #[derive(Debug, Clone)]
-pub struct Claimed {
+pub struct Found {
+    /// The code's digest: what the claim names.
     pub digest: String,
     pub grant: CodeGrant,
-    /// The sign-in this redemption starts.
+    /// The id of the sign-in the code is to start (a fresh one for every presentation).
     pub family_id: String,
     pub expires_at: i64,
+    /// The code's user with their roles, as read with it (`None`: the account is gone).
+    pub user: Option<User>,
 }
 
-/// What presenting a code came to.
+/// What a presented code is.
 #[derive(Debug)]
-pub enum Redemption {
-    /// First redemption: go on and issue.
-    Claimed(Box<Claimed>),
-    /// Already redeemed: the sign-in that redemption started must end.
+pub enum Lookup {
+    /// Issued to the presenting client, unredeemed and unexpired: go on, and claim it with
+    /// the sign-in.
+    Fresh(Box<Found>),
+    /// Redeemed before, and now marked replayed: the sign-in its redemption started, which
+    /// must end.
     Replayed { family_id: Option<String> },
-    /// Unknown or expired.
+    /// Unknown, expired, or issued to another client (which cannot burn it).
     Invalid,
 }
 
@@ -147,101 +157,91 @@ impl Codes {
         Ok(())
     }
 
-    /// Claims `code` for redemption by `client_id`: exactly one of concurrent calls gets
-    /// [`Redemption::Claimed`]; later ones mark the code replayed. A code of another client
-    /// is [`Redemption::Invalid`] and left untouched (another client cannot burn it).
-    pub async fn redeem(&self, code: &str, client_id: &str) -> Result<Redemption, CodeError> {
+    /// Reads a presented code for `client_id` with its user and the user's roles, in one
+    /// statement (one row per role). Nothing is written for a fresh code; a redeemed one is
+    /// marked replayed ([`Self::replay`]).
+    pub async fn find(&self, code: &str, client_id: &str) -> Result<Lookup, CodeError> {
         if code.is_empty() || code.len() > 128 {
-            return Ok(Redemption::Invalid);
+            return Ok(Lookup::Invalid);
         }
         let now = self.clock.now();
         let digest = secret_digest(code);
-        let family_id = uuid::Uuid::new_v4().to_string();
-        // Claimed only if unexpired; a redeemed code is recognised (as a replay) until purged.
-        // The claim returns the row it claimed: one statement on the way that succeeds.
-        let backend = self.db.get_database_backend();
-        let p = |n: usize| {
-            if backend == sea_orm::DbBackend::Postgres {
-                format!("${n}")
-            } else {
-                "?".to_string()
-            }
-        };
-        let claimed = self
+        let sql = format!(
+            "SELECT {}, {}, r.role AS r_role FROM authorization_codes c \
+             LEFT JOIN users u ON u.id = c.user_id \
+             LEFT JOIN user_roles r ON r.user_id = c.user_id \
+             WHERE c.digest = {}",
+            crate::db::select_list::<authorization_codes::Entity>("c"),
+            crate::db::select_list::<users::Entity>("u"),
+            crate::db::first_placeholder(&self.db),
+        );
+        let rows = self
             .db
-            .query_all_raw(sea_orm::Statement::from_sql_and_values(
-                backend,
-                format!(
-                    "UPDATE authorization_codes SET redeemed_at = {}, family_id = {} \
-                     WHERE digest = {} AND client_id = {} AND redeemed_at IS NULL \
-                     AND expires_at > {} RETURNING *",
-                    p(1),
-                    p(2),
-                    p(3),
-                    p(4),
-                    p(5)
-                ),
-                [
-                    now.into(),
-                    family_id.clone().into(),
-                    digest.clone().into(),
-                    client_id.into(),
-                    now.into(),
-                ],
+            .query_all_raw(Statement::from_sql_and_values(
+                self.db.get_database_backend(),
+                sql,
+                [digest.clone().into()],
             ))
             .await?;
-        let won = !claimed.is_empty();
-        let row = match claimed.first() {
-            Some(row) => Some(authorization_codes::Model::from_query_result(row, "")?),
-            None => {
-                authorization_codes::Entity::find_by_id(digest.clone())
-                    .one(&self.db)
-                    .await?
-            }
+        let Some(first) = rows.first() else {
+            return Ok(Lookup::Invalid);
         };
-        let Some(row) = row.filter(|r| r.client_id == client_id) else {
-            return Ok(Redemption::Invalid);
+        let row = authorization_codes::Model::from_query_result(first, "c_")?;
+        // Another client learns nothing and changes nothing.
+        if row.client_id != client_id {
+            return Ok(Lookup::Invalid);
+        }
+        if row.redeemed_at.is_some() {
+            return self.replay(&digest).await;
+        }
+        if row.expires_at <= now {
+            return Ok(Lookup::Invalid);
+        }
+        let user = match first.try_get::<Option<String>>("", "u_id")? {
+            None => None,
+            Some(_) => Some(crate::users::user_from_rows(&rows)?),
         };
-        if won {
-            return Ok(Redemption::Claimed(Box::new(Claimed {
-                family_id,
-                expires_at: row.expires_at,
-                digest,
-                grant: CodeGrant {
-                    client_id: row.client_id,
-                    redirect_uri: row.redirect_uri,
-                    user_id: row.user_id,
-                    session_id: row.session_id,
-                    scope: row.scope,
-                    nonce: row.nonce,
-                    challenge: row.challenge,
-                    audience: row.audience,
-                    auth_time: row.auth_time,
-                    amr: row.amr.split_whitespace().map(str::to_string).collect(),
-                },
-            })));
-        }
-        if row.redeemed_at.is_none() {
-            return Ok(Redemption::Invalid);
-        }
+        Ok(Lookup::Fresh(Box::new(Found {
+            digest,
+            family_id: uuid::Uuid::new_v4().to_string(),
+            expires_at: row.expires_at,
+            user,
+            grant: CodeGrant {
+                client_id: row.client_id,
+                redirect_uri: row.redirect_uri,
+                user_id: row.user_id,
+                session_id: row.session_id,
+                scope: row.scope,
+                nonce: row.nonce,
+                challenge: row.challenge,
+                audience: row.audience,
+                auth_time: row.auth_time,
+                amr: row.amr.split_whitespace().map(str::to_string).collect(),
+            },
+        })))
+    }
+
+    /// A presentation of a code that was redeemed already, or that lost the claim to a
+    /// concurrent one: marks the code replayed and returns the sign-in its redemption
+    /// started. A code that was never redeemed (it expired meanwhile) is [`Lookup::Invalid`].
+    pub async fn replay(&self, digest: &str) -> Result<Lookup, CodeError> {
+        let now = self.clock.now();
         authorization_codes::Entity::update_many()
             .col_expr(authorization_codes::Column::ReplayedAt, Expr::value(now))
-            .filter(authorization_codes::Column::Digest.eq(digest.as_str()))
+            .filter(authorization_codes::Column::Digest.eq(digest))
+            .filter(authorization_codes::Column::RedeemedAt.is_not_null())
             .filter(authorization_codes::Column::ReplayedAt.is_null())
             .exec(&self.db)
             .await?;
-        Ok(Redemption::Replayed {
-            family_id: row.family_id,
-        })
-    }
-
-    /// Whether the code was replayed since it was claimed (checked by the winner after it
-    /// recorded its sign-in).
-    pub async fn was_replayed(&self, digest: &str) -> Result<bool, CodeError> {
-        Ok(authorization_codes::Entity::find_by_id(digest.to_string())
+        let row = authorization_codes::Entity::find_by_id(digest.to_string())
             .one(&self.db)
-            .await?
-            .is_some_and(|r| r.replayed_at.is_some()))
+            .await?;
+        Ok(match row {
+            Some(row) if row.redeemed_at.is_some() => Lookup::Replayed {
+                family_id: row.family_id,
+            },
+            _ => Lookup::Invalid,
+        })
     }
 
     /// Deletes codes expired for more than an hour (kept that long so a late second

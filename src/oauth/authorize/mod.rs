@@ -9,7 +9,7 @@ pub mod codes;
 pub mod consent;
 pub mod request;
 
-pub use codes::{CODE_TTL_SECS, Claimed, CodeGrant, CodeSlot, Codes, Redemption};
+pub use codes::{CODE_TTL_SECS, CodeGrant, CodeSlot, Codes, Found, Lookup};
 pub use consent::{Consent, Consents};
 pub use request::{
     AuthorizeRequest, AuthzError, ErrorRedirect, PageProblem, Prompt, Rejection, validate,

@@ -1,8 +1,10 @@
 //! Authorization code grant at the token endpoint (RFC 6749 §4.1.3, RFC 7636 §4.5), driven by
 //! oxide-auth's access-token state machine: the client was authenticated before (see
-//! `oauth::client_auth`); the code is claimed in the database (`oauth::authorize::codes`), and
-//! the machine checks it was issued to this client for this redirect URI and verifies the PKCE
-//! verifier with its extension.
+//! `oauth::client_auth`); the code is read from the database (`oauth::authorize::codes`), the
+//! machine checks it was issued to this client for this redirect URI and verifies the PKCE
+//! verifier with its extension, the tokens are minted, and the code is claimed in the same
+//! transaction that records the sign-in (so exactly one redemption wins, and a claimed code
+//! always has its sign-in for a replay to end).
 //!
 //! The tokens belong to a new sign-in of kind `code` inside the browser session the code was
 //! issued in (its id is the access tokens' `sid`; the session's id is the ID token's `sid`), so
@@ -24,7 +26,7 @@ use crate::audit::{Event, EventType, Outcome};
 use crate::clients::GrantType;
 use crate::domain::Scope;
 use crate::oauth::authorize::request::pkce_for;
-use crate::oauth::authorize::{Claimed, CodeSlot, Redemption};
+use crate::oauth::authorize::{CodeSlot, Found, Lookup};
 use crate::oauth::error::OAuthError;
 use crate::oauth::scope::narrow;
 use crate::signins::{NewSignIn, SignInError, SignInKind};
@@ -101,7 +103,7 @@ pub async fn grant(
     let pkce = pkce_for(client);
     let mut machine = AccessToken::new(&request);
     // The machine's input may borrow the request (not `Send`): each phase runs without an
-    // `.await` in it, and the code is claimed between them.
+    // `.await` in it, and the code is read between them.
     let presented = {
         let mut input = Input::None;
         loop {
@@ -112,26 +114,26 @@ pub async fn grant(
             }
         }
     };
-    let claimed = match state
+    let found = match state
         .codes
-        .redeem(&presented, &client.client_id)
+        .find(&presented, &client.client_id)
         .await
         .map_err(|e| OAuthError::internal(&e))?
     {
-        Redemption::Claimed(c) => c,
-        Redemption::Replayed { family_id } => {
+        Lookup::Fresh(found) => found,
+        Lookup::Replayed { family_id } => {
             replayed(ctx, family_id).await;
             return Err(refused());
         }
-        Redemption::Invalid => return Err(refused()),
+        Lookup::Invalid => return Err(refused()),
     };
-    let grant = oxide_grant(&claimed, state.codes.now()).ok_or_else(refused)?;
+    let grant = oxide_grant(&found, state.codes.now()).ok_or_else(refused)?;
     verify(&mut machine, grant, &presented, &pkce, verifier)?;
     // Exact match as well (the machine compares parsed URLs).
-    if claimed.grant.redirect_uri != redirect_uri {
+    if found.grant.redirect_uri != redirect_uri {
         return Err(refused());
     }
-    issue(ctx, &claimed).await
+    issue(ctx, *found).await
 }
 
 /// Runs the rest of oxide-auth's machine on a claimed code: client and redirect-URI binding,
@@ -174,8 +176,9 @@ fn verify(
     }
 }
 
-/// The oxide-auth grant for a claimed code, expiring when the code does by our clock.
-fn oxide_grant(claimed: &Claimed, now: i64) -> Option<Grant> {
+/// The oxide-auth grant for a code read from the database, expiring when the code does by our
+/// clock.
+fn oxide_grant(claimed: &Found, now: i64) -> Option<Grant> {
     let left = claimed.expires_at.saturating_sub(now);
     if left <= 0 {
         return None;
@@ -194,15 +197,15 @@ fn oxide_grant(claimed: &Claimed, now: i64) -> Option<Grant> {
     })
 }
 
-/// Mints the tokens of a claimed code and records its sign-in in the code's browser session.
-async fn issue(ctx: &GrantContext<'_>, claimed: &Claimed) -> Result<TokenResponse, OAuthError> {
+/// Mints the tokens of a checked code, then claims it and records its sign-in in the code's
+/// browser session, in one transaction.
+async fn issue(ctx: &GrantContext<'_>, claimed: Found) -> Result<TokenResponse, OAuthError> {
     let state = ctx.grants;
     let client = ctx.client;
     let code = &claimed.grant;
-    let user = match state.users.get(&code.user_id).await {
-        Ok(u) if !u.disabled => u,
-        Ok(_) | Err(crate::users::UserError::NotFound) => return Err(refused()),
-        Err(e) => return Err(OAuthError::internal(&e)),
+    let user = match claimed.user {
+        Some(u) if !u.disabled => u,
+        _ => return Err(refused()),
     };
     // What the user may grant now (roles may have changed since the consent).
     let permitted = super::permitted_scopes(ctx, &user).await?;
@@ -241,22 +244,25 @@ async fn issue(ctx: &GrantContext<'_>, claimed: &Claimed) -> Result<TokenRespons
             user_agent: ctx.origin.user_agent.as_deref(),
             expires_at: None,
             cookie_digest: None,
+            code: Some(&claimed.digest),
         })
         .await;
     match recorded {
         Ok(issued) => response.refresh_token = issued.map(|i| i.token),
         Err(SignInError::UserChanged | SignInError::SessionEnded) => return Err(refused()),
+        // A concurrent redemption claimed it first: this one is its replay.
+        Err(SignInError::CodeTaken) => {
+            if let Lookup::Replayed { family_id } = state
+                .codes
+                .replay(&claimed.digest)
+                .await
+                .map_err(|e| OAuthError::internal(&e))?
+            {
+                replayed(ctx, family_id).await;
+            }
+            return Err(refused());
+        }
         Err(e) => return Err(OAuthError::internal(&e)),
-    }
-    // A replay that came while the sign-in was being recorded ends it (see `codes`).
-    if state
-        .codes
-        .was_replayed(&claimed.digest)
-        .await
-        .map_err(|e| OAuthError::internal(&e))?
-    {
-        replayed(ctx, Some(claimed.family_id.clone())).await;
-        return Err(refused());
     }
     state
         .audit

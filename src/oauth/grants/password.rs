@@ -145,6 +145,7 @@ pub(super) async fn issue(
             user_agent: ctx.origin.user_agent.as_deref(),
             expires_at: None,
             cookie_digest: None,
+            code: None,
         })
         .await;
     match recorded {
