@@ -524,7 +524,7 @@ impl RefreshService {
         // session, a sign-in whose cap has passed is refused (the session has ended).
         let (session, cap, capped) = if steps.session {
             (
-                "UPDATE refresh_families SET last_used_at = $6 \
+                "UPDATE refresh_families SET last_used_at = last_used_at \
                  WHERE id = $14 AND revoked_at IS NULL AND changes() = 1 \
                  RETURNING 'session' AS step; ",
                 "(SELECT CASE WHEN s.expires_at IS NULL THEN $12 WHEN $12 IS NULL THEN s.expires_at \
@@ -586,11 +586,14 @@ impl RefreshService {
     /// [`Self::start`] on PostgreSQL: one statement. As in the script on SQLite, the
     /// authorization code is claimed first (a conditional `UPDATE`: of concurrent claims one
     /// wins, the others wait for its row and then find it redeemed), then the user row is
-    /// written (guarded by `disabled` and `access_version`, so this serializes with
-    /// [`Self::revoke_user`]), then the browser session's row if the sign-in belongs to one
-    /// (still open; so this serializes with ending the session, and its end caps the refresh
+    /// locked (`FOR SHARE`, guarded by `disabled` and `access_version`: [`Self::revoke_user`]
+    /// and disabling write it, so they wait for this statement or it for them and then reads
+    /// the new version), then the browser session's row if the sign-in belongs to one (still
+    /// open, `FOR SHARE`: ending the session writes it first; its end caps the refresh
     /// tokens); each only from the rows the one before returned; the family and its first
-    /// token are inserted only from those rows, and only while the cap lies ahead.
+    /// token are inserted only from those rows, and only while the cap lies ahead. Shared
+    /// locks: concurrent sign-ins of one user, or into one session, do not wait for each
+    /// other.
     async fn start_in_one_statement(
         &self,
         values: Vec<sea_orm::Value>,
@@ -611,9 +614,8 @@ impl RefreshService {
         // With a session, a sign-in whose cap has passed is refused (the session has ended).
         let (session, capped) = if steps.session {
             (
-                "s AS (UPDATE refresh_families SET last_used_at = $6 \
-             WHERE id = $14 AND revoked_at IS NULL AND EXISTS (SELECT 1 FROM u) \
-             RETURNING expires_at), \
+                "s AS (SELECT expires_at FROM refresh_families \
+             WHERE id = $14 AND revoked_at IS NULL AND EXISTS (SELECT 1 FROM u) FOR SHARE), \
              c AS (SELECT CASE WHEN s.expires_at IS NULL THEN $12::bigint \
              WHEN $12::bigint IS NULL THEN s.expires_at \
              ELSE LEAST($12::bigint, s.expires_at) END AS cap FROM s)",
@@ -638,8 +640,8 @@ impl RefreshService {
             String::new()
         };
         let sql = format!(
-            "WITH {claim}u AS (UPDATE users SET access_version = access_version \
-             WHERE id = $1 AND access_version = $2 AND disabled = false {claimed}RETURNING id), \
+            "WITH {claim}u AS (SELECT id FROM users \
+             WHERE id = $1 AND access_version = $2 AND disabled = false {claimed}FOR SHARE), \
              {session}, \
              fam AS (INSERT INTO refresh_families (id, user_id, client_id, audience, created_at, \
              last_used_at, revoked_at, revoked_reason, kind, session_id, auth_time, amr, ip, \

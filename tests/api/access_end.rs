@@ -8,6 +8,7 @@ use std::time::Duration;
 use portcullis::clients::GrantType;
 use portcullis::signins::{NewSignIn, SignInError, SignInKind, SignIns};
 use reqwest::StatusCode;
+use sea_orm::ConnectionTrait;
 use serde_json::json;
 
 use super::helpers::*;
@@ -188,6 +189,128 @@ async fn a_sign_in_that_read_the_account_before_its_access_ended_is_refused() {
     let read = app.state.users.get(&id).await.unwrap();
     app.state.users.set_disabled(&id, true).await.unwrap();
     record_late(read.access_version, false).await;
+}
+
+#[tokio::test]
+async fn a_sign_in_recorded_while_the_users_access_ends_is_refused() {
+    // Ending a user's access raises the account's version and then ends every open sign-in,
+    // in one transaction. A sign-in recorded meanwhile must wait for it and then see the new
+    // version: had it read the old one and gone ahead, the ending would have missed it.
+    let app = spawn_app().await;
+    let id = user_with_roles(&app, "frank", &[]).await;
+    let read = app.state.users.get(&id).await.unwrap();
+    let db = &app.state.db;
+    let backend = db.get_database_backend();
+    let ending = portcullis::db::begin_write(db).await.unwrap();
+    ending
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            backend,
+            format!(
+                "UPDATE users SET access_version = access_version + 1 WHERE id = {}",
+                portcullis::db::first_placeholder(db)
+            ),
+            [id.clone().into()],
+        ))
+        .await
+        .unwrap();
+    let sid = SignIns::new_id();
+    let sign_in = NewSignIn {
+        id: &sid,
+        user_id: &id,
+        access_version: read.access_version,
+        client_id: SPA,
+        scope: "openid",
+        audience: None,
+        with_refresh_token: true,
+        kind: SignInKind::Password,
+        session_id: None,
+        auth_time: 0,
+        amr: "pwd",
+        ip: None,
+        user_agent: None,
+        expires_at: None,
+        cookie_digest: None,
+        code: None,
+    };
+    let (recorded, ()) = tokio::join!(app.state.sign_ins.record(&sign_in), async {
+        // Long enough for the sign-in to reach the user's row first.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        ending.commit().await.unwrap();
+    });
+    assert!(
+        matches!(recorded, Err(SignInError::UserChanged)),
+        "{recorded:?}"
+    );
+    assert!(app.state.refresh.open_family(&sid).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_sign_in_recorded_while_its_browser_session_ends_is_refused() {
+    // Ending a browser session writes its row and then ends its sign-ins, in one transaction.
+    // A code sign-in recorded into it meanwhile must wait and then find it ended.
+    let app = spawn_app().await;
+    let id = user_with_roles(&app, "grace", &[]).await;
+    let now = portcullis::clock::Clock::now(&app.clock);
+    let access_version = app.state.users.get(&id).await.unwrap().access_version;
+    let sign_in = |sid: &'static str, kind: SignInKind, session: Option<&'static str>| NewSignIn {
+        id: sid,
+        user_id: &id,
+        access_version,
+        client_id: SPA,
+        scope: "openid",
+        audience: None,
+        with_refresh_token: false,
+        kind,
+        session_id: session,
+        auth_time: now,
+        amr: "pwd",
+        ip: None,
+        user_agent: None,
+        expires_at: (kind == SignInKind::Browser).then_some(now + 600),
+        cookie_digest: None,
+        code: None,
+    };
+    let session = "7f0c2a4e-session-ending";
+    let member = "7f0c2a4e-member-late";
+    app.state
+        .sign_ins
+        .record(&sign_in(session, SignInKind::Browser, None))
+        .await
+        .unwrap();
+    let db = &app.state.db;
+    let p = portcullis::db::first_placeholder(db);
+    let ending = portcullis::db::begin_write(db).await.unwrap();
+    for sql in [
+        format!("UPDATE refresh_families SET revoked_at = 1 WHERE id = {p}"),
+        format!("UPDATE refresh_families SET revoked_at = 1 WHERE session_id = {p}"),
+    ] {
+        ending
+            .execute_raw(sea_orm::Statement::from_sql_and_values(
+                db.get_database_backend(),
+                sql,
+                [session.into()],
+            ))
+            .await
+            .unwrap();
+    }
+    let late = sign_in(member, SignInKind::Code, Some(session));
+    let (recorded, ()) = tokio::join!(app.state.sign_ins.record(&late), async {
+        // Long enough for the sign-in to reach the session's row first.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        ending.commit().await.unwrap();
+    });
+    assert!(
+        matches!(recorded, Err(SignInError::SessionEnded)),
+        "{recorded:?}"
+    );
+    assert!(
+        app.state
+            .refresh
+            .open_family(member)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test]
