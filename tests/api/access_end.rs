@@ -17,6 +17,43 @@ const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 
 const ADMIN_SCOPES: &str = "openid profile email articles:read articles:write articles:delete users:read users:admin clients:admin audit:read keys:admin webhooks:admin";
 
+/// A password sign-in of `user_id` at the SPA client, as the grant would record it, without a
+/// refresh token; tests change the fields they are about.
+fn sign_in<'a>(sid: &'a str, user_id: &'a str, access_version: i64) -> NewSignIn<'a> {
+    NewSignIn {
+        id: sid,
+        user_id,
+        access_version,
+        client_id: SPA,
+        scope: "openid",
+        audience: None,
+        with_refresh_token: false,
+        kind: SignInKind::Password,
+        session_id: None,
+        auth_time: 0,
+        amr: "pwd",
+        ip: None,
+        user_agent: None,
+        expires_at: None,
+        cookie_digest: None,
+        code: None,
+    }
+}
+
+/// Records `sign_in` while `ending` (a transaction that ended access, not yet committed) is
+/// held, committing it after long enough for the sign-in to reach the rows `ending` wrote.
+async fn record_during(
+    app: &TestApp,
+    sign_in: &NewSignIn<'_>,
+    ending: sea_orm::DatabaseTransaction,
+) -> Result<Option<portcullis::oauth::refresh::Issued>, SignInError> {
+    let (recorded, ()) = tokio::join!(app.state.sign_ins.record(sign_in), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        ending.commit().await.unwrap();
+    });
+    recorded
+}
+
 /// A password grant through a confidential client that has no refresh grant: the answer
 /// carries no refresh token, and the access token must still belong to a recorded sign-in.
 async fn no_refresh_sign_in(app: &TestApp, client: &Confidential, username: &str) -> String {
@@ -159,22 +196,8 @@ async fn a_sign_in_that_read_the_account_before_its_access_ended_is_refused() {
                 .state
                 .sign_ins
                 .record(&NewSignIn {
-                    id: &sid,
-                    user_id: &id,
-                    access_version,
-                    client_id: SPA,
-                    scope: "openid",
-                    audience: None,
                     with_refresh_token,
-                    kind: SignInKind::Password,
-                    session_id: None,
-                    auth_time: 0,
-                    amr: "pwd",
-                    ip: None,
-                    user_agent: None,
-                    expires_at: None,
-                    cookie_digest: None,
-                    code: None,
+                    ..sign_in(&sid, &id, access_version)
                 })
                 .await;
             assert!(matches!(late, Err(SignInError::UserChanged)), "{late:?}");
@@ -214,29 +237,11 @@ async fn a_sign_in_recorded_while_the_users_access_ends_is_refused() {
         .await
         .unwrap();
     let sid = SignIns::new_id();
-    let sign_in = NewSignIn {
-        id: &sid,
-        user_id: &id,
-        access_version: read.access_version,
-        client_id: SPA,
-        scope: "openid",
-        audience: None,
+    let late = NewSignIn {
         with_refresh_token: true,
-        kind: SignInKind::Password,
-        session_id: None,
-        auth_time: 0,
-        amr: "pwd",
-        ip: None,
-        user_agent: None,
-        expires_at: None,
-        cookie_digest: None,
-        code: None,
+        ..sign_in(&sid, &id, read.access_version)
     };
-    let (recorded, ()) = tokio::join!(app.state.sign_ins.record(&sign_in), async {
-        // Long enough for the sign-in to reach the user's row first.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        ending.commit().await.unwrap();
-    });
+    let recorded = record_during(&app, &late, ending).await;
     assert!(
         matches!(recorded, Err(SignInError::UserChanged)),
         "{recorded:?}"
@@ -252,29 +257,18 @@ async fn a_sign_in_recorded_while_its_browser_session_ends_is_refused() {
     let id = user_with_roles(&app, "grace", &[]).await;
     let now = portcullis::clock::Clock::now(&app.clock);
     let access_version = app.state.users.get(&id).await.unwrap().access_version;
-    let sign_in = |sid: &'static str, kind: SignInKind, session: Option<&'static str>| NewSignIn {
-        id: sid,
-        user_id: &id,
-        access_version,
-        client_id: SPA,
-        scope: "openid",
-        audience: None,
-        with_refresh_token: false,
+    let of_kind = |sid: &'static str, kind: SignInKind, session: Option<&'static str>| NewSignIn {
         kind,
         session_id: session,
         auth_time: now,
-        amr: "pwd",
-        ip: None,
-        user_agent: None,
         expires_at: (kind == SignInKind::Browser).then_some(now + 600),
-        cookie_digest: None,
-        code: None,
+        ..sign_in(sid, &id, access_version)
     };
     let session = "7f0c2a4e-session-ending";
     let member = "7f0c2a4e-member-late";
     app.state
         .sign_ins
-        .record(&sign_in(session, SignInKind::Browser, None))
+        .record(&of_kind(session, SignInKind::Browser, None))
         .await
         .unwrap();
     let db = &app.state.db;
@@ -293,12 +287,8 @@ async fn a_sign_in_recorded_while_its_browser_session_ends_is_refused() {
             .await
             .unwrap();
     }
-    let late = sign_in(member, SignInKind::Code, Some(session));
-    let (recorded, ()) = tokio::join!(app.state.sign_ins.record(&late), async {
-        // Long enough for the sign-in to reach the session's row first.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        ending.commit().await.unwrap();
-    });
+    let late = of_kind(member, SignInKind::Code, Some(session));
+    let recorded = record_during(&app, &late, ending).await;
     assert!(
         matches!(recorded, Err(SignInError::SessionEnded)),
         "{recorded:?}"
@@ -330,22 +320,12 @@ async fn a_sign_in_recorded_into_an_ended_or_expired_browser_session_is_refused(
                 .state
                 .sign_ins
                 .record(&NewSignIn {
-                    id: &sid,
-                    user_id: &id,
-                    access_version,
-                    client_id: SPA,
-                    scope: "openid",
-                    audience: None,
                     with_refresh_token: kind == SignInKind::Code,
                     kind,
                     session_id: session.as_deref(),
                     auth_time: now,
-                    amr: "pwd",
-                    ip: None,
-                    user_agent: None,
                     expires_at,
-                    cookie_digest: None,
-                    code: None,
+                    ..sign_in(&sid, &id, access_version)
                 })
                 .await;
             let open = app.state.refresh.open_family(&sid).await.unwrap();
