@@ -188,7 +188,8 @@ pub struct NewSignIn<'a> {
     pub cookie_digest: Option<&'a str>,
     /// The digest of the authorization code this sign-in redeems: claimed for it (by
     /// `client_id`) in the same transaction, so the sign-in is recorded only if the claim
-    /// wins ([`RefreshError::CodeTaken`] otherwise) and a claimed code always has its sign-in.
+    /// wins ([`RefreshError::CodeTaken`] otherwise), and a replay of the code never comes
+    /// between the claim and the sign-in it must end.
     pub code: Option<&'a str>,
 }
 
@@ -372,8 +373,8 @@ enum Rotation {
 }
 
 /// Which steps the statement or script of [`RefreshService::start`] takes besides the user
-/// row and the family: claiming an authorization code, writing the browser session's row,
-/// inserting the first refresh token.
+/// row and the family: claiming an authorization code, checking (and locking) the browser
+/// session's row, inserting the first refresh token.
 #[derive(Clone, Copy)]
 struct Steps {
     claim: bool,
@@ -385,9 +386,11 @@ struct Steps {
 enum Recorded {
     /// The sign-in (and its first refresh token) are stored.
     Done,
-    /// Nothing stored: the user is disabled or at another access version.
+    /// No sign-in stored (a code's claim is, if it came first): the user is disabled or at
+    /// another access version.
     UserChanged,
-    /// Nothing stored: the browser session ended (or its end has passed).
+    /// No sign-in stored (a code's claim is, if it came first): the browser session ended
+    /// (or its end has passed).
     SessionEnded,
     /// Nothing stored: the authorization code was claimed first, or expired.
     CodeTaken,

@@ -10,10 +10,11 @@
 //! statement, nothing written); the token endpoint checks it and mints the tokens, then claims
 //! the code and records the sign-in it starts in one transaction (`RefreshService::start` with
 //! the code's digest: the conditional `UPDATE` of the code names the sign-in, whose id is the
-//! `sid` of the access tokens), so of concurrent redemptions exactly one wins and a claimed
-//! code always has its sign-in. A later redemption is a replay (RFC 6749 §4.1.2): it marks the
-//! code replayed ([`Codes::replay`]) and the caller ends the sign-in the code started, which
-//! exists by then whichever of the two came first.
+//! `sid` of the access tokens), so of concurrent redemptions exactly one wins, and a code is
+//! claimed only together with its sign-in (or with none, when the user's access or the session
+//! ended meanwhile: then there is nothing to end). A later redemption is a replay (RFC 6749
+//! §4.1.2): it marks the code replayed ([`Codes::replay`]) and the caller ends the sign-in the
+//! code started, which exists by then whichever of the two came first.
 
 use entities::{authorization_codes, users};
 use oxide_auth::primitives::authorizer::Authorizer;

@@ -3,8 +3,8 @@
 //! `oauth::client_auth`); the code is read from the database (`oauth::authorize::codes`), the
 //! machine checks it was issued to this client for this redirect URI and verifies the PKCE
 //! verifier with its extension, the tokens are minted, and the code is claimed in the same
-//! transaction that records the sign-in (so exactly one redemption wins, and a claimed code
-//! always has its sign-in for a replay to end).
+//! transaction that records the sign-in (so exactly one redemption wins, and a replay never
+//! comes between the claim and the sign-in it must end).
 //!
 //! The tokens belong to a new sign-in of kind `code` inside the browser session the code was
 //! issued in (its id is the access tokens' `sid`; the session's id is the ID token's `sid`), so
@@ -136,8 +136,8 @@ pub async fn grant(
     issue(ctx, *found).await
 }
 
-/// Runs the rest of oxide-auth's machine on a claimed code: client and redirect-URI binding,
-/// expiry, and PKCE through its extension.
+/// Runs the rest of oxide-auth's machine on a code read from the database: client and
+/// redirect-URI binding, expiry, and PKCE through its extension.
 fn verify(
     machine: &mut AccessToken,
     grant: Grant,
@@ -178,20 +178,20 @@ fn verify(
 
 /// The oxide-auth grant for a code read from the database, expiring when the code does by our
 /// clock.
-fn oxide_grant(claimed: &Found, now: i64) -> Option<Grant> {
-    let left = claimed.expires_at.saturating_sub(now);
+fn oxide_grant(found: &Found, now: i64) -> Option<Grant> {
+    let left = found.expires_at.saturating_sub(now);
     if left <= 0 {
         return None;
     }
     let mut extensions = Extensions::new();
-    if let Some(challenge) = &claimed.grant.challenge {
+    if let Some(challenge) = &found.grant.challenge {
         extensions.set(&Pkce::required(), Value::private(Some(challenge.clone())));
     }
     Some(Grant {
-        owner_id: claimed.grant.user_id.clone(),
-        client_id: claimed.grant.client_id.clone(),
-        scope: claimed.grant.scope.parse().ok()?,
-        redirect_uri: claimed.grant.redirect_uri.parse().ok()?,
+        owner_id: found.grant.user_id.clone(),
+        client_id: found.grant.client_id.clone(),
+        scope: found.grant.scope.parse().ok()?,
+        redirect_uri: found.grant.redirect_uri.parse().ok()?,
         until: chrono::Utc::now() + chrono::Duration::seconds(left),
         extensions,
     })
@@ -199,11 +199,11 @@ fn oxide_grant(claimed: &Found, now: i64) -> Option<Grant> {
 
 /// Mints the tokens of a checked code, then claims it and records its sign-in in the code's
 /// browser session, in one transaction.
-async fn issue(ctx: &GrantContext<'_>, claimed: Found) -> Result<TokenResponse, OAuthError> {
+async fn issue(ctx: &GrantContext<'_>, found: Found) -> Result<TokenResponse, OAuthError> {
     let state = ctx.grants;
     let client = ctx.client;
-    let code = &claimed.grant;
-    let user = match claimed.user {
+    let code = &found.grant;
+    let user = match found.user {
         Some(u) if !u.disabled => u,
         _ => return Err(refused()),
     };
@@ -217,7 +217,7 @@ async fn issue(ctx: &GrantContext<'_>, claimed: Found) -> Result<TokenResponse, 
     )
     .ok_or_else(|| OAuthError::invalid_grant("none of the granted scopes may still be granted"))?;
     let facts = SignInFacts {
-        sid: &claimed.family_id,
+        sid: &found.family_id,
         session: Some(&code.session_id),
         auth_time: code.auth_time,
         amr: code.amr.clone(),
@@ -229,7 +229,7 @@ async fn issue(ctx: &GrantContext<'_>, claimed: Found) -> Result<TokenResponse, 
     let recorded = state
         .sign_ins
         .record(&NewSignIn {
-            id: &claimed.family_id,
+            id: &found.family_id,
             kind: SignInKind::Code,
             user_id: &user.id,
             access_version: user.access_version,
@@ -244,7 +244,7 @@ async fn issue(ctx: &GrantContext<'_>, claimed: Found) -> Result<TokenResponse, 
             user_agent: ctx.origin.user_agent.as_deref(),
             expires_at: None,
             cookie_digest: None,
-            code: Some(&claimed.digest),
+            code: Some(&found.digest),
         })
         .await;
     match recorded {
@@ -254,7 +254,7 @@ async fn issue(ctx: &GrantContext<'_>, claimed: Found) -> Result<TokenResponse, 
         Err(SignInError::CodeTaken) => {
             if let Lookup::Replayed { family_id } = state
                 .codes
-                .replay(&claimed.digest)
+                .replay(&found.digest)
                 .await
                 .map_err(|e| OAuthError::internal(&e))?
             {
@@ -273,7 +273,7 @@ async fn issue(ctx: &GrantContext<'_>, claimed: Found) -> Result<TokenResponse, 
                 .client(&client.client_id)
                 .details(json!({
                     "grant_type": "authorization_code",
-                    "sid": claimed.family_id,
+                    "sid": found.family_id,
                     "session": code.session_id,
                     "scope": response.scope,
                 })),
