@@ -85,8 +85,8 @@ pub struct ProfileUpdate {
 #[derive(Clone)]
 pub struct UserService {
     db: DatabaseConnection,
-    /// The hot lookups of an account (a sign-in's, an authorization request's, a code
-    /// exchange's) go through it (`db::WarmPool`).
+    /// The hot lookups of an account (a password sign-in's, an authorization request's) go
+    /// through it (`db::WarmPool`).
     warm: WarmPool,
     hasher: PasswordHasher,
     clock: SharedClock,
