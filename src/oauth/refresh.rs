@@ -562,14 +562,7 @@ impl RefreshService {
              FROM (SELECT {cap} AS cap) WHERE changes() = 1 {capped} RETURNING 'family' AS step; \
              {first_token}COMMIT"
         );
-        let rows = self
-            .warm
-            .script(Statement::from_sql_and_values(
-                DbBackend::Sqlite,
-                sql,
-                values,
-            ))
-            .await?;
+        let rows = self.sqlite_script(sql, values).await?;
         let mut done = Vec::with_capacity(rows.len());
         for row in &rows {
             done.push(row.try_get::<String>("", "step")?);
@@ -656,15 +649,7 @@ impl RefreshService {
              (SELECT count(*) FROM s) AS session_open, \
              (SELECT count(*) FROM fam) AS inserted"
         );
-        let row = self
-            .warm
-            .query_one_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                sql,
-                values,
-            ))
-            .await?
-            .ok_or_else(|| sea_orm::DbErr::RecordNotFound("sign-in result".into()))?;
+        let row = self.postgres_row(sql, values, "sign-in").await?;
         let claimed: i64 = row.try_get("", "claimed")?;
         let recorded: i64 = row.try_get("", "recorded")?;
         let session_open: i64 = row.try_get("", "session_open")?;
@@ -882,14 +867,7 @@ impl RefreshService {
             rotated = TokenState::Rotated.as_str(),
             active = TokenState::Active.as_str(),
         );
-        let rows = self
-            .warm
-            .script(Statement::from_sql_and_values(
-                DbBackend::Sqlite,
-                sql,
-                values,
-            ))
-            .await?;
+        let rows = self.sqlite_script(sql, values).await?;
         Ok(if rows.is_empty() {
             Rotation::NotDone
         } else {
@@ -929,15 +907,7 @@ impl RefreshService {
             rotated = TokenState::Rotated.as_str(),
             active = TokenState::Active.as_str(),
         );
-        let row = self
-            .warm
-            .query_one_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                sql,
-                values,
-            ))
-            .await?
-            .ok_or_else(|| sea_orm::DbErr::RecordNotFound("rotation result".into()))?;
+        let row = self.postgres_row(sql, values, "rotation").await?;
         let open: i64 = row.try_get("", "open")?;
         let won: i64 = row.try_get("", "won")?;
         Ok(match (open, won) {
@@ -945,6 +915,41 @@ impl RefreshService {
             (1, _) => Rotation::NotDone,
             _ => Rotation::FamilyClosed,
         })
+    }
+
+    /// Sends a script of [`Self::start`] or [`Self::finish`] on SQLite through the warm
+    /// connections (one hop; see `db::WarmPool::script`).
+    async fn sqlite_script(
+        &self,
+        sql: String,
+        values: Vec<sea_orm::Value>,
+    ) -> Result<Vec<sea_orm::QueryResult>, RefreshError> {
+        Ok(self
+            .warm
+            .script(Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                sql,
+                values,
+            ))
+            .await?)
+    }
+
+    /// Sends a statement of [`Self::start`] or [`Self::finish`] on PostgreSQL through the
+    /// warm connections; its one row reports what it did (`what`: which statement).
+    async fn postgres_row(
+        &self,
+        sql: String,
+        values: Vec<sea_orm::Value>,
+        what: &str,
+    ) -> Result<sea_orm::QueryResult, RefreshError> {
+        self.warm
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                sql,
+                values,
+            ))
+            .await?
+            .ok_or_else(|| sea_orm::DbErr::RecordNotFound(format!("{what} result")).into())
     }
 
     /// When a token issued at `now` expires: the refresh lifetime, capped by `cap` (the end

@@ -2,6 +2,7 @@
 //! OIDC Core §3.1, RFC 9207), and the attacks of RFC 9700 it must refuse.
 
 use reqwest::StatusCode;
+use sea_orm::ConnectionTrait;
 
 use super::browser_support::{Browser, Page, authorize_url, pkce};
 use super::helpers::{Answer, TestApp, jwt_part, spawn_app};
@@ -322,6 +323,58 @@ async fn a_code_is_claimed_only_together_with_the_sign_in_it_starts() {
         } => assert_eq!(id, family_id),
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_redemption_that_loses_the_claim_ends_what_the_winner_got() {
+    // Two redemptions of one code both read it fresh and mint; the code's row is held (as by
+    // a slow writer) so that both reach the claim before either commits. One wins; the other
+    // finds the code taken, which is a replay: what the winner got is ended.
+    let app = spawn_app().await;
+    app.register("alice").await;
+    code_client(&app, "spa", None, true).await;
+    let mut browser = Browser::new(&app);
+    let f = flow("spa");
+    let code = authorize(&mut browser, &f, "alice")
+        .await
+        .redirect_param("code")
+        .unwrap();
+    let db = &app.state.db;
+    let held = portcullis::db::begin_write(db).await.unwrap();
+    held.execute_raw(sea_orm::Statement::from_sql_and_values(
+        db.get_database_backend(),
+        format!(
+            "UPDATE authorization_codes SET replayed_at = replayed_at WHERE digest = {}",
+            portcullis::db::first_placeholder(db)
+        ),
+        [portcullis::crypto::secret_digest(&code).into()],
+    ))
+    .await
+    .unwrap();
+    let (a, b, ()) = tokio::join!(
+        redeem(&app, "spa", &code, &f.verifier),
+        redeem(&app, "spa", &code, &f.verifier),
+        async {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            held.commit().await.unwrap();
+        }
+    );
+    let (won, lost) = if a.status == StatusCode::OK {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    assert_eq!(won.status, StatusCode::OK, "{}", won.body);
+    lost.assert_oauth_error(400, "invalid_grant");
+    let me = app
+        .get_bearer("/api/v1/users/me", &won.str("access_token"))
+        .await;
+    assert_eq!(me.status, StatusCode::UNAUTHORIZED, "{}", me.body);
+    let events = sqlx_free_events(&app).await;
+    assert!(
+        events.iter().any(|e| e == "token.code_replay_detected"),
+        "{events:?}"
+    );
 }
 
 #[tokio::test]
