@@ -16,6 +16,7 @@ mod m20261126_000008_mfa;
 mod m20261126_000009_account_recovery;
 mod m20261126_000010_alerts;
 mod m20261126_000011_upstream_identities;
+mod m20261126_000012_open_sign_ins_unindexed;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000009_account_recovery::Migration),
             Box::new(m20261126_000010_alerts::Migration),
             Box::new(m20261126_000011_upstream_identities::Migration),
+            Box::new(m20261126_000012_open_sign_ins_unindexed::Migration),
         ]
     }
 }
