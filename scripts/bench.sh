@@ -9,7 +9,7 @@
 #   POST /oauth/token  client_credentials       (Basic auth)
 #   POST /oauth/introspect  of a JWT access token (Basic auth)
 #   POST /oauth/token  refresh_token            (rotating tokens, see scripts/wrk/refresh.lua)
-#   POST /oauth/token  authorization_code       (a signed-in browser's codes, made during the
+#   POST /oauth/token  authorization_code       (signed-in browsers' codes, made during the
 #                                                run and exchanged at once; then made by one run
 #                                                and exchanged alone by the next:
 #                                                scripts/wrk/code.lua)
@@ -17,7 +17,10 @@
 # plus the RS256 signing micro benchmark (`cargo bench --bench signing`), the ratios of the
 # client_credentials, refresh and code-exchange rates to the raw signing rate of the same run,
 # the round trips of one refresh, password grant and code exchange (counted, not timed, by
-# tests/api/round_trips.rs on the same storage), and the server's peak RSS (VmHWM).
+# tests/api/round_trips.rs on the same storage), the server's peak RSS (VmHWM), and how busy
+# the server's core and the load tool's core were during each run (a row whose server core was
+# not saturated was limited elsewhere: its rate is a lower bound of the server's), with the CPUs
+# that a loopback PostgreSQL and Redis may run on.
 # Results (Markdown summary + raw wrk output + server log) go to bench-results/<timestamp>/.
 #
 # Environment knobs:
@@ -25,6 +28,9 @@
 #   BENCH_CONNECTIONS   wrk connections (default 32)
 #   BENCH_TIMEOUT       wrk request timeout (default 10s; password grants at cost 12 queue up)
 #   BENCH_BCRYPT_COST   bcrypt cost of the benchmarked user and of the server (default 12)
+#   BENCH_BROWSERS      browsers signed in (each as its own user) for the code-flow rows
+#                       (default: BENCH_CONNECTIONS, so that concurrent exchanges belong to
+#                       different users, as in a real deployment)
 #   BENCH_BIN           benchmark this binary instead of building target/release/portcullis
 #   BENCH_SKIP_SIGNING=1  skip `cargo bench --bench signing`
 #   BENCH_SKIP_ROUND_TRIPS=1  skip counting round trips (`cargo test --test tests round_trips`,
@@ -38,6 +44,7 @@ cd "$ROOT"
 
 SECONDS_PER_RUN="${BENCH_SECONDS:-10}"
 CONNECTIONS="${BENCH_CONNECTIONS:-32}"
+BROWSERS="${BENCH_BROWSERS:-$CONNECTIONS}"
 WRK_TIMEOUT="${BENCH_TIMEOUT:-10s}"
 BCRYPT_COST="${BENCH_BCRYPT_COST:-12}"
 SCOPE="articles:read"
@@ -234,14 +241,22 @@ introspection="$(curl -sS -H "Authorization: $BASIC_AUTH" --data-urlencode "toke
 pw="$(token_request grant_type=password "username=$USER_NAME" "password=$USER_PASSWORD" "scope=$SCOPE")"
 [ -n "$(printf '%s' "$pw" | json_field access_token)" ] || die "password grant (benchmarked user) failed: $pw"
 
-# A browser signed in on the pages (by the cost-4 user), and its authorization request with a
-# PKCE challenge, for the code-exchange benchmark.
+# Browsers signed in on the pages, each as its own user (bcrypt cost 4: made quickly, not
+# measured), and their authorization request with one PKCE challenge, for the code-flow rows.
 CODE_VERIFIER="$(random_secret)"
 CODE_CHALLENGE="$(python3 -c 'import base64, hashlib, sys; print(base64.urlsafe_b64encode(hashlib.sha256(sys.argv[1].encode()).digest()).rstrip(b"=").decode())' "$CODE_VERIFIER")"
-python3 "$ROOT/scripts/wrk/browser_sign_in.py" "$BASE" "$CODE_CLIENT_ID" "$CODE_REDIRECT" \
-    "$SCOPE" "$MINT_USER" "$MINT_PASSWORD" "$CODE_CHALLENGE" >"$TMP/browser.txt" \
-    || die "browser sign-in for the code flow failed"
-BENCH_COOKIE="$(sed -n 1p "$TMP/browser.txt")"
+log "signing $BROWSERS browsers in"
+BENCH_COOKIES=""
+for i in $(seq 1 "$BROWSERS"); do
+    browser_user="$MINT_USER-browser-$i"
+    printf '%s' "$MINT_PASSWORD" | PORTCULLIS_BCRYPT_COST=4 \
+        "$BIN" user create --username "$browser_user" --email "$browser_user@bench.invalid" --password-stdin >/dev/null
+    python3 "$ROOT/scripts/wrk/browser_sign_in.py" "$BASE" "$CODE_CLIENT_ID" "$CODE_REDIRECT" \
+        "$SCOPE" "$browser_user" "$MINT_PASSWORD" "$CODE_CHALLENGE" >"$TMP/browser.txt" \
+        || die "browser sign-in for the code flow failed"
+    BENCH_COOKIES="$BENCH_COOKIES$(sed -n 1p "$TMP/browser.txt")
+"
+done
 BENCH_AUTHORIZE_PATH="$(sed -n 2p "$TMP/browser.txt")"
 BENCH_CODE_FORM="grant_type=authorization_code&client_id=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$CODE_CLIENT_ID")&redirect_uri=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$CODE_REDIRECT")&code_verifier=$CODE_VERIFIER"
 
@@ -277,14 +292,32 @@ print(f"{rps}\t{p50}\t{p99}\t{non2xx + sock}")
 PY
 }
 
+# How busy CPUs 0 and 1 are over SECONDS, from /proc/stat: user, nice, system, irq and softirq
+# time over all time (idle, iowait and steal are not busy).
+cpu_ticks() { # cpu_ticks -> "busy total" of CPU 0, then of CPU 1
+    awk '$1 == "cpu0" || $1 == "cpu1" { print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat
+}
+cpu_busy() { # cpu_busy SECONDS -> "server%<TAB>load%"
+    local before after
+    before="$(cpu_ticks)"
+    sleep "$1"
+    after="$(cpu_ticks)"
+    paste <(printf '%s\n' "$before") <(printf '%s\n' "$after") \
+        | awk '{ t = $4 - $2; printf "%s%.0f%%", (NR > 1 ? "\t" : ""), (t > 0 ? 100 * ($3 - $1) / t : 0) } END { print "" }'
+}
+
 run() { # run NAME URL [wrk args...]
     local name="$1" url="$2"
     shift 2
-    local file
+    local file busy
     file="$OUT/wrk-$(printf '%s' "$name" | tr -c 'A-Za-z0-9' '_' | tr -s '_').txt"
     log "wrk: $name"
+    # The cores' load over the middle of the run (not its ramp-up and end).
+    (sleep 1 && cpu_busy "$((SECONDS_PER_RUN > 3 ? SECONDS_PER_RUN - 2 : 1))" >"$TMP/busy.txt") &
+    busy=$!
     "${PIN_WRK[@]}" "${WRK[@]}" "$@" "$url" >"$file" 2>&1 || die "wrk failed for $name (see $file)"
-    printf '%s\t%s\n' "$name" "$(parse_wrk "$file")" >>"$ROWS"
+    wait "$busy" || true
+    printf '%s\t%s\t%s\n' "$name" "$(parse_wrk "$file")" "$(cat "$TMP/busy.txt" 2>/dev/null || printf 'n/a\tn/a')" >>"$ROWS"
     # The server's peak RSS so far, to tell which run raised it.
     awk -v name="$name" '/^VmHWM:/ { printf "%s: %.1f MiB\n", name, $2 / 1024 }' \
         "/proc/$SERVER_PID/status" >>"$OUT/peak-rss.txt" 2>/dev/null || true
@@ -303,7 +336,7 @@ BENCH_BODY="token=$ACCESS_TOKEN&token_type_hint=access_token" \
     run "POST /oauth/introspect (JWT access token)" "$BASE/oauth/introspect" -s "$ROOT/scripts/wrk/form_post.lua"
 BENCH_REFRESH_TOKENS="$TMP/refresh_tokens.txt" \
     run "POST /oauth/token refresh_token (rotating)" "$BASE/oauth/token" -s "$ROOT/scripts/wrk/refresh.lua"
-export BENCH_COOKIE BENCH_AUTHORIZE_PATH BENCH_CODE_FORM
+export BENCH_COOKIES BENCH_AUTHORIZE_PATH BENCH_CODE_FORM
 BENCH_CODE_MODE=pairs \
     run "GET /oauth/authorize + POST /oauth/token authorization_code (pairs)" "$BASE/oauth/token" -s "$ROOT/scripts/wrk/code.lua"
 # The exchange alone, comparable with a refresh: codes made by one run (the authorization
@@ -393,6 +426,24 @@ if [ "${BENCH_SKIP_ROUND_TRIPS:-0}" != "1" ]; then
     ROUND_TRIPS="${ROUND_TRIPS:-n/a (see round_trips.txt)}"
 fi
 
+# The CPUs that the processes listening for the database and the store may run on (loopback
+# services only; another host's are not this machine's concern).
+service_cpus() {
+    local url port pid out=""
+    for url in "${PORTCULLIS_DATABASE_URL:-}" "${PORTCULLIS_REDIS_URL:-}"; do
+        case "$url" in
+            postgres*) port=5432 ;;
+            redis*) port=6379 ;;
+            *) continue ;;
+        esac
+        port="$(python3 -c 'import sys, urllib.parse; u = urllib.parse.urlsplit(sys.argv[1]); print(u.port or sys.argv[2]) if u.hostname in ("127.0.0.1", "localhost", "::1") else print("")' "$url" "$port")"
+        [ -n "$port" ] || { out="$out${out:+; }${url%%:*} not on loopback"; continue; }
+        pid="$(ss -ltnpH "sport = :$port" 2>/dev/null | grep -oE 'pid=[0-9]+' | head -n1 | cut -d= -f2)"
+        out="$out${out:+; }${url%%:*} (port $port): $( [ -n "$pid" ] && taskset -pc "$pid" 2>/dev/null | sed 's/.*: //' || echo unknown)"
+    done
+    echo "${out:-none (embedded SQLite and in-process store)}"
+}
+
 # ---- report --------------------------------------------------------------------------------
 SUMMARY="$OUT/summary.md"
 {
@@ -401,12 +452,13 @@ SUMMARY="$OUT/summary.md"
     echo "- commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (dirty)')"
     echo "- CPU: $(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || echo unknown); server pinned to CPU 0, wrk to CPU 1"
     echo "- storage: $VARIANT"
+    echo "- CPUs the storage services may run on: $(service_cpus)"
     echo "- wrk: -t1 -c$CONNECTIONS -d${SECONDS_PER_RUN}s --latency --timeout $WRK_TIMEOUT; bcrypt cost $BCRYPT_COST"
     echo
-    echo "| endpoint | requests/s | p50 | p99 | errors |"
-    echo "|---|---:|---:|---:|---:|"
-    while IFS=$'\t' read -r name rps p50 p99 errors; do
-        echo "| $name | $rps | $p50 | $p99 | $errors |"
+    echo "| endpoint | requests/s | p50 | p99 | errors | CPU 0 (server) busy | CPU 1 (wrk) busy |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+    while IFS=$'\t' read -r name rps p50 p99 errors server_busy load_busy; do
+        echo "| $name | $rps | $p50 | $p99 | $errors | $server_busy | $load_busy |"
     done <"$ROWS"
     echo
     echo "- raw RS256 signing rate (cargo bench --bench signing, on the server's core): $SIGN_RATE /s (mean of $SIGN_BEFORE before and $SIGN_AFTER after the load runs)"

@@ -1,4 +1,4 @@
--- wrk script: the authorization-code flow of a signed-in browser. Codes are single use and
+-- wrk script: the authorization-code flow of signed-in browsers. Codes are single use and
 -- live a minute, so they are made during the run, by the authorization endpoint (GET with
 -- the session cookie; a first-party client, so no consent page: the answer is a 303 carrying
 -- the code), and exchanged at the token endpoint (POST /oauth/token with the PKCE verifier).
@@ -15,18 +15,24 @@
 --             and is counted as `exhausted` (the figure then undercounts: make more codes)
 --
 -- Environment:
---   BENCH_COOKIE          the Cookie header of a signed-in browser
+--   BENCH_COOKIES         the Cookie headers of signed-in browsers, one per line: authorization
+--                         requests take them in turn, so that consecutive codes (and the
+--                         sign-ins their exchanges record) belong to different users, as the
+--                         concurrent sign-ins of a real deployment do
 --   BENCH_AUTHORIZE_PATH  /oauth/authorize?... (response_type=code, PKCE S256 challenge)
 --   BENCH_CODE_FORM       the token form without the code ("grant_type=...&code_verifier=...")
 --   BENCH_CODE_MODE       pairs, mint or exchange (see above)
 --   BENCH_CODE_FILE       the file of codes, one per line (mint and exchange)
 
-local cookie = os.getenv("BENCH_COOKIE")
+local cookies = {}
+for line in (os.getenv("BENCH_COOKIES") or ""):gmatch("[^\n]+") do
+    table.insert(cookies, line)
+end
 local authorize = os.getenv("BENCH_AUTHORIZE_PATH")
 local form = os.getenv("BENCH_CODE_FORM")
 local mode = os.getenv("BENCH_CODE_MODE") or "pairs"
 local file = os.getenv("BENCH_CODE_FILE")
-assert(cookie and cookie ~= "", "BENCH_COOKIE is not set")
+assert(#cookies > 0, "BENCH_COOKIES is not set")
 assert(authorize and authorize ~= "", "BENCH_AUTHORIZE_PATH is not set")
 assert(form and form ~= "", "BENCH_CODE_FORM is not set")
 assert(mode == "pairs" or mode == "mint" or mode == "exchange", "BENCH_CODE_MODE: pairs, mint or exchange")
@@ -49,7 +55,7 @@ if mode == "exchange" then
     end
 end
 
-local authorize_headers = { ["Cookie"] = cookie, ["Accept"] = "text/html" }
+local browser = 0
 local token_headers = {
     ["Content-Type"] = "application/x-www-form-urlencoded",
     ["Accept"] = "application/json",
@@ -66,7 +72,8 @@ request = function()
     if mode == "exchange" then
         exhausted = exhausted + 1
     end
-    return wrk.format("GET", authorize, authorize_headers)
+    browser = browser % #cookies + 1
+    return wrk.format("GET", authorize, { ["Cookie"] = cookies[browser], ["Accept"] = "text/html" })
 end
 
 response = function(status, headers, body)
