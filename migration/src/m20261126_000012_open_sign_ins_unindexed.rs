@@ -5,8 +5,8 @@
 //! serves it). Open sign-ins are no longer in it: the statements that look one sign-in up by
 //! its id with `revoked_at IS NULL` (every refresh, every sign-in into a browser session)
 //! cannot be planned as a scan of every open sign-in through this index. PostgreSQL chose that
-//! plan for the sign-in statement when its statistics were young, and a code exchange then
-//! read about 5,600 index entries instead of one.
+//! plan for the sign-in statement in most benchmark runs on a new database, and a code
+//! exchange then read about 5,600 index entries instead of one.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::ConnectionTrait;
