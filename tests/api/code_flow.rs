@@ -234,13 +234,20 @@ async fn a_code_redeemed_twice_ends_what_the_first_redemption_got() {
     );
 }
 
-/// A code authorized for alice at "spa", as the token endpoint reads it before its claim.
-async fn fresh_code(app: &TestApp, browser: &mut Browser<'_>) -> (String, Flow, Box<Found>) {
+/// A code authorized for alice (signed in by `browser`, or signing in now) at "spa", with its
+/// flow (the PKCE verifier).
+async fn spa_code(browser: &mut Browser<'_>) -> (Flow, String) {
     let f = flow("spa");
     let code = authorize(browser, &f, "alice")
         .await
         .redirect_param("code")
-        .unwrap();
+        .expect("a code");
+    (f, code)
+}
+
+/// A code authorized for alice at "spa", as the token endpoint reads it before its claim.
+async fn fresh_code(app: &TestApp, browser: &mut Browser<'_>) -> (String, Flow, Box<Found>) {
+    let (f, code) = spa_code(browser).await;
     let Lookup::Fresh(found) = app.state.codes.find(&code, "spa").await.unwrap() else {
         panic!("a fresh code");
     };
@@ -334,11 +341,7 @@ async fn a_redemption_that_loses_the_claim_ends_what_the_winner_got() {
     app.register("alice").await;
     code_client(&app, "spa", None, true).await;
     let mut browser = Browser::new(&app);
-    let f = flow("spa");
-    let code = authorize(&mut browser, &f, "alice")
-        .await
-        .redirect_param("code")
-        .unwrap();
+    let (f, code) = spa_code(&mut browser).await;
     let db = &app.state.db;
     let held = portcullis::db::begin_write(db).await.unwrap();
     held.execute_raw(sea_orm::Statement::from_sql_and_values(
@@ -386,11 +389,7 @@ async fn codes_expire_after_a_minute_and_belong_to_their_client() {
     let mut browser = Browser::new(&app);
 
     // Another client cannot redeem it, and cannot burn it for its owner either.
-    let f = flow("spa");
-    let code = authorize(&mut browser, &f, "alice")
-        .await
-        .redirect_param("code")
-        .unwrap();
+    let (f, code) = spa_code(&mut browser).await;
     redeem(&app, "other", &code, &f.verifier)
         .await
         .assert_oauth_error(400, "invalid_grant");
@@ -400,11 +399,7 @@ async fn codes_expire_after_a_minute_and_belong_to_their_client() {
     );
 
     // A minute later a code is dead.
-    let f = flow("spa");
-    let code = authorize(&mut browser, &f, "alice")
-        .await
-        .redirect_param("code")
-        .unwrap();
+    let (f, code) = spa_code(&mut browser).await;
     app.clock.advance(61);
     redeem(&app, "spa", &code, &f.verifier)
         .await
@@ -464,11 +459,7 @@ async fn pkce_is_required_for_public_clients_s256_only_and_checked() {
 
     // Wrong verifier, and no verifier, are refused at the token endpoint.
     for verifier in [Some("x".repeat(43)), None] {
-        let f = flow("spa");
-        let code = authorize(&mut browser, &f, "alice")
-            .await
-            .redirect_param("code")
-            .unwrap();
+        let (f, code) = spa_code(&mut browser).await;
         let mut form = vec![
             ("grant_type", "authorization_code"),
             ("client_id", "spa"),
@@ -571,11 +562,7 @@ async fn redirect_uris_match_exactly_or_nothing_is_sent_anywhere() {
         assert!(page.location.is_none(), "{query}");
     }
     // And at the token endpoint the redirect URI must be the one of the request.
-    let f = flow("spa");
-    let code = authorize(&mut browser, &f, "alice")
-        .await
-        .redirect_param("code")
-        .unwrap();
+    let (f, code) = spa_code(&mut browser).await;
     app.post_form(
         "/oauth/token",
         &[
@@ -1007,11 +994,7 @@ async fn of_concurrent_redemptions_of_a_code_exactly_one_wins() {
     app.register("alice").await;
     code_client(&app, "spa", None, true).await;
     let mut browser = Browser::new(&app);
-    let f = flow("spa");
-    let code = authorize(&mut browser, &f, "alice")
-        .await
-        .redirect_param("code")
-        .unwrap();
+    let (f, code) = spa_code(&mut browser).await;
     let (a, b, c, d) = tokio::join!(
         redeem(&app, "spa", &code, &f.verifier),
         redeem(&app, "spa", &code, &f.verifier),
