@@ -12,7 +12,14 @@
 //!   nothing half-done is ever lent again; the pool opens a replacement when needed;
 //! - a connection that sat on the stack for [`IDLE_TEST`] or longer is pinged before use, as
 //!   sqlx pings an idle connection (`db::open_database`), and closed if the ping fails;
-//! - the stack holds at most half the pool: the rest stays with sqlx for everything else.
+//! - on PostgreSQL the stack holds at most half the pool: the rest stays with sqlx for
+//!   everything else;
+//! - on SQLite the hot paths take turns on **one** connection (one lease at a time). SQLite
+//!   writes one transaction at a time whatever the number of connections, and a connection
+//!   throws its page cache away whenever another connection wrote since its last use: with
+//!   the hot paths spread over several connections, nearly every transaction read its pages
+//!   again from the file. Measured in alternating runs: refreshes about 5% and
+//!   authorization requests about 25% faster than with two connections kept.
 //!
 //! Statements sent here are counted and measured like those sea-orm sends
 //! ([`super::StatementCount`], `portcullis_db_*`).
@@ -42,6 +49,9 @@ struct Inner {
     /// Connections whose last operation completed, with when it did (most recent last).
     idle: Mutex<Vec<(Conn, Instant)>>,
     keep: usize,
+    /// SQLite only: one lease at a time, so that the hot paths always use the same
+    /// connection (see the module docs).
+    turn: Option<Arc<tokio::sync::Semaphore>>,
     count: StatementCount,
 }
 
@@ -123,6 +133,8 @@ fn parts(stmt: Statement) -> (String, SqlxValues) {
 struct Lease<'a> {
     pool: &'a Inner,
     conn: Option<Conn>,
+    /// SQLite: this lease's turn on the one connection, given up with the lease.
+    _turn: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Lease<'_> {
@@ -169,11 +181,15 @@ impl WarmPool {
             Pool::Postgres(p) => p.options().get_max_connections(),
             Pool::Sqlite(p) => p.options().get_max_connections(),
         };
-        let keep = usize::try_from(max / 2).unwrap_or(1).max(1);
+        let (keep, turn) = match &pool {
+            Pool::Postgres(_) => (usize::try_from(max / 2).unwrap_or(1).max(1), None),
+            Pool::Sqlite(_) => (1, Some(Arc::new(tokio::sync::Semaphore::new(1)))),
+        };
         Ok(Self(Arc::new(Inner {
             pool,
             idle: Mutex::new(Vec::with_capacity(keep)),
             keep,
+            turn,
             count,
         })))
     }
@@ -184,28 +200,39 @@ impl WarmPool {
     }
 
     async fn lease(&self) -> Result<Lease<'_>, DbErr> {
+        let turn = match &self.0.turn {
+            Some(turn) => Some(
+                turn.clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| conn_err(sqlx::Error::PoolClosed))?,
+            ),
+            None => None,
+        };
+        let mut lease = Lease {
+            pool: &self.0,
+            conn: None,
+            _turn: turn,
+        };
         loop {
             let popped = self.0.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
             let Some((conn, since)) = popped else {
                 break;
             };
-            let mut lease = Lease {
-                pool: &self.0,
-                conn: Some(conn),
-            };
-            if since.elapsed() < IDLE_TEST || lease.conn().map_err(conn_err)?.ping().await.is_ok() {
+            let conn = lease.conn.insert(conn);
+            if since.elapsed() < IDLE_TEST || conn.ping().await.is_ok() {
                 return Ok(lease);
             }
-            // The ping failed: the lease closes the connection; try the next one.
+            // The ping failed: close that connection and try the next one.
+            if let Some(dead) = lease.conn.take() {
+                dead.close();
+            }
         }
-        let conn = match &self.0.pool {
+        lease.conn = Some(match &self.0.pool {
             Pool::Postgres(p) => Conn::Postgres(p.acquire().await.map_err(conn_err)?),
             Pool::Sqlite(p) => Conn::Sqlite(p.acquire().await.map_err(conn_err)?),
-        };
-        Ok(Lease {
-            pool: &self.0,
-            conn: Some(conn),
-        })
+        });
+        Ok(lease)
     }
 
     /// Runs a script: several statements separated by `;`, sent as one (SQLite only: one hop

@@ -195,3 +195,44 @@ async fn a_connection_that_died_while_it_waited_is_replaced() {
         .expect("the dead connection is found by its ping and replaced"));
     assert_ne!(replaced, first);
 }
+
+/// On SQLite the hot paths take turns on one connection (its page cache stays valid): while
+/// one script waits for the write lock, the others wait for their turn instead of taking more
+/// connections from the pool.
+#[tokio::test]
+async fn on_sqlite_the_hot_paths_take_turns_on_one_connection() {
+    let app = spawn_app().await;
+    if !is_sqlite(&app) {
+        return; // PostgreSQL runs the hot paths side by side.
+    }
+    scratch_table(&app).await;
+    let pool = app.state.db.get_sqlite_connection_pool().clone();
+    let warm = WarmPool::new(&app.state.db, StatementCount::default()).unwrap();
+    let checked_out = || pool.size() as usize - pool.num_idle();
+    // Hold the write lock, so that the first script waits in its `BEGIN IMMEDIATE`.
+    let holder = portcullis::db::begin_write(&app.state.db).await.unwrap();
+    let scripts: Vec<_> = (1..=3)
+        .map(|n| {
+            let warm = warm.clone();
+            tokio::spawn(async move {
+                warm.script(Statement::from_string(
+                    DbBackend::Sqlite,
+                    format!("BEGIN IMMEDIATE; INSERT INTO warm_probe (n) VALUES ({n}); COMMIT"),
+                ))
+                .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        checked_out(),
+        2,
+        "the lock holder's connection and one for all three scripts"
+    );
+    holder.rollback().await.unwrap();
+    for script in scripts {
+        script.await.unwrap().unwrap();
+    }
+    assert_eq!(probe_rows(&app).await, 3);
+    assert_eq!(warm.idle(), 1);
+}
