@@ -46,7 +46,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::clock::SharedClock;
 use crate::crypto::{CryptoError, random_token, secret_digest};
-use crate::db::WarmPool;
+use crate::db::{SqlText, WarmPool};
 use crate::domain::Scope;
 use crate::users::User;
 
@@ -689,19 +689,22 @@ impl RefreshService {
         presented: &str,
     ) -> Result<Option<(refresh_tokens::Model, refresh_families::Model, Option<User>)>, RefreshError>
     {
+        static SQL: SqlText = SqlText::new();
         let backend = self.db.get_database_backend();
-        let placeholder = crate::db::first_placeholder(&self.db);
-        let sql = format!(
-            "SELECT {}, {}, {}, r.role AS r_role \
-             FROM refresh_tokens t \
-             JOIN refresh_families f ON f.id = t.family_id \
-             LEFT JOIN users u ON u.id = f.user_id \
-             LEFT JOIN user_roles r ON r.user_id = f.user_id \
-             WHERE t.digest = {placeholder}",
-            crate::db::select_list::<refresh_tokens::Entity>("t"),
-            crate::db::select_list::<refresh_families::Entity>("f"),
-            crate::db::select_list::<users::Entity>("u"),
-        );
+        let sql = SQL.get(backend, || {
+            format!(
+                "SELECT {}, {}, {}, r.role AS r_role \
+                 FROM refresh_tokens t \
+                 JOIN refresh_families f ON f.id = t.family_id \
+                 LEFT JOIN users u ON u.id = f.user_id \
+                 LEFT JOIN user_roles r ON r.user_id = f.user_id \
+                 WHERE t.digest = {}",
+                crate::db::select_list::<refresh_tokens::Entity>("t"),
+                crate::db::select_list::<refresh_families::Entity>("f"),
+                crate::db::select_list::<users::Entity>("u"),
+                crate::db::first_placeholder(&self.db),
+            )
+        });
         let rows = self
             .warm
             .query_all_raw(Statement::from_sql_and_values(
@@ -848,26 +851,35 @@ impl RefreshService {
         values: Vec<sea_orm::Value>,
         keeps_answer: bool,
     ) -> Result<Rotation, RefreshError> {
-        let replay = if keeps_answer {
-            "INSERT INTO refresh_replays (digest, family_id, successor_digest, sealed, expires_at) \
-             SELECT $3, $2, $4, $7, $8 WHERE changes() = 1; "
-        } else {
-            ""
-        };
-        let sql = format!(
-            "BEGIN IMMEDIATE; \
-             UPDATE refresh_families SET last_used_at = $1 WHERE id = $2 AND revoked_at IS NULL; \
-             UPDATE refresh_tokens SET state = '{rotated}', rotated_at = $1 \
-             WHERE digest = $3 AND state = '{active}' AND expires_at > $1 \
-             AND EXISTS (SELECT 1 FROM refresh_families WHERE id = $2 AND revoked_at IS NULL); \
-             INSERT INTO refresh_tokens \
-             (digest, family_id, scope, state, issued_at, expires_at, rotated_at) \
-             SELECT $4, $2, $5, '{active}', $1, $6, NULL WHERE changes() = 1 RETURNING digest; \
-             {replay}COMMIT",
-            rotated = TokenState::Rotated.as_str(),
-            active = TokenState::Active.as_str(),
-        );
-        let rows = self.sqlite_script(sql, values).await?;
+        static STRICT: SqlText = SqlText::new();
+        static WINDOWED: SqlText = SqlText::new();
+        let text = if keeps_answer { &WINDOWED } else { &STRICT };
+        let sql = text.get(DbBackend::Sqlite, || {
+            let replay = if keeps_answer {
+                "INSERT INTO refresh_replays \
+                 (digest, family_id, successor_digest, sealed, expires_at) \
+                 SELECT $3, $2, $4, $7, $8 WHERE changes() = 1; "
+            } else {
+                ""
+            };
+            format!(
+                "BEGIN IMMEDIATE; \
+                 UPDATE refresh_families SET last_used_at = $1 \
+                 WHERE id = $2 AND revoked_at IS NULL; \
+                 UPDATE refresh_tokens SET state = '{rotated}', rotated_at = $1 \
+                 WHERE digest = $3 AND state = '{active}' AND expires_at > $1 \
+                 AND EXISTS (SELECT 1 FROM refresh_families \
+                 WHERE id = $2 AND revoked_at IS NULL); \
+                 INSERT INTO refresh_tokens \
+                 (digest, family_id, scope, state, issued_at, expires_at, rotated_at) \
+                 SELECT $4, $2, $5, '{active}', $1, $6, NULL WHERE changes() = 1 \
+                 RETURNING digest; \
+                 {replay}COMMIT",
+                rotated = TokenState::Rotated.as_str(),
+                active = TokenState::Active.as_str(),
+            )
+        });
+        let rows = self.sqlite_script(sql.to_string(), values).await?;
         Ok(if rows.is_empty() {
             Rotation::NotDone
         } else {
@@ -886,15 +898,19 @@ impl RefreshService {
         values: Vec<sea_orm::Value>,
         keeps_answer: bool,
     ) -> Result<Rotation, RefreshError> {
-        let replay = if keeps_answer {
-            ", rep AS (INSERT INTO refresh_replays \
+        static STRICT: SqlText = SqlText::new();
+        static WINDOWED: SqlText = SqlText::new();
+        let text = if keeps_answer { &WINDOWED } else { &STRICT };
+        let sql = text.get(DbBackend::Postgres, || {
+            let replay = if keeps_answer {
+                ", rep AS (INSERT INTO refresh_replays \
              (digest, family_id, successor_digest, sealed, expires_at) \
              SELECT $3, family_id, $4, $7, $8 FROM rot RETURNING digest)"
-        } else {
-            ""
-        };
-        let sql = format!(
-            "WITH fam AS (UPDATE refresh_families SET last_used_at = $1 \
+            } else {
+                ""
+            };
+            format!(
+                "WITH fam AS (UPDATE refresh_families SET last_used_at = $1 \
              WHERE id = $2 AND revoked_at IS NULL RETURNING id), \
              rot AS (UPDATE refresh_tokens SET state = '{rotated}', rotated_at = $1 \
              WHERE digest = $3 AND state = '{active}' AND expires_at > $1 \
@@ -904,10 +920,13 @@ impl RefreshService {
              SELECT $4, family_id, $5, '{active}', $1, $6, NULL FROM rot RETURNING digest)\
              {replay} \
              SELECT (SELECT count(*) FROM fam) AS open, (SELECT count(*) FROM rot) AS won",
-            rotated = TokenState::Rotated.as_str(),
-            active = TokenState::Active.as_str(),
-        );
-        let row = self.postgres_row(sql, values, "rotation").await?;
+                rotated = TokenState::Rotated.as_str(),
+                active = TokenState::Active.as_str(),
+            )
+        });
+        let row = self
+            .postgres_row(sql.to_string(), values, "rotation")
+            .await?;
         let open: i64 = row.try_get("", "open")?;
         let won: i64 = row.try_get("", "won")?;
         Ok(match (open, won) {

@@ -315,12 +315,15 @@ impl UserService {
 
     /// The user `id` with their roles, in one statement.
     pub async fn get(&self, id: &str) -> Result<User, UserError> {
-        let sql = format!(
-            "SELECT {}, r.role AS r_role FROM users u \
-             LEFT JOIN user_roles r ON r.user_id = u.id WHERE u.id = {}",
-            crate::db::select_list::<users::Entity>("u"),
-            crate::db::first_placeholder(&self.db),
-        );
+        static SQL: crate::db::SqlText = crate::db::SqlText::new();
+        let sql = SQL.get(self.db.get_database_backend(), || {
+            format!(
+                "SELECT {}, r.role AS r_role FROM users u \
+                 LEFT JOIN user_roles r ON r.user_id = u.id WHERE u.id = {}",
+                crate::db::select_list::<users::Entity>("u"),
+                crate::db::first_placeholder(&self.db),
+            )
+        });
         let rows = self
             .warm
             .query_all_raw(sea_orm::Statement::from_sql_and_values(

@@ -167,15 +167,18 @@ impl Codes {
         }
         let now = self.clock.now();
         let digest = secret_digest(code);
-        let sql = format!(
-            "SELECT {}, {}, r.role AS r_role FROM authorization_codes c \
-             LEFT JOIN users u ON u.id = c.user_id \
-             LEFT JOIN user_roles r ON r.user_id = c.user_id \
-             WHERE c.digest = {}",
-            crate::db::select_list::<authorization_codes::Entity>("c"),
-            crate::db::select_list::<users::Entity>("u"),
-            crate::db::first_placeholder(&self.db),
-        );
+        static SQL: crate::db::SqlText = crate::db::SqlText::new();
+        let sql = SQL.get(self.db.get_database_backend(), || {
+            format!(
+                "SELECT {}, {}, r.role AS r_role FROM authorization_codes c \
+                 LEFT JOIN users u ON u.id = c.user_id \
+                 LEFT JOIN user_roles r ON r.user_id = c.user_id \
+                 WHERE c.digest = {}",
+                crate::db::select_list::<authorization_codes::Entity>("c"),
+                crate::db::select_list::<users::Entity>("u"),
+                crate::db::first_placeholder(&self.db),
+            )
+        });
         let rows = self
             .db
             .query_all_raw(Statement::from_sql_and_values(
