@@ -20,7 +20,8 @@
 # tests/api/round_trips.rs on the same storage), the server's peak RSS (VmHWM), and how busy
 # the server's core and the load tool's core were during each run (a row whose server core was
 # not saturated was limited elsewhere: its rate is a lower bound of the server's), with the CPUs
-# that a loopback PostgreSQL and Redis may run on.
+# that a loopback PostgreSQL and Redis may run on, and the server process's own CPU time per
+# request (from which the rate its core alone would allow is derived).
 # Results (Markdown summary + raw wrk output + server log) go to bench-results/<timestamp>/.
 #
 # Environment knobs:
@@ -293,17 +294,28 @@ PY
 }
 
 # How busy CPUs 0 and 1 are over SECONDS, from /proc/stat: user, nice, system, irq and softirq
-# time over all time (idle, iowait and steal are not busy).
+# time over all time (idle, iowait and steal are not busy). Also the CPU time the server's
+# process itself used (all its threads, user and system), in cores: with the rate of the same
+# run it gives the server's CPU time per request, which does not depend on where the database
+# runs (PostgreSQL's and Redis's own work is not the server's).
 cpu_ticks() { # cpu_ticks -> "busy total" of CPU 0, then of CPU 1
     awk '$1 == "cpu0" || $1 == "cpu1" { print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat
 }
-cpu_busy() { # cpu_busy SECONDS -> "server%<TAB>load%"
-    local before after
+server_ticks() { # server_ticks -> utime + stime of the server (fields 14 and 15 of stat)
+    sed 's/.*) //' "/proc/$SERVER_PID/stat" 2>/dev/null | awk '{ print $12 + $13 }'
+}
+CLOCK_TICKS="$(getconf CLK_TCK 2>/dev/null || echo 100)"
+cpu_busy() { # cpu_busy SECONDS -> "server%<TAB>load%<TAB>server process cores"
+    local before after own_before own_after
     before="$(cpu_ticks)"
+    own_before="$(server_ticks)"
     sleep "$1"
     after="$(cpu_ticks)"
+    own_after="$(server_ticks)"
     paste <(printf '%s\n' "$before") <(printf '%s\n' "$after") \
-        | awk '{ t = $4 - $2; printf "%s%.0f%%", (NR > 1 ? "\t" : ""), (t > 0 ? 100 * ($3 - $1) / t : 0) } END { print "" }'
+        | awk '{ t = $4 - $2; printf "%s%.0f%%", (NR > 1 ? "\t" : ""), (t > 0 ? 100 * ($3 - $1) / t : 0) }'
+    awk -v a="${own_before:-}" -v b="${own_after:-}" -v hz="$CLOCK_TICKS" -v s="$1" \
+        'BEGIN { if (a == "" || b == "") print "\tn/a"; else printf "\t%.3f\n", (b - a) / hz / s }'
 }
 
 run() { # run NAME URL [wrk args...]
@@ -317,7 +329,7 @@ run() { # run NAME URL [wrk args...]
     busy=$!
     "${PIN_WRK[@]}" "${WRK[@]}" "$@" "$url" >"$file" 2>&1 || die "wrk failed for $name (see $file)"
     wait "$busy" || true
-    printf '%s\t%s\t%s\n' "$name" "$(parse_wrk "$file")" "$(cat "$TMP/busy.txt" 2>/dev/null || printf 'n/a\tn/a')" >>"$ROWS"
+    printf '%s\t%s\t%s\n' "$name" "$(parse_wrk "$file")" "$(cat "$TMP/busy.txt" 2>/dev/null || printf 'n/a\tn/a\tn/a')" >>"$ROWS"
     # The server's peak RSS so far, to tell which run raised it.
     awk -v name="$name" '/^VmHWM:/ { printf "%s: %.1f MiB\n", name, $2 / 1024 }' \
         "/proc/$SERVER_PID/status" >>"$OUT/peak-rss.txt" 2>/dev/null || true
@@ -405,6 +417,30 @@ CODE_RATIO="$(ratio "$CODE_RATE" "$SIGN_RATE")"
 EXCHANGE_RATIO="$(ratio "$EXCHANGE_RATE" "$SIGN_RATE")"
 INTROSPECT_RATIO="$(ratio "$INTROSPECT_RATE" "$JWKS_RATE")"
 
+# The server's CPU time per request (its process, all threads, over the middle of the run),
+# and the rate it would reach if its core were its only limit: a row whose core was not
+# saturated (PostgreSQL sharing a core, wrk's core full) is judged by these. A derived figure,
+# not a measured rate.
+per_request_us() { # per_request_us CORES RATE -> "123 µs"
+    python3 -c '
+import sys
+try:
+    print(f"{1e6 * float(sys.argv[1]) / float(sys.argv[2]):.0f} µs")
+except (ValueError, ZeroDivisionError):
+    print("n/a")' "${1:-n/a}" "${2:-n/a}"
+}
+core_bound() { # core_bound ROW_NAME -> "N/s (R of raw signing)"
+    awk -F'\t' -v name="$1" '$1 == name { print $2, $8 }' "$ROWS" | python3 -c '
+import sys
+try:
+    rate, cores = (float(x) for x in sys.stdin.read().split())
+    bound = rate / cores
+    sign = float(sys.argv[1])
+    print(f"{bound:.0f}/s ({bound / sign:.2f} of raw signing)")
+except (ValueError, ZeroDivisionError):
+    print("n/a")' "$SIGN_RATE"
+}
+
 # ---- round trips, counted ------------------------------------------------------------------
 # tests/api/round_trips.rs counts the statements sent to the database and the calls made to
 # the store by one request of each kind, on the storage of this run.
@@ -455,10 +491,10 @@ SUMMARY="$OUT/summary.md"
     echo "- CPUs the storage services may run on: $(service_cpus)"
     echo "- wrk: -t1 -c$CONNECTIONS -d${SECONDS_PER_RUN}s --latency --timeout $WRK_TIMEOUT; bcrypt cost $BCRYPT_COST"
     echo
-    echo "| endpoint | requests/s | p50 | p99 | errors | CPU 0 (server) busy | CPU 1 (wrk) busy |"
-    echo "|---|---:|---:|---:|---:|---:|---:|"
-    while IFS=$'\t' read -r name rps p50 p99 errors server_busy load_busy; do
-        echo "| $name | $rps | $p50 | $p99 | $errors | $server_busy | $load_busy |"
+    echo "| endpoint | requests/s | p50 | p99 | errors | CPU 0 (server) busy | CPU 1 (wrk) busy | server CPU per request |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+    while IFS=$'\t' read -r name rps p50 p99 errors server_busy load_busy server_cores; do
+        echo "| $name | $rps | $p50 | $p99 | $errors | $server_busy | $load_busy | $(per_request_us "$server_cores" "$rps") |"
     done <"$ROWS"
     echo
     echo "- raw RS256 signing rate (cargo bench --bench signing, on the server's core): $SIGN_RATE /s (mean of $SIGN_BEFORE before and $SIGN_AFTER after the load runs)"
@@ -468,6 +504,7 @@ SUMMARY="$OUT/summary.md"
     echo "- code exchanges alone: ${EXCHANGE_RATE:-n/a}/s (codes made by the row before); / raw signing rate: $EXCHANGE_RATIO"
     echo "- code exchanges with their authorization requests: ${CODE_RATE:-n/a}/s (each after its own GET /oauth/authorize in the same run); / raw signing rate: $CODE_RATIO"
     echo "- introspection rate / JWKS rate: $INTROSPECT_RATIO"
+    echo "- if the server's core were its only limit (rate / server process cores used, a derived figure): client_credentials $(core_bound "POST /oauth/token client_credentials"); refresh $(core_bound "POST /oauth/token refresh_token (rotating)"); code exchange alone $(core_bound "POST /oauth/token authorization_code (exchange alone)")"
     echo "- round trips per request (tests/api/round_trips.rs on this storage; a transaction adds BEGIN and COMMIT on SQLite): $ROUND_TRIPS"
     echo "- server peak RSS (VmHWM): $PEAK_RSS (after each run: $(paste -sd ';' "$OUT/peak-rss.txt" 2>/dev/null | sed 's/;/; /g'))"
     echo
