@@ -11,7 +11,7 @@ pub use self::address::{client_ip, ip_bucket, ip_bucket_of};
 pub use self::lockout::{Attempt, Lockout, LockoutState};
 use crate::config::AbuseSettings;
 pub use crate::config::ForwardedHeader;
-use crate::store::{MemoryStore, Quota, RateDecision, Store};
+use crate::store::{MemoryStore, Quota, Store};
 
 /// What a limit applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,44 +91,65 @@ impl RateLimiter {
 
     /// Counts one request of `class` for `subject`; `Err` when over the limit.
     pub async fn check(&self, class: LimitClass, subject: &str) -> Result<(), Limited> {
-        if !self.settings.rate_limit_enabled {
+        self.check_all(&[(class, subject)]).await
+    }
+
+    /// Counts one request against each budget in turn (`class` for `subject`), in one store
+    /// call, stopping at the first that is over its limit (the budgets after it are not
+    /// counted); `Err` with that budget's limit.
+    pub async fn check_all(&self, budgets: &[(LimitClass, &str)]) -> Result<(), Limited> {
+        if !self.settings.rate_limit_enabled || budgets.is_empty() {
             return Ok(());
         }
-        let quota = self.quota(class);
-        // Subjects can be chosen by the caller (names without an account): long ones are
-        // digested so a key stays small whatever was sent.
-        let subject = if class.per_ip() {
-            ip_bucket_of(subject)
-        } else {
-            subject.to_lowercase()
-        };
-        let subject = if subject.len() > 64 {
-            crate::crypto::secret_digest(&subject)
-        } else {
-            subject
-        };
-        let key = format!("{}:{subject}", class.key());
-        let decision: RateDecision = match self.store.rate_limit(&key, quota).await {
+        let keys: Vec<(String, Quota)> = budgets
+            .iter()
+            .map(|&(class, subject)| (budget_key(class, subject), self.quota(class)))
+            .collect();
+        let keys: Vec<(&str, Quota)> = keys.iter().map(|(k, q)| (k.as_str(), *q)).collect();
+        let decisions = match self.store.rate_limit_all(&keys).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "rate limiting falls back to this instance's memory");
-                match self.fallback.rate_limit(&key, quota).await {
+                match self.fallback.rate_limit_all(&keys).await {
                     Ok(d) => d,
                     Err(_) => return Ok(()),
                 }
             }
         };
-        if decision.allowed {
-            Ok(())
-        } else {
-            crate::metrics::rate_limited(class.key());
-            Err(Limited {
-                limit: quota.limit,
-                retry_after_secs: ceil_secs(decision.retry_after_ms).max(1),
-                reset_secs: ceil_secs(decision.reset_ms).max(1),
-            })
+        let refused = decisions
+            .iter()
+            .zip(budgets)
+            .zip(&keys)
+            .find(|((decision, _), _)| !decision.allowed);
+        match refused {
+            None => Ok(()),
+            Some(((decision, &(class, _)), &(_, quota))) => {
+                crate::metrics::rate_limited(class.key());
+                Err(Limited {
+                    limit: quota.limit,
+                    retry_after_secs: ceil_secs(decision.retry_after_ms).max(1),
+                    reset_secs: ceil_secs(decision.reset_ms).max(1),
+                })
+            }
         }
     }
+}
+
+/// The store key of `class`'s budget for `subject`.
+fn budget_key(class: LimitClass, subject: &str) -> String {
+    // Subjects can be chosen by the caller (names without an account): long ones are
+    // digested so a key stays small whatever was sent.
+    let subject = if class.per_ip() {
+        ip_bucket_of(subject)
+    } else {
+        subject.to_lowercase()
+    };
+    let subject = if subject.len() > 64 {
+        crate::crypto::secret_digest(&subject)
+    } else {
+        subject
+    };
+    format!("{}:{subject}", class.key())
 }
 
 #[cfg(test)]

@@ -56,8 +56,11 @@ impl Store for MeteredStore {
         timed("remove", self.inner.remove(keys)).await
     }
 
-    async fn rate_limit(&self, key: &str, quota: Quota) -> Result<RateDecision, StoreError> {
-        timed("rate_limit", self.inner.rate_limit(key, quota)).await
+    async fn rate_limit_all(
+        &self,
+        budgets: &[(&str, Quota)],
+    ) -> Result<Vec<RateDecision>, StoreError> {
+        timed("rate_limit", self.inner.rate_limit_all(budgets)).await
     }
 
     async fn lockout_attempt(
@@ -134,7 +137,10 @@ mod tests {
         async fn remove(&self, _: &[&str]) -> Result<(), StoreError> {
             Err(StoreError::Unavailable("down".into()))
         }
-        async fn rate_limit(&self, _: &str, _: Quota) -> Result<RateDecision, StoreError> {
+        async fn rate_limit_all(
+            &self,
+            _: &[(&str, Quota)],
+        ) -> Result<Vec<RateDecision>, StoreError> {
             Err(StoreError::Unavailable("down".into()))
         }
         async fn lockout_attempt(

@@ -263,15 +263,15 @@ impl Recovery {
     /// Asks for a password-reset link. Answers at once and the same for every address; the
     /// work (finding the account, the token and the mail, in one transaction) happens after.
     pub async fn request_reset(&self, origin: &Origin, email: &str) -> Result<(), OpError> {
-        if let Some(ip) = origin.ip.as_deref() {
-            self.limits
-                .check(LimitClass::RecoveryIp, ip)
-                .await
-                .map_err(OpError::Limited)?;
-        }
         let address = email.trim().to_ascii_lowercase();
+        // The address's budget, then the mailbox's, in one store call.
+        let mut budgets = Vec::with_capacity(2);
+        if let Some(ip) = origin.ip.as_deref() {
+            budgets.push((LimitClass::RecoveryIp, ip));
+        }
+        budgets.push((LimitClass::RecoveryAddress, address.as_str()));
         self.limits
-            .check(LimitClass::RecoveryAddress, &address)
+            .check_all(&budgets)
             .await
             .map_err(OpError::Limited)?;
         let this = self.clone();

@@ -81,9 +81,9 @@ impl TokenOps {
         presented: &PresentedCredentials<'_>,
     ) -> Result<Arc<Client>, OAuthError> {
         let client = authenticate(&self.clients, presented).await?;
-        if !client.is_public() {
+        if let Some(budget) = client_budget(&client) {
             self.limits
-                .check(LimitClass::Client, &client.client_id)
+                .check_all(&[budget])
                 .await
                 .map_err(OAuthError::too_many)?;
         }
@@ -118,14 +118,29 @@ impl TokenOps {
         raw: &RawTokenForm<'_>,
         client_id: &mut Option<String>,
     ) -> Result<TokenResponse, OAuthError> {
-        if let Some(ip) = &origin.ip {
-            self.limits
-                .check(LimitClass::TokenIp, ip)
+        // The request is read and the client authenticated (in memory) first, so that the
+        // address's budget and an authenticated confidential client's are counted in one
+        // store call, the address's first (`RateLimiter::check_all`). Every request counts
+        // against its address, whatever it is; an over-budget address is refused before any
+        // error of the request or of its credentials is told.
+        let parsed = match TokenRequest::parse(raw) {
+            Ok(request) => authenticate(&self.clients, presented)
                 .await
-                .map_err(OAuthError::too_many)?;
+                .map(|client| (request, client)),
+            Err(e) => Err(e),
+        };
+        let mut budgets = Vec::with_capacity(2);
+        if let Some(ip) = &origin.ip {
+            budgets.push((LimitClass::TokenIp, ip.as_str()));
         }
-        let request = TokenRequest::parse(raw)?;
-        let client = self.authenticate(presented).await?;
+        if let Ok((_, client)) = &parsed {
+            budgets.extend(client_budget(client));
+        }
+        self.limits
+            .check_all(&budgets)
+            .await
+            .map_err(OAuthError::too_many)?;
+        let (request, client) = parsed?;
         *client_id = Some(client.client_id.clone());
         let response = grants::handle(
             GrantContext {
@@ -251,4 +266,10 @@ impl TokenOps {
     pub fn issuer(&self) -> &str {
         &self.tokens.issuer
     }
+}
+
+/// The budget a request of `client` counts against: a confidential client's own. Public
+/// clients are not counted (see [`TokenOps::authenticate`]).
+fn client_budget(client: &Client) -> Option<(LimitClass, &str)> {
+    (!client.is_public()).then_some((LimitClass::Client, client.client_id.as_str()))
 }

@@ -126,8 +126,22 @@ pub trait Store: Send + Sync + 'static {
     /// Removes counters and deny-list entries named `keys`.
     async fn remove(&self, keys: &[&str]) -> Result<(), StoreError>;
 
+    /// Counts one event against each of `budgets` in turn, each key under its own quota, in
+    /// one atomic step (one round trip), and stops at the first that refuses: the keys after
+    /// it are not counted. Returns the decisions of the keys counted, in order (the last one
+    /// is the refusal, if any).
+    async fn rate_limit_all(
+        &self,
+        budgets: &[(&str, Quota)],
+    ) -> Result<Vec<RateDecision>, StoreError>;
+
     /// Counts one event against `key` under `quota`, atomically.
-    async fn rate_limit(&self, key: &str, quota: Quota) -> Result<RateDecision, StoreError>;
+    async fn rate_limit(&self, key: &str, quota: Quota) -> Result<RateDecision, StoreError> {
+        self.rate_limit_all(&[(key, quota)])
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Unavailable("no rate decision came back".into()))
+    }
 
     /// Counts one sign-in attempt on the account `subject` from the address bucket `ip`,
     /// before its password is checked. One atomic step: concurrent attempts, on any number of

@@ -67,9 +67,12 @@ impl Store for CountingStore {
         self.inner.remove(keys).await
     }
 
-    async fn rate_limit(&self, key: &str, quota: Quota) -> Result<RateDecision, StoreError> {
+    async fn rate_limit_all(
+        &self,
+        budgets: &[(&str, Quota)],
+    ) -> Result<Vec<RateDecision>, StoreError> {
         self.calls.add();
-        self.inner.rate_limit(key, quota).await
+        self.inner.rate_limit_all(budgets).await
     }
 
     async fn lockout_attempt(

@@ -138,18 +138,29 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn rate_limit(&self, key: &str, quota: Quota) -> Result<RateDecision, StoreError> {
+    async fn rate_limit_all(
+        &self,
+        budgets: &[(&str, Quota)],
+    ) -> Result<Vec<RateDecision>, StoreError> {
         let now = self.millis(Instant::now());
         let mut state = self.lock();
-        let stored = state.rates.get(key).copied();
-        let (decision, new_tat) = gcra(now, stored, quota);
-        if let Some(tat) = new_tat {
-            state.rates.insert(key.to_string(), tat);
+        let mut decisions = Vec::with_capacity(budgets.len());
+        for &(key, quota) in budgets {
+            let stored = state.rates.get(key).copied();
+            let (decision, new_tat) = gcra(now, stored, quota);
+            if let Some(tat) = new_tat {
+                state.rates.insert(key.to_string(), tat);
+            }
+            let refused = !decision.allowed;
+            decisions.push(decision);
+            if refused {
+                break;
+            }
         }
         if state.rates.len() > 100_000 {
             state.rates.retain(|_, tat| *tat > now);
         }
-        Ok(decision)
+        Ok(decisions)
     }
 
     async fn lockout_attempt(

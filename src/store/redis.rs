@@ -16,23 +16,36 @@ use super::contract::{
     Hold, LockoutAttempt, LockoutPolicy, Quota, RateDecision, Store, StoreError,
 };
 
-/// GCRA on the server's clock (`TIME`), so instances with skewed clocks agree.
-/// KEYS[1] = counter; ARGV = period ms, limit. Returns {allowed, remaining, retry_ms, reset_ms}.
+/// GCRA on the server's clock (`TIME`), so instances with skewed clocks agree, for each key
+/// in turn, stopping at the first refusal (the keys after it are not counted).
+/// KEYS[i] = counter i; ARGV[2i-1], ARGV[2i] = its period ms and limit.
+/// Returns {allowed, remaining, retry_ms, reset_ms} for each key counted, one after another.
 const RATE_SCRIPT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local period = tonumber(ARGV[1])
-local limit = tonumber(ARGV[2])
-local interval = math.max(math.floor(period / limit), 1)
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then tat = now end
-local new_tat = tat + interval
-local ahead = new_tat - now
-if ahead > period then
-  return {0, 0, ahead - period, tat - now}
+local out = {}
+for i, key in ipairs(KEYS) do
+  local period = tonumber(ARGV[2 * i - 1])
+  local limit = tonumber(ARGV[2 * i])
+  local interval = math.max(math.floor(period / limit), 1)
+  local tat = tonumber(redis.call('GET', key)) or now
+  if tat < now then tat = now end
+  local new_tat = tat + interval
+  local ahead = new_tat - now
+  if ahead > period then
+    table.insert(out, 0)
+    table.insert(out, 0)
+    table.insert(out, ahead - period)
+    table.insert(out, tat - now)
+    return out
+  end
+  redis.call('SET', key, new_tat, 'PX', ahead)
+  table.insert(out, 1)
+  table.insert(out, math.floor((period - ahead) / interval))
+  table.insert(out, 0)
+  table.insert(out, ahead)
 end
-redis.call('SET', KEYS[1], new_tat, 'PX', ahead)
-return {1, math.floor((period - ahead) / interval), 0, ahead}
+return out
 ";
 
 /// KEYS[1] = the account's lockout hash; ARGV = address bucket, threshold, ip threshold, window
@@ -229,22 +242,45 @@ impl Store for RedisStore {
         Ok(())
     }
 
-    async fn rate_limit(&self, key: &str, quota: Quota) -> Result<RateDecision, StoreError> {
+    async fn rate_limit_all(
+        &self,
+        budgets: &[(&str, Quota)],
+    ) -> Result<Vec<RateDecision>, StoreError> {
+        if budgets.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut conn = self.conn.clone();
-        let (allowed, remaining, retry_after_ms, reset_ms): (u8, u32, u64, u64) = self
-            .rate
-            .key(self.key("rate", key))
-            .arg(millis(quota.period))
-            .arg(quota.limit.max(1))
+        let mut invocation = self.rate.prepare_invoke();
+        for &(key, quota) in budgets {
+            invocation
+                .key(self.key("rate", key))
+                .arg(millis(quota.period))
+                .arg(quota.limit.max(1));
+        }
+        let flat: Vec<u64> = invocation
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        Ok(RateDecision {
-            allowed: allowed == 1,
-            remaining,
-            retry_after_ms,
-            reset_ms,
-        })
+        let decisions: Vec<RateDecision> = flat
+            .chunks_exact(4)
+            .filter_map(|d| match *d {
+                [allowed, remaining, retry_after_ms, reset_ms] => Some(RateDecision {
+                    allowed: allowed == 1,
+                    remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
+                    retry_after_ms,
+                    reset_ms,
+                }),
+                _ => None,
+            })
+            .collect();
+        if decisions.is_empty() || !flat.len().is_multiple_of(4) || decisions.len() > budgets.len()
+        {
+            return Err(StoreError::Unavailable(format!(
+                "unexpected rate-limit reply of {} values",
+                flat.len()
+            )));
+        }
+        Ok(decisions)
     }
 
     async fn lockout_attempt(

@@ -821,3 +821,49 @@ async fn two_instances_share_limits_and_locks_through_redis() {
         .await;
     assert_eq!(token.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn the_token_endpoint_counts_the_address_first_then_the_confidential_client() {
+    let app = spawn_app_with(|raw| {
+        limits_on(raw);
+        raw.rate_limit_token_ip = "2/1m".into();
+        raw.rate_limit_client = "3/1m".into();
+        raw.trusted_proxies = "127.0.0.1".into();
+    })
+    .await;
+    let client = app
+        .confidential_client("machine", &[GrantType::ClientCredentials], "articles:read")
+        .await;
+    let cc = |from: &'static str, secret: String| {
+        let app = &app;
+        let id = client.id.clone();
+        async move {
+            Answer::from(
+                app.http
+                    .post(app.url("/oauth/token"))
+                    .basic_auth(id, Some(secret))
+                    .header("x-forwarded-for", from)
+                    .form(&[("grant_type", "client_credentials")])
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    for _ in 0..2 {
+        let ok = cc("198.51.100.1", client.secret.clone()).await;
+        assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    }
+    // The address is over its budget: refused before its credentials are judged, right or
+    // wrong, and without spending the client's budget.
+    assert_limited(&cc("198.51.100.1", client.secret.clone()).await, 2);
+    assert_limited(&cc("198.51.100.1", "wrong".into()).await, 2);
+    // So the client has one request left of three, from another address.
+    let ok = cc("198.51.100.2", client.secret.clone()).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    assert_limited(&cc("198.51.100.3", client.secret.clone()).await, 3);
+    // Wrong credentials spend only the address's budget.
+    let wrong = cc("198.51.100.4", "wrong".into()).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{}", wrong.body);
+}

@@ -18,6 +18,10 @@
 //! | client_credentials | 0 | 0 | 0 |
 //! | introspection | 0 + 1 | 0 + 1 | 0 + 1 |
 //!
+//! These run with rate limits off. With them on (the default), the token endpoint adds one
+//! store call: the address's budget and a confidential client's, counted together
+//! ([`the_token_endpoints_rate_budgets_take_one_store_call`]).
+//!
 //! Each figure is the least of a few identical requests, so that nothing running beside
 //! (there are no background duties within the test: the reload interval is five minutes)
 //! could make a count pass; a count can only grow from what runs beside it.
@@ -326,4 +330,40 @@ async fn the_ended_sign_ins_index_holds_no_open_sign_in() {
             "an index holds open sign-ins too: {definition}"
         );
     }
+}
+
+/// With rate limits on (the default), the token endpoint counts the request against the
+/// address's budget and a confidential client's in one store call (`RateLimiter::check_all`),
+/// not one each.
+#[tokio::test]
+async fn the_token_endpoints_rate_budgets_take_one_store_call() {
+    let app = spawn_app_with(|raw| {
+        raw.key_reload_interval = DurationSetting::Seconds(300);
+        raw.rate_limit_enabled = true;
+    })
+    .await;
+    let client = bench_client(&app).await;
+    let mut counts = Vec::new();
+    for _ in 0..3 {
+        counts.push(
+            count(&app, || async {
+                let answer = app
+                    .post_form_basic(
+                        "/oauth/token",
+                        &client,
+                        &[("grant_type", "client_credentials")],
+                    )
+                    .await;
+                assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+            })
+            .await,
+        );
+    }
+    let cc = least(&counts);
+    println!("client_credentials with rate limits: {cc:?}");
+    assert_eq!(
+        cc,
+        trips(0, 1),
+        "the address's and the client's budgets together"
+    );
 }

@@ -381,3 +381,42 @@ async fn lockout_counts_expire_with_their_window() {
         );
     }
 }
+
+#[tokio::test]
+async fn rate_limit_all_counts_each_budget_in_turn_and_stops_at_the_first_refusal() {
+    let one = Quota {
+        limit: 1,
+        period: Duration::from_secs(60),
+    };
+    let five = Quota {
+        limit: 5,
+        period: Duration::from_secs(60),
+    };
+    for (name, store) in stores().await {
+        let both = store
+            .rate_limit_all(&[("addr", one), ("client", five)])
+            .await
+            .unwrap();
+        assert_eq!(both.len(), 2, "{name}: both counted");
+        assert!(both.iter().all(|d| d.allowed), "{name}: {both:?}");
+        assert_eq!(both[1].remaining, 4, "{name}");
+
+        let refused = store
+            .rate_limit_all(&[("addr", one), ("client", five)])
+            .await
+            .unwrap();
+        assert_eq!(refused.len(), 1, "{name}: stops at the refusal");
+        assert!(!refused[0].allowed, "{name}");
+        assert!(refused[0].retry_after_ms > 0, "{name}");
+
+        // The refused request did not spend the second budget: one use of five so far.
+        let client = store.rate_limit("client", five).await.unwrap();
+        assert!(client.allowed, "{name}");
+        assert_eq!(client.remaining, 3, "{name}: {client:?}");
+
+        assert!(
+            store.rate_limit_all(&[]).await.unwrap().is_empty(),
+            "{name}"
+        );
+    }
+}
