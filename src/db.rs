@@ -11,7 +11,7 @@ use sea_orm::{
     ConnectOptions, Database, DatabaseConnection, DbErr, SqliteTransactionMode, TransactionOptions,
     TransactionTrait,
 };
-pub use warm::{IDLE_TEST as WARM_IDLE_TEST, WarmPool};
+pub use warm::{IDLE_TEST as WARM_IDLE_TEST, TURN_WAIT as WARM_TURN_WAIT, WarmPool};
 
 /// Why the database could not be opened.
 #[derive(Debug, thiserror::Error)]

@@ -236,3 +236,44 @@ async fn on_sqlite_the_hot_paths_take_turns_on_one_connection() {
     assert_eq!(probe_rows(&app).await, 3);
     assert_eq!(warm.idle(), 1);
 }
+
+/// A caller holding a write transaction reads through the hot path while the one warm
+/// connection's script waits for that transaction's lock: after `TURN_WAIT` the read takes an
+/// ordinary connection instead of waiting out the script's busy timeout (ten seconds).
+#[tokio::test]
+async fn on_sqlite_a_read_does_not_wait_for_a_turn_stuck_behind_its_own_callers_lock() {
+    let app = spawn_app().await;
+    if !is_sqlite(&app) {
+        return;
+    }
+    scratch_table(&app).await;
+    let warm = WarmPool::new(&app.state.db, StatementCount::default()).unwrap();
+    let holder = portcullis::db::begin_write(&app.state.db).await.unwrap();
+    let script = {
+        let warm = warm.clone();
+        tokio::spawn(async move {
+            warm.script(Statement::from_string(
+                DbBackend::Sqlite,
+                "BEGIN IMMEDIATE; INSERT INTO warm_probe (n) VALUES (1); COMMIT",
+            ))
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let read = tokio::time::timeout(
+        portcullis::db::WARM_TURN_WAIT + Duration::from_secs(2),
+        warm.query_all_raw(Statement::from_string(DbBackend::Sqlite, "SELECT 1 AS one")),
+    )
+    .await
+    .expect("the read took another connection instead of waiting for the turn")
+    .unwrap();
+    assert_eq!(read.len(), 1);
+    holder.rollback().await.unwrap();
+    script.await.unwrap().unwrap();
+    assert_eq!(probe_rows(&app).await, 1);
+    assert_eq!(
+        warm.idle(),
+        1,
+        "the connection taken without a turn went back to sqlx"
+    );
+}
