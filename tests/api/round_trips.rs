@@ -91,6 +91,27 @@ async fn bench_client(app: &TestApp) -> Confidential {
     .await
 }
 
+/// The least round trips of three client_credentials requests by `client`.
+async fn client_credentials_trips(app: &TestApp, client: &Confidential) -> Trips {
+    let mut counts = Vec::new();
+    for _ in 0..3 {
+        counts.push(
+            count(app, || async {
+                let answer = app
+                    .post_form_basic(
+                        "/oauth/token",
+                        client,
+                        &[("grant_type", "client_credentials")],
+                    )
+                    .await;
+                assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+            })
+            .await,
+        );
+    }
+    least(&counts)
+}
+
 async fn password(app: &TestApp, client: &Confidential) -> Answer {
     let answer = app
         .post_form_basic(
@@ -159,24 +180,8 @@ async fn the_other_grants_and_introspection_take_their_budgets_of_round_trips() 
     let pw = least(&counts);
     println!("password: {pw:?}");
 
-    let mut counts = Vec::new();
     let mut access = String::new();
-    for _ in 0..3 {
-        counts.push(
-            count(&app, || async {
-                let answer = app
-                    .post_form_basic(
-                        "/oauth/token",
-                        &client,
-                        &[("grant_type", "client_credentials")],
-                    )
-                    .await;
-                assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
-            })
-            .await,
-        );
-    }
-    let cc = least(&counts);
+    let cc = client_credentials_trips(&app, &client).await;
     println!("client_credentials: {cc:?}");
 
     let user_token = password(&app, &client).await.str("access_token");
@@ -343,23 +348,7 @@ async fn the_token_endpoints_rate_budgets_take_one_store_call() {
     })
     .await;
     let client = bench_client(&app).await;
-    let mut counts = Vec::new();
-    for _ in 0..3 {
-        counts.push(
-            count(&app, || async {
-                let answer = app
-                    .post_form_basic(
-                        "/oauth/token",
-                        &client,
-                        &[("grant_type", "client_credentials")],
-                    )
-                    .await;
-                assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
-            })
-            .await,
-        );
-    }
-    let cc = least(&counts);
+    let cc = client_credentials_trips(&app, &client).await;
     println!("client_credentials with rate limits: {cc:?}");
     assert_eq!(
         cc,

@@ -14,6 +14,30 @@ fn is_sqlite(app: &TestApp) -> bool {
     app.state.db.get_database_backend() == DbBackend::Sqlite
 }
 
+/// Runs `sql` through `warm` in a task of its own (it may wait for the write lock).
+fn spawn_script(
+    warm: &WarmPool,
+    sql: impl Into<String>,
+) -> tokio::task::JoinHandle<Result<Vec<sea_orm::QueryResult>, sea_orm::DbErr>> {
+    let warm = warm.clone();
+    let sql = sql.into();
+    tokio::spawn(async move {
+        warm.script(Statement::from_string(DbBackend::Sqlite, sql))
+            .await
+    })
+}
+
+/// An app on SQLite with the probe table and a warm pool of its own; `None` on PostgreSQL.
+async fn sqlite_with_probe_table() -> Option<(TestApp, WarmPool)> {
+    let app = spawn_app().await;
+    if !is_sqlite(&app) {
+        return None;
+    }
+    scratch_table(&app).await;
+    let warm = WarmPool::new(&app.state.db, StatementCount::default()).unwrap();
+    Some((app, warm))
+}
+
 async fn scratch_table(app: &TestApp) {
     app.state
         .db
@@ -89,12 +113,9 @@ async fn a_completed_statement_keeps_its_connection_and_a_failed_one_closes_it()
 
 #[tokio::test]
 async fn a_script_that_fails_halfway_leaves_no_transaction_open_and_nothing_written() {
-    let app = spawn_app().await;
-    if !is_sqlite(&app) {
+    let Some((app, warm)) = sqlite_with_probe_table().await else {
         return; // Scripts are SQLite's; PostgreSQL's rotation is one statement.
-    }
-    scratch_table(&app).await;
-    let warm = WarmPool::new(&app.state.db, StatementCount::default()).unwrap();
+    };
     let failed = warm
         .script(Statement::from_string(
             DbBackend::Sqlite,
@@ -118,29 +139,20 @@ async fn a_script_that_fails_halfway_leaves_no_transaction_open_and_nothing_writ
 
 #[tokio::test]
 async fn a_cancelled_script_leaves_no_transaction_open_and_nothing_written() {
-    let app = spawn_app().await;
-    if !is_sqlite(&app) {
+    let Some((app, warm)) = sqlite_with_probe_table().await else {
         return;
-    }
-    scratch_table(&app).await;
-    let warm = WarmPool::new(&app.state.db, StatementCount::default()).unwrap();
+    };
     // Hold the write lock, so that the script waits in its `BEGIN IMMEDIATE`.
     let holder = portcullis::db::begin_write(&app.state.db).await.unwrap();
     holder
         .execute_unprepared("INSERT INTO warm_probe (n) VALUES (7)")
         .await
         .unwrap();
-    let script = {
-        let warm = warm.clone();
-        tokio::spawn(async move {
-            warm.script(Statement::from_string(
-                DbBackend::Sqlite,
-                "BEGIN IMMEDIATE; INSERT INTO warm_probe (n) VALUES (1); \
-                 INSERT INTO warm_probe (n) VALUES (2); COMMIT",
-            ))
-            .await
-        })
-    };
+    let script = spawn_script(
+        &warm,
+        "BEGIN IMMEDIATE; INSERT INTO warm_probe (n) VALUES (1); \
+         INSERT INTO warm_probe (n) VALUES (2); COMMIT",
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     // The request is cancelled while its script waits; then the lock is released, so the
     // script's thread gets its `BEGIN IMMEDIATE` after the caller is gone.
@@ -201,26 +213,19 @@ async fn a_connection_that_died_while_it_waited_is_replaced() {
 /// connections from the pool.
 #[tokio::test]
 async fn on_sqlite_the_hot_paths_take_turns_on_one_connection() {
-    let app = spawn_app().await;
-    if !is_sqlite(&app) {
+    let Some((app, warm)) = sqlite_with_probe_table().await else {
         return; // PostgreSQL runs the hot paths side by side.
-    }
-    scratch_table(&app).await;
+    };
     let pool = app.state.db.get_sqlite_connection_pool().clone();
-    let warm = WarmPool::new(&app.state.db, StatementCount::default()).unwrap();
     let checked_out = || pool.size() as usize - pool.num_idle();
     // Hold the write lock, so that the first script waits in its `BEGIN IMMEDIATE`.
     let holder = portcullis::db::begin_write(&app.state.db).await.unwrap();
     let scripts: Vec<_> = (1..=3)
         .map(|n| {
-            let warm = warm.clone();
-            tokio::spawn(async move {
-                warm.script(Statement::from_string(
-                    DbBackend::Sqlite,
-                    format!("BEGIN IMMEDIATE; INSERT INTO warm_probe (n) VALUES ({n}); COMMIT"),
-                ))
-                .await
-            })
+            spawn_script(
+                &warm,
+                format!("BEGIN IMMEDIATE; INSERT INTO warm_probe (n) VALUES ({n}); COMMIT"),
+            )
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -242,23 +247,14 @@ async fn on_sqlite_the_hot_paths_take_turns_on_one_connection() {
 /// ordinary connection instead of waiting out the script's busy timeout (ten seconds).
 #[tokio::test]
 async fn on_sqlite_a_read_does_not_wait_for_a_turn_stuck_behind_its_own_callers_lock() {
-    let app = spawn_app().await;
-    if !is_sqlite(&app) {
+    let Some((app, warm)) = sqlite_with_probe_table().await else {
         return;
-    }
-    scratch_table(&app).await;
-    let warm = WarmPool::new(&app.state.db, StatementCount::default()).unwrap();
-    let holder = portcullis::db::begin_write(&app.state.db).await.unwrap();
-    let script = {
-        let warm = warm.clone();
-        tokio::spawn(async move {
-            warm.script(Statement::from_string(
-                DbBackend::Sqlite,
-                "BEGIN IMMEDIATE; INSERT INTO warm_probe (n) VALUES (1); COMMIT",
-            ))
-            .await
-        })
     };
+    let holder = portcullis::db::begin_write(&app.state.db).await.unwrap();
+    let script = spawn_script(
+        &warm,
+        "BEGIN IMMEDIATE; INSERT INTO warm_probe (n) VALUES (1); COMMIT",
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     let read = tokio::time::timeout(
         portcullis::db::WARM_TURN_WAIT + Duration::from_secs(2),
