@@ -81,9 +81,9 @@ impl TokenOps {
         presented: &PresentedCredentials<'_>,
     ) -> Result<Arc<Client>, OAuthError> {
         let client = authenticate(&self.clients, presented).await?;
-        if let Some(budget) = client_budget(&client) {
+        if !client.is_public() {
             self.limits
-                .check_all(&[budget])
+                .check(LimitClass::Client, &client.client_id)
                 .await
                 .map_err(OAuthError::too_many)?;
         }
@@ -118,29 +118,17 @@ impl TokenOps {
         raw: &RawTokenForm<'_>,
         client_id: &mut Option<String>,
     ) -> Result<TokenResponse, OAuthError> {
-        // The request is read and the client authenticated (in memory) first, so that the
-        // address's budget and an authenticated confidential client's are counted in one
-        // store call, the address's first (`RateLimiter::check_all`). Every request counts
-        // against its address, whatever it is; an over-budget address is refused before any
-        // error of the request or of its credentials is told.
-        let parsed = match TokenRequest::parse(raw) {
-            Ok(request) => authenticate(&self.clients, presented)
-                .await
-                .map(|client| (request, client)),
-            Err(e) => Err(e),
-        };
-        let mut budgets = Vec::with_capacity(2);
+        // The address's budget first, before anything reaches the database (authenticating
+        // an unknown client id reads it), so one address cannot send lookups without limit.
+        // The client's budget is counted after authentication, in a store call of its own.
         if let Some(ip) = &origin.ip {
-            budgets.push((LimitClass::TokenIp, ip.as_str()));
+            self.limits
+                .check(LimitClass::TokenIp, ip)
+                .await
+                .map_err(OAuthError::too_many)?;
         }
-        if let Ok((_, client)) = &parsed {
-            budgets.extend(client_budget(client));
-        }
-        self.limits
-            .check_all(&budgets)
-            .await
-            .map_err(OAuthError::too_many)?;
-        let (request, client) = parsed?;
+        let request = TokenRequest::parse(raw)?;
+        let client = self.authenticate(presented).await?;
         *client_id = Some(client.client_id.clone());
         let response = grants::handle(
             GrantContext {
@@ -266,10 +254,4 @@ impl TokenOps {
     pub fn issuer(&self) -> &str {
         &self.tokens.issuer
     }
-}
-
-/// The budget a request of `client` counts against: a confidential client's own. Public
-/// clients are not counted (see [`TokenOps::authenticate`]).
-fn client_budget(client: &Client) -> Option<(LimitClass, &str)> {
-    (!client.is_public()).then_some((LimitClass::Client, client.client_id.as_str()))
 }

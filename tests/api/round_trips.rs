@@ -18,9 +18,10 @@
 //! | client_credentials | 0 | 0 | 0 |
 //! | introspection | 0 + 1 | 0 + 1 | 0 + 1 |
 //!
-//! These run with rate limits off. With them on (the default), the token endpoint adds one
-//! store call: the address's budget and a confidential client's, counted together
-//! ([`the_token_endpoints_rate_budgets_take_one_store_call`]).
+//! These run with rate limits off. With them on (the default), the token endpoint adds a
+//! store call for the address's budget, before anything reaches the database
+//! ([`an_address_over_its_budget_sends_nothing_to_the_database`]), and one for a
+//! confidential client's after it is authenticated.
 //!
 //! Each figure is the least of a few identical requests, so that nothing running beside
 //! (there are no background duties within the test: the reload interval is five minutes)
@@ -337,22 +338,40 @@ async fn the_ended_sign_ins_index_holds_no_open_sign_in() {
     }
 }
 
-/// With rate limits on (the default), the token endpoint counts the request against the
-/// address's budget and a confidential client's in one store call (`RateLimiter::check_all`),
-/// not one each.
+/// With rate limits on (the default), an address over its token-endpoint budget is refused
+/// before anything reaches the database: authenticating an unknown client id would read it,
+/// so the address's budget comes first, in a store call of its own.
 #[tokio::test]
-async fn the_token_endpoints_rate_budgets_take_one_store_call() {
+async fn an_address_over_its_budget_sends_nothing_to_the_database() {
     let app = spawn_app_with(|raw| {
         raw.key_reload_interval = DurationSetting::Seconds(300);
         raw.rate_limit_enabled = true;
+        raw.rate_limit_token_ip = "2/1m".into();
     })
     .await;
-    let client = bench_client(&app).await;
-    let cc = client_credentials_trips(&app, &client).await;
-    println!("client_credentials with rate limits: {cc:?}");
+    let unknown = |n: usize| Confidential {
+        id: format!("no-such-client-{n}"),
+        secret: "whatever".into(),
+    };
+    let cc = [("grant_type", "client_credentials")];
+    for n in 0..2 {
+        let answer = app.post_form_basic("/oauth/token", &unknown(n), &cc).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.body);
+    }
+    let trips = count(&app, || async {
+        let answer = app.post_form_basic("/oauth/token", &unknown(2), &cc).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{}",
+            answer.body
+        );
+    })
+    .await;
+    println!("token request over the address's budget: {trips:?}");
     assert_eq!(
-        cc,
-        trips(0, 1),
-        "the address's and the client's budgets together"
+        trips,
+        self::trips(0, 1),
+        "the address's budget, and nothing else"
     );
 }
