@@ -207,7 +207,7 @@ impl Recovery {
             .await
             .map_err(|e| internal(&e))?
         {
-            let user = self.users.get(&c.user_id).await?;
+            let user = self.users.get_in(&txn, &c.user_id).await?;
             // Bound to the address it was sent to: a link for an address the account no
             // longer has confirms nothing.
             if user.email != c.email {
@@ -227,7 +227,7 @@ impl Recovery {
         else {
             return Err(bad_token());
         };
-        let user = self.users.get(&c.user_id).await?;
+        let user = self.users.get_in(&txn, &c.user_id).await?;
         match self
             .users
             .set_verified_email_in(&txn, &user.id, &c.email)

@@ -315,6 +315,16 @@ impl UserService {
 
     /// The user `id` with their roles, in one statement.
     pub async fn get(&self, id: &str) -> Result<User, UserError> {
+        self.get_in(&self.warm, id).await
+    }
+
+    /// [`Self::get`] on `conn`: inside a caller's transaction, read there (a read through the
+    /// hot path's connections could wait for that transaction's own lock).
+    pub async fn get_in(
+        &self,
+        conn: &impl sea_orm::ConnectionTrait,
+        id: &str,
+    ) -> Result<User, UserError> {
         static SQL: crate::db::SqlText = crate::db::SqlText::new();
         let sql = SQL.get(self.db.get_database_backend(), || {
             format!(
@@ -324,8 +334,7 @@ impl UserService {
                 crate::db::first_placeholder(&self.db),
             )
         });
-        let rows = self
-            .warm
+        let rows = conn
             .query_all_raw(sea_orm::Statement::from_sql_and_values(
                 self.db.get_database_backend(),
                 sql,
