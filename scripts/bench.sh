@@ -419,7 +419,7 @@ INTROSPECT_RATIO="$(ratio "$INTROSPECT_RATE" "$JWKS_RATE")"
 
 # The server's CPU time per request (its process, all threads, over the middle of the run),
 # and the rate it would reach if its core were its only limit: a row whose core was not
-# saturated (PostgreSQL sharing a core, wrk's core full) is judged by these. A derived figure,
+# saturated (PostgreSQL sharing a core, wrk's core full) can be read with these. A derived figure,
 # not a measured rate.
 per_request_us() { # per_request_us CORES RATE -> "123 µs"
     python3 -c '
