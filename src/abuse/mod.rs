@@ -119,14 +119,13 @@ impl RateLimiter {
         let refused = decisions
             .iter()
             .zip(budgets)
-            .zip(&keys)
-            .find(|((decision, _), _)| !decision.allowed);
+            .find(|(decision, _)| !decision.allowed);
         match refused {
             None => Ok(()),
-            Some(((decision, &(class, _)), &(_, quota))) => {
+            Some((decision, &(class, _))) => {
                 crate::metrics::rate_limited(class.key());
                 Err(Limited {
-                    limit: quota.limit,
+                    limit: self.quota(class).limit,
                     retry_after_secs: ceil_secs(decision.retry_after_ms).max(1),
                     reset_secs: ceil_secs(decision.reset_ms).max(1),
                 })
