@@ -304,6 +304,17 @@ impl AppState {
             audit.clone(),
         );
         let upstreams = crate::upstream::Upstreams::new(db.clone(), clock.clone(), master.clone());
+        let recovery = crate::ops::Recovery::new(
+            db.clone(),
+            users.clone(),
+            sign_ins.clone(),
+            outbox.clone(),
+            limits.clone(),
+            audit.clone(),
+            clock.clone(),
+            settings.server.issuer.clone(),
+            settings.accounts.require_verified_email,
+        );
         let upstream_sign_in = crate::ops::UpstreamSignIn::new(
             upstreams.clone(),
             users.clone(),
@@ -311,6 +322,7 @@ impl AppState {
             audit.clone(),
             db.clone(),
             settings.server.issuer.clone(),
+            recovery.clone(),
         );
         let session_ops =
             crate::ops::SessionOps::new(sign_ins.clone(), consents, users.clone(), audit.clone());
@@ -344,18 +356,8 @@ impl AppState {
             codes,
             csrf_key,
             mail_sender: crate::mail::Sender::new(db.clone(), clock.clone(), &settings.mail)?,
-            outbox: outbox.clone(),
-            recovery: crate::ops::Recovery::new(
-                db.clone(),
-                users.clone(),
-                sign_ins.clone(),
-                outbox,
-                limits.clone(),
-                audit.clone(),
-                clock.clone(),
-                settings.server.issuer.clone(),
-                settings.accounts.require_verified_email,
-            ),
+            outbox,
+            recovery,
             webhook_admin: crate::ops::WebhookAdmin::new(alerts.clone(), audit.clone()),
             idp_admin: crate::ops::IdpAdmin::new(upstreams.clone(), audit.clone()),
             upstream_sign_in,

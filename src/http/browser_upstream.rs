@@ -30,6 +30,7 @@ fn failed(failure: &UpstreamFailure, return_to: Option<&str>) -> Response {
         UpstreamFailure::NoAccount => (StatusCode::FORBIDDEN, texts::UPSTREAM_NO_ACCOUNT),
         UpstreamFailure::AccountExists => (StatusCode::CONFLICT, texts::UPSTREAM_ACCOUNT_EXISTS),
         UpstreamFailure::NoEmail => (StatusCode::FORBIDDEN, texts::UPSTREAM_NO_EMAIL),
+        UpstreamFailure::Unconfirmed => (StatusCode::FORBIDDEN, texts::UPSTREAM_UNCONFIRMED),
         UpstreamFailure::SignIn(SignInFailure::TooMany) => (
             StatusCode::TOO_MANY_REQUESTS,
             texts::login_error(pages::LoginError::TooManyAttempts),
@@ -130,6 +131,14 @@ pub async fn callback(req: &Request, Path(id): Path<String>) -> Response {
                 None,
             )
         }
+        Ok(UpstreamStep::ConfirmAddress) => ui::html(
+            StatusCode::OK,
+            pages::message(
+                texts::UPSTREAM_CONFIRM_HEADING,
+                texts::UPSTREAM_CONFIRM_ADDRESS,
+                None,
+            ),
+        ),
         Ok(UpstreamStep::ProveAccount {
             link_token,
             username,

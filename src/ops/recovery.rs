@@ -121,7 +121,6 @@ impl Recovery {
             .users
             .prepare(username, email, password, &[], false)
             .await?;
-        let now = self.clock.now();
         let txn = crate::db::begin_write(&self.db)
             .await
             .map_err(|e| internal(&e))?;
@@ -148,18 +147,8 @@ impl Recovery {
             }
             Err(e) => return Err(e.into()),
         };
-        let token = tokens::issue_in(&txn, Purpose::VerifyEmail, &id, email.as_str(), now)
-            .await
-            .map_err(|e| internal(&e))?;
-        self.mail(
-            &txn,
-            email.as_str(),
-            username.as_str(),
-            MailTemplate::VerifyEmail {
-                link: self.link(VERIFY_PATH, &token),
-            },
-        )
-        .await?;
+        self.send_verification_in(&txn, &id, username, email)
+            .await?;
         txn.commit().await.map_err(|e| internal(&e))?;
         let user = self.users.get(&id).await?;
         self.audit(
@@ -174,6 +163,41 @@ impl Recovery {
         } else {
             Ok(Registered::Created(user))
         }
+    }
+
+    /// Writes a verification link for `email`, the address of the new account `user_id`, and
+    /// its mail, inside the transaction that makes the account (nothing made without its link).
+    pub(crate) async fn send_verification_in(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        user_id: &str,
+        username: &Username,
+        email: &Email,
+    ) -> Result<(), OpError> {
+        let token = tokens::issue_in(
+            txn,
+            Purpose::VerifyEmail,
+            user_id,
+            email.as_str(),
+            self.clock.now(),
+        )
+        .await
+        .map_err(|e| internal(&e))?;
+        self.mail(
+            txn,
+            email.as_str(),
+            username.as_str(),
+            MailTemplate::VerifyEmail {
+                link: self.link(VERIFY_PATH, &token),
+            },
+        )
+        .await
+    }
+
+    /// Whether an account signs in only once its address is confirmed
+    /// (`PORTCULLIS_REQUIRE_VERIFIED_EMAIL`).
+    pub(crate) fn requires_confirmed_address(&self) -> bool {
+        self.require_verified
     }
 
     async fn mail(
@@ -346,14 +370,19 @@ impl Recovery {
         let txn = crate::db::begin_write(&self.db)
             .await
             .map_err(|e| internal(&e))?;
-        if tokens::consume_in(&txn, token, Purpose::PasswordReset, now)
+        let Some(used) = tokens::consume_in(&txn, token, Purpose::PasswordReset, now)
             .await
             .map_err(|e| internal(&e))?
-            .is_none()
-        {
+        else {
             return Err(bad_token());
-        }
+        };
         self.users.set_password_in(&txn, &user.id, &hash).await?;
+        // The link proved the mailbox: an address not yet confirmed is confirmed now (the way
+        // out for an account whose verification link expired unused).
+        let confirmed = self
+            .users
+            .confirm_address_in(&txn, &user.id, &used.email)
+            .await?;
         self.mail(
             &txn,
             &user.email,
@@ -374,6 +403,15 @@ impl Recovery {
             json!({"sign_ins_ended": ended.len()}),
         )
         .await;
+        if confirmed {
+            self.audit(
+                origin,
+                EventType::EmailVerified,
+                Some(&user.id),
+                json!({"via": "password_reset"}),
+            )
+            .await;
+        }
         Ok(())
     }
 

@@ -4,7 +4,10 @@
 //! only. A first sign-in whose verified address belongs to an existing account is parked
 //! until the user proves that account (password, and MFA when it is on); an unverified
 //! address never matches. Otherwise a new account is made when the provider allows it, with
-//! the default role, the address verified only if the upstream says so, and no password.
+//! the default role, the address verified only if the upstream says so (otherwise mailed a
+//! confirmation link, as at registration), and no password. With
+//! `PORTCULLIS_REQUIRE_VERIFIED_EMAIL`, an account whose address is unconfirmed does not sign
+//! in this way either.
 
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::json;
@@ -12,6 +15,7 @@ use serde_json::json;
 use super::browser::{BrowserSignIn, SignInFailure, SignInStep};
 use super::caller::Caller;
 use super::error::OpError;
+use super::recovery::Recovery;
 use crate::audit::{Audit, Event, EventType, Origin, Outcome};
 use crate::domain::{Email, Username};
 use crate::mfa::SecondFactor;
@@ -111,6 +115,9 @@ pub enum UpstreamFailure {
     Upstream(String),
     /// No account matches and the provider may not create one.
     NoAccount,
+    /// The linked account's address is not confirmed, and a confirmed address is required
+    /// to sign in (`PORTCULLIS_REQUIRE_VERIFIED_EMAIL`).
+    Unconfirmed,
     /// The address is an existing account's, but the upstream does not vouch for it.
     AccountExists,
     /// The upstream shared no address, so no account can be made.
@@ -122,6 +129,9 @@ pub enum UpstreamFailure {
 pub enum UpstreamStep {
     /// Signed in, or the second step of a user with MFA on.
     SignedIn(SignInStep),
+    /// A new account was made, but its address (which the upstream does not vouch for) must
+    /// be confirmed from the mailed link before it signs in.
+    ConfirmAddress,
     /// The address belongs to this existing account: prove it on the link page.
     ProveAccount {
         link_token: String,
@@ -160,6 +170,9 @@ pub struct UpstreamSignIn {
     audit: Audit,
     db: sea_orm::DatabaseConnection,
     issuer: String,
+    /// Mails a new account's verification link; knows whether a confirmed address is
+    /// required to sign in.
+    recovery: Recovery,
 }
 
 fn internal(e: &dyn std::fmt::Display) -> UpstreamFailure {
@@ -175,6 +188,7 @@ impl UpstreamSignIn {
         audit: Audit,
         db: sea_orm::DatabaseConnection,
         issuer: String,
+        recovery: Recovery,
     ) -> Self {
         Self {
             upstreams,
@@ -183,6 +197,7 @@ impl UpstreamSignIn {
             audit,
             db,
             issuer,
+            recovery,
         }
     }
 
@@ -337,6 +352,21 @@ impl UpstreamSignIn {
                 }
                 Err(e) => return Err(internal(&e)),
             };
+            // The same rule as for a password: with confirmation required, an account whose
+            // address is unconfirmed does not sign in, whatever its first factor.
+            if self.recovery.requires_confirmed_address() && !account.email_verified {
+                self.audit
+                    .record(
+                        origin,
+                        Event::new(EventType::SignIn, Outcome::Failure)
+                            .actor(&account.id)
+                            .client(client_id)
+                            .details(json!({"method": "upstream", "provider_id": provider.id,
+                                            "reason": "email_not_verified"})),
+                    )
+                    .await;
+                return Err(UpstreamFailure::Unconfirmed);
+            }
             if let Err(e) = self.upstreams.touch(&identity).await {
                 tracing::warn!(error = %e, "could not note the use of an identity");
             }
@@ -381,6 +411,9 @@ impl UpstreamSignIn {
         }
         let email = email.ok_or(UpstreamFailure::NoEmail)?;
         let account = self.create_account(provider, user, &email, origin).await?;
+        if self.recovery.requires_confirmed_address() && !account.email_verified {
+            return Ok(UpstreamStep::ConfirmAddress);
+        }
         let step = self
             .browser
             .after_first_factor(&account, false, client_id, "fed", origin)
@@ -454,6 +487,14 @@ impl UpstreamSignIn {
             if !linked {
                 let _ = txn.rollback().await;
                 return Err(UpstreamFailure::Expired);
+            }
+            // An address the upstream does not vouch for gets a verification link, as a
+            // registration's does: in this transaction, so no account lacks its link.
+            if !user.email_verified {
+                self.recovery
+                    .send_verification_in(&txn, &id, &username, email)
+                    .await
+                    .map_err(|e| internal(&e))?;
             }
             txn.commit().await.map_err(|e| internal(&e))?;
             self.audit

@@ -303,6 +303,26 @@ impl UserService {
         }
     }
 
+    /// Marks the address confirmed inside the caller's transaction, only while the account
+    /// still has `email` (the address a mailed link proved): a link sent before a change of
+    /// address confirms nothing. Returns whether the account was unconfirmed until now.
+    pub async fn confirm_address_in(
+        &self,
+        txn: &impl ConnectionTrait,
+        user_id: &str,
+        email: &str,
+    ) -> Result<bool, UserError> {
+        let done = users::Entity::update_many()
+            .col_expr(users::Column::EmailVerified, Expr::value(true))
+            .col_expr(users::Column::UpdatedAt, Expr::value(self.clock.now()))
+            .filter(users::Column::Id.eq(user_id))
+            .filter(users::Column::Email.eq(email))
+            .filter(users::Column::EmailVerified.eq(false))
+            .exec(txn)
+            .await?;
+        Ok(done.rows_affected == 1)
+    }
+
     /// The id of the user with this username (case-insensitive).
     pub async fn id_of(&self, username: &str) -> Result<String, UserError> {
         users::Entity::find()

@@ -19,7 +19,7 @@ async fn mails_to(app: &TestApp, to: &str) -> Vec<entities::outbox::Model> {
 }
 
 /// The newest mail of `kind` to `to`, waiting a little for work done after the answer.
-async fn mail(app: &TestApp, to: &str, kind: &str) -> entities::outbox::Model {
+pub(super) async fn mail(app: &TestApp, to: &str, kind: &str) -> entities::outbox::Model {
     for _ in 0..100 {
         if let Some(m) = mails_to(app, to)
             .await
@@ -35,7 +35,7 @@ async fn mail(app: &TestApp, to: &str, kind: &str) -> entities::outbox::Model {
 }
 
 /// The `token` of the link in a mail's text body.
-fn token_in(mail: &entities::outbox::Model) -> String {
+pub(super) fn token_in(mail: &entities::outbox::Model) -> String {
     let at = mail.text_body.find("token=").expect("a link with a token") + 6;
     mail.text_body[at..]
         .chars()
@@ -43,7 +43,7 @@ fn token_in(mail: &entities::outbox::Model) -> String {
         .collect()
 }
 
-async fn post(app: &TestApp, path: &str, body: serde_json::Value) -> Answer {
+pub(super) async fn post(app: &TestApp, path: &str, body: serde_json::Value) -> Answer {
     Answer::from(
         app.http
             .post(app.url(path))
@@ -432,6 +432,8 @@ async fn the_pages_of_the_links_reset_a_password_and_confirm_an_address() {
     use super::browser_support::Browser;
     let app = spawn_app().await;
     app.register("alice").await;
+    // Bob's address is confirmed through its page (alice's reset confirms hers).
+    app.register("bob").await;
     let mut browser = Browser::new(&app);
 
     // Forgot: the same page whatever the address.
@@ -512,7 +514,7 @@ async fn the_pages_of_the_links_reset_a_password_and_confirm_an_address() {
         .assert_oauth_error(400, "invalid_grant");
 
     // The verification link: fetching the page confirms nothing; the button does.
-    let token = token_in(&mail(&app, "alice@example.com", "verify_email").await);
+    let token = token_in(&mail(&app, "bob@example.com", "verify_email").await);
     let page = browser
         .get(&format!("/ui/email/verify?token={token}"))
         .await;
@@ -520,7 +522,7 @@ async fn the_pages_of_the_links_reset_a_password_and_confirm_an_address() {
     let user = app
         .state
         .users
-        .by_email("alice@example.com")
+        .by_email("bob@example.com")
         .await
         .unwrap()
         .unwrap();
@@ -536,7 +538,7 @@ async fn the_pages_of_the_links_reset_a_password_and_confirm_an_address() {
     let user = app
         .state
         .users
-        .by_email("alice@example.com")
+        .by_email("bob@example.com")
         .await
         .unwrap()
         .unwrap();
@@ -679,4 +681,45 @@ async fn the_duties_purge_mailed_link_tokens_a_day_after_they_expire() {
         .tick()
         .await;
     assert_eq!(count().await, 0);
+}
+
+#[tokio::test]
+async fn a_password_reset_confirms_the_address_it_was_mailed_to() {
+    // Verification required, and the first link never used (lost, or expired after a day):
+    // the reset link proves the mailbox as well, so it is the way back in.
+    let app = spawn_app_with(|raw| raw.require_verified_email = true).await;
+    let reg = app.register("alice").await;
+    assert_eq!(reg.status, StatusCode::ACCEPTED, "{}", reg.body);
+    app.password_grant("alice", "openid")
+        .await
+        .assert_oauth_error(400, "invalid_grant");
+    post(
+        &app,
+        "/api/v1/password-reset",
+        json!({"email": "alice@example.com"}),
+    )
+    .await;
+    let token = token_in(&mail(&app, "alice@example.com", "password_reset").await);
+    let new_password = "a brand new passphrase 42";
+    let done = post(
+        &app,
+        "/api/v1/password-reset/confirm",
+        json!({"token": token, "new_password": new_password}),
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::NO_CONTENT, "{}", done.body);
+    let t = app
+        .post_form(
+            "/oauth/token",
+            &[
+                ("grant_type", "password"),
+                ("username", "alice"),
+                ("password", new_password),
+                ("client_id", super::helpers::SPA),
+                ("scope", "openid email"),
+            ],
+        )
+        .await;
+    assert_eq!(t.status, StatusCode::OK, "{}", t.body);
+    assert_eq!(jwt(&t.str("id_token"))["email_verified"], true);
 }

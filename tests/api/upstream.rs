@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 use super::browser_support::{Browser, Page, authorize_url, pkce};
 use super::helpers::*;
+use super::recovery::{mail, post, token_in};
 
 const APP_CB: &str = "http://127.0.0.1:9/cb";
 const UPSTREAM_SECRET: &str = "the downstream's secret at the upstream, 32+ chars";
@@ -54,8 +55,13 @@ async fn app_client(app: &TestApp) {
 /// `down` signs in through `up`: a confidential client at `up` whose redirect URI is
 /// `down`'s callback, and the provider `up` at `down`.
 async fn federation(allow_signup: bool) -> Fed {
+    federation_with(allow_signup, quiet).await
+}
+
+/// [`federation`], `down` started with `settings`.
+async fn federation_with(allow_signup: bool, settings: fn(&mut RawSettings)) -> Fed {
     let up = spawn_app_with(quiet).await;
-    let down = spawn_app_with(quiet).await;
+    let down = spawn_app_with(settings).await;
     up.state
         .clients
         .create(NewClient {
@@ -426,6 +432,79 @@ async fn an_unverified_upstream_address_never_matches_an_account() {
     assert!(!page.body.contains("/ui/upstream/link"));
     assert_eq!(identities(&fed.down).await, 0);
     assert_eq!(users(&fed.down).await, before);
+}
+
+#[tokio::test]
+async fn an_address_the_upstream_does_not_vouch_for_gets_a_verification_link() {
+    let fed = federation(true).await;
+    user_at(&fed.up, "frank", false).await;
+    let mut down = Browser::new(&fed.down);
+    let mut up = Browser::new(&fed.up);
+    let f = flow();
+    let signed = callback_for(&mut down, &mut up, &f, "frank").await;
+    // Confirmation not required: signed in at once, the address not confirmed, and the new
+    // account's address mailed a link, as a registration's is.
+    let answer = tokens(&mut down, &fed.down, &signed, &f).await;
+    assert_eq!(
+        jwt_part(&answer.str("id_token"), 1)["email_verified"],
+        false
+    );
+    let link = mail(&fed.down, "frank@example.com", "verify_email").await;
+    let ok = post(
+        &fed.down,
+        "/api/v1/email-verification/confirm",
+        json!({"token": token_in(&link)}),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::NO_CONTENT, "{}", ok.body);
+}
+
+#[tokio::test]
+async fn with_confirmation_required_an_upstream_sign_in_waits_for_the_confirmed_address() {
+    fn required(raw: &mut RawSettings) {
+        quiet(raw);
+        raw.require_verified_email = true;
+    }
+    let fed = federation_with(true, required).await;
+    user_at(&fed.up, "grace", false).await;
+    let before = users(&fed.down).await;
+    let attempt = || async {
+        let mut down = Browser::new(&fed.down);
+        let mut up = Browser::new(&fed.up);
+        let f = flow();
+        let page = callback_for(&mut down, &mut up, &f, "grace").await;
+        (down, f, page)
+    };
+    // The first sign-in makes the account and its link, and does not sign in.
+    let (_, _, first) = attempt().await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert!(
+        first.body.contains("Confirm your e-mail address"),
+        "{}",
+        first.body
+    );
+    assert!(!first.body.contains("code="), "{}", first.body);
+    assert_eq!(users(&fed.down).await, before + 1);
+    assert_eq!(identities(&fed.down).await, 1);
+    let link = mail(&fed.down, "grace@example.com", "verify_email").await;
+    // The linked account, its address still unconfirmed: refused on a page that says why
+    // (no session, so no code for the app).
+    let (_, _, refused) = attempt().await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert!(refused.body.contains("not confirmed"), "{}", refused.body);
+    assert!(refused.location.is_none());
+    // Confirmed from the mailed link: the next sign-in goes through.
+    let ok = post(
+        &fed.down,
+        "/api/v1/email-verification/confirm",
+        json!({"token": token_in(&link)}),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::NO_CONTENT, "{}", ok.body);
+    let (mut down, f, signed) = attempt().await;
+    let answer = tokens(&mut down, &fed.down, &signed, &f).await;
+    assert_eq!(jwt_part(&answer.str("id_token"), 1)["email_verified"], true);
+    assert_eq!(users(&fed.down).await, before + 1);
 }
 
 #[tokio::test]
