@@ -133,6 +133,7 @@ pub async fn serve_with_tls(
     }));
     let acceptor = TcpAcceptor::from_tokio(listener)?;
     let state_audit = state.audit.clone();
+    let recovery = state.recovery.clone();
     let app = http::app(state);
     let result = match tls {
         // The same listener speaks HTTPS.
@@ -153,7 +154,14 @@ pub async fn serve_with_tls(
     if let Some(metrics) = metrics {
         let _ = metrics.await;
     }
-    // Every audit event recorded is written before the process goes.
+    // Work handed off after an answer (a password reset's mail) is done, then every audit
+    // event recorded is written, before the process goes.
+    if tokio::time::timeout(SHUTDOWN_GRACE, recovery.settle())
+        .await
+        .is_err()
+    {
+        tracing::warn!("work handed off after an answer did not finish in time");
+    }
     state_audit.flush().await;
     result
 }

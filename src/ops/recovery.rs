@@ -12,6 +12,7 @@
 use sea_orm::DatabaseConnection;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
+use tokio_util::task::TaskTracker;
 
 use super::caller::Caller;
 use super::error::OpError;
@@ -62,6 +63,9 @@ pub struct Recovery {
     clock: SharedClock,
     issuer: String,
     require_verified: bool,
+    /// The work a request hands off after its answer (a reset link's lookup, token and
+    /// mail): awaited on shutdown ([`Recovery::settle`]), so an answered request is not lost.
+    background: TaskTracker,
 }
 
 impl Recovery {
@@ -87,6 +91,7 @@ impl Recovery {
             clock,
             issuer: issuer.trim_end_matches('/').to_string(),
             require_verified,
+            background: TaskTracker::new(),
         }
     }
 
@@ -300,12 +305,19 @@ impl Recovery {
             .map_err(OpError::Limited)?;
         let this = self.clone();
         let origin = origin.clone();
-        tokio::spawn(async move {
+        self.background.spawn(async move {
             if let Err(e) = this.send_reset(&origin, &address).await {
                 tracing::error!(error = %e, "could not prepare a password-reset mail");
             }
         });
         Ok(())
+    }
+
+    /// Waits for the work handed off after an answer (see `background`); on shutdown, once
+    /// the server has stopped taking requests.
+    pub async fn settle(&self) {
+        self.background.close();
+        self.background.wait().await;
     }
 
     async fn send_reset(&self, origin: &Origin, address: &str) -> Result<(), OpError> {

@@ -723,3 +723,24 @@ async fn a_password_reset_confirms_the_address_it_was_mailed_to() {
     assert_eq!(t.status, StatusCode::OK, "{}", t.body);
     assert_eq!(jwt(&t.str("id_token"))["email_verified"], true);
 }
+
+#[tokio::test]
+async fn a_reset_answered_before_a_shutdown_still_writes_its_mail() {
+    // The request is answered before its link and mail are made; the shutdown waits for that
+    // work (`Recovery::settle`, called by the server once it stops taking requests).
+    let app = spawn_app().await;
+    app.register("alice").await;
+    let origin = portcullis::audit::Origin::default();
+    app.state
+        .recovery
+        .request_reset(&origin, "alice@example.com")
+        .await
+        .unwrap();
+    app.state.recovery.settle().await;
+    let mails = mails_to(&app, "alice@example.com").await;
+    assert!(
+        mails.iter().any(|m| m.kind == "password_reset"),
+        "{:?}",
+        mails.iter().map(|m| &m.kind).collect::<Vec<_>>()
+    );
+}
