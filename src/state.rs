@@ -168,6 +168,9 @@ impl AppState {
             store_prefix,
             fall_back_to_memory,
         } = options;
+        // The master key first: a key that cannot be used stops the start before a database
+        // (or a store connection) is made for nothing.
+        let master = Arc::new(load_master_key(&settings.keys)?);
         let metrics = crate::metrics::install();
         let mut db = open_database(&settings.database.url).await?;
         let db_statements = crate::db::StatementCount::install(&mut db);
@@ -183,7 +186,6 @@ impl AppState {
         };
         let (store, store_calls) = CountingStore::new(store);
         let store: Arc<dyn Store> = Arc::new(store);
-        let master = Arc::new(load_master_key(&settings.keys)?);
         let csrf_key = Arc::new(master.hmac_key(b"portcullis csrf v1")?);
         let ring = KeyRing::default();
         let keys = KeyService::new(

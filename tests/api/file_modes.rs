@@ -102,6 +102,11 @@ fn a_master_key_file_open_to_others_stops_the_start() {
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(status.code(), Some(1), "serve with mode {bad:o}: {err}");
         assert_says_what_to_do(&err, bad);
+        // Refused before anything else is touched: no database was made for nothing.
+        assert!(
+            !sandbox.dir.join("data/portcullis.db").exists(),
+            "a database file was created by a start that was refused"
+        );
     }
 
     // Made private, the same file is taken.
