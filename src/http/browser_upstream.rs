@@ -31,6 +31,7 @@ fn failed(failure: &UpstreamFailure, return_to: Option<&str>) -> Response {
         UpstreamFailure::AccountExists => (StatusCode::CONFLICT, texts::UPSTREAM_ACCOUNT_EXISTS),
         UpstreamFailure::NoEmail => (StatusCode::FORBIDDEN, texts::UPSTREAM_NO_EMAIL),
         UpstreamFailure::Unconfirmed => (StatusCode::FORBIDDEN, texts::UPSTREAM_UNCONFIRMED),
+        UpstreamFailure::Disabled => (StatusCode::FORBIDDEN, texts::UPSTREAM_DISABLED),
         UpstreamFailure::SignIn(SignInFailure::TooMany) => (
             StatusCode::TOO_MANY_REQUESTS,
             texts::login_error(pages::LoginError::TooManyAttempts),

@@ -115,6 +115,8 @@ pub enum UpstreamFailure {
     Upstream(String),
     /// No account matches and the provider may not create one.
     NoAccount,
+    /// The linked account is disabled.
+    Disabled,
     /// The linked account's address is not confirmed, and a confirmed address is required
     /// to sign in (`PORTCULLIS_REQUIRE_VERIFIED_EMAIL`).
     Unconfirmed,
@@ -346,15 +348,23 @@ impl UpstreamSignIn {
             .map_err(|e| internal(&e))?
         {
             let account = match self.users.get(&identity.user_id).await {
-                Ok(u) if !u.disabled => u,
-                Ok(_) | Err(UserError::NotFound) => {
+                Ok(u) => u,
+                Err(UserError::NotFound) => {
                     return Err(UpstreamFailure::SignIn(SignInFailure::Invalid));
                 }
                 Err(e) => return Err(internal(&e)),
             };
-            // The same rule as for a password: with confirmation required, an account whose
-            // address is unconfirmed does not sign in, whatever its first factor.
-            if self.recovery.requires_confirmed_address() && !account.email_verified {
+            // The upstream proved the identity linked to this account, so its holder is told
+            // why it does not sign in: a disabled account; or, with confirmation required (the
+            // same rule as for a password), an address not confirmed yet.
+            let refused = if account.disabled {
+                Some(("disabled", UpstreamFailure::Disabled))
+            } else if self.recovery.requires_confirmed_address() && !account.email_verified {
+                Some(("email_not_verified", UpstreamFailure::Unconfirmed))
+            } else {
+                None
+            };
+            if let Some((reason, failure)) = refused {
                 self.audit
                     .record(
                         origin,
@@ -362,10 +372,10 @@ impl UpstreamSignIn {
                             .actor(&account.id)
                             .client(client_id)
                             .details(json!({"method": "upstream", "provider_id": provider.id,
-                                            "reason": "email_not_verified"})),
+                                            "reason": reason})),
                     )
                     .await;
-                return Err(UpstreamFailure::Unconfirmed);
+                return Err(failure);
             }
             if let Err(e) = self.upstreams.touch(&identity).await {
                 tracing::warn!(error = %e, "could not note the use of an identity");

@@ -503,8 +503,20 @@ async fn with_confirmation_required_an_upstream_sign_in_waits_for_the_confirmed_
     assert_eq!(ok.status, StatusCode::NO_CONTENT, "{}", ok.body);
     let (mut down, f, signed) = attempt().await;
     let answer = tokens(&mut down, &fed.down, &signed, &f).await;
-    assert_eq!(jwt_part(&answer.str("id_token"), 1)["email_verified"], true);
+    let id = jwt_part(&answer.str("id_token"), 1);
+    assert_eq!(id["email_verified"], true);
     assert_eq!(users(&fed.down).await, before + 1);
+    // Disabled, the account does not sign in through its link either, and the page says why.
+    fed.down
+        .state
+        .users
+        .set_disabled(id["sub"].as_str().unwrap(), true)
+        .await
+        .unwrap();
+    let (_, _, disabled) = attempt().await;
+    assert_eq!(disabled.status, StatusCode::FORBIDDEN, "{}", disabled.body);
+    assert!(disabled.body.contains("is disabled"), "{}", disabled.body);
+    assert!(disabled.location.is_none());
 }
 
 #[tokio::test]

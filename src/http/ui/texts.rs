@@ -216,6 +216,8 @@ pub const UPSTREAM_DENIED: &str =
 pub const UPSTREAM_BROKEN: &str = "The other provider could not be reached or its answer could not be trusted. Nothing was changed; try again later or sign in with your password.";
 pub const UPSTREAM_NO_ACCOUNT: &str = "No account matches this sign-in, and new accounts cannot be made through this provider. Ask your administrator for an account.";
 pub const UPSTREAM_ACCOUNT_EXISTS: &str = "An account with this e-mail address exists, but the other provider does not confirm the address is yours. Sign in with your password, then link the provider from your account.";
+pub const UPSTREAM_DISABLED: &str =
+    "The account linked to this sign-in is disabled. Ask your administrator.";
 pub const UPSTREAM_UNCONFIRMED: &str = "This account's e-mail address is not confirmed yet, and this server requires a confirmed address to sign in. Follow the link we sent to it; if the link has expired, ask for a password reset from the sign-in page: the reset link confirms the address too.";
 pub const UPSTREAM_CONFIRM_HEADING: &str = "Confirm your e-mail address";
 pub const UPSTREAM_CONFIRM_ADDRESS: &str = "Your account was made. The other provider does not confirm your e-mail address, so we sent a link to it: follow the link, then sign in again the same way.";
