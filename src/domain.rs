@@ -127,16 +127,43 @@ impl Password {
 }
 
 /// Checks a display name (of a user or a client): 1–200 characters once surrounding whitespace
-/// is trimmed, no control characters. Returns the trimmed name.
+/// is trimmed, no control characters and no [hidden](is_hidden) ones. Returns the trimmed name.
 pub fn display_name(raw: &str) -> Result<&str, Invalid> {
     let trimmed = raw.trim();
-    if trimmed.is_empty() || trimmed.chars().count() > 200 || raw.chars().any(char::is_control) {
+    if trimmed.is_empty()
+        || trimmed.chars().count() > 200
+        || raw.chars().any(|c| c.is_control() || is_hidden(c))
+    {
         return Err(invalid(
             "name",
-            "must be 1 to 200 characters without control characters",
+            "must be 1 to 200 characters without control, invisible or direction-changing characters",
         ));
     }
     Ok(trimmed)
+}
+
+/// Characters that show nothing or reorder what follows, with which a name shown to others
+/// (in tokens, on pages) could pass for another: the bidirectional embeddings, overrides and
+/// isolates (U+202A–U+202E, U+2066–U+2069, and the Arabic letter mark), zero-width spaces and
+/// invisible operators (U+200B, U+2060–U+2064, U+FEFF), and blank fillers (U+115F, U+1160,
+/// U+180E, U+3164, U+FFA0, U+FFF9–U+FFFB). The joiners U+200C and U+200D (needed by some
+/// scripts and emoji) and the marks U+200E and U+200F (which only set a direction) stay allowed.
+pub fn is_hidden(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{180E}'
+            | '\u{200B}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{3164}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF9}'..='\u{FFFB}'
+    )
 }
 
 /// A client identifier: 1–128 characters of `[A-Za-z0-9._~-]` (URL-safe, RFC 3986 unreserved).
@@ -408,6 +435,25 @@ mod tests {
             assert_eq!(display_name(bad).unwrap_err().field, "name", "{bad:?}");
         }
         assert!(display_name(&"x".repeat(200)).is_ok());
+        // Hidden characters: a right-to-left override, an isolate, a zero-width space, a
+        // byte-order mark, a blank filler.
+        for bad in [
+            "Ann\u{202E}eeL",
+            "\u{2067}Ann",
+            "An\u{200B}n",
+            "\u{FEFF}Ann",
+            "Ann\u{3164}",
+        ] {
+            assert_eq!(display_name(bad).unwrap_err().field, "name", "{bad:?}");
+        }
+        // Joiners and direction marks a real name may need.
+        for good in [
+            "\u{0645}\u{06CC}\u{200C}\u{062E}\u{0648}\u{0627}\u{0647}\u{0645}",
+            "Ann \u{1F469}\u{200D}\u{1F4BB}",
+            "\u{05D3}\u{05E0}\u{05D4} (Dana)\u{200F}",
+        ] {
+            assert_eq!(display_name(good), Ok(good), "{good:?}");
+        }
     }
 
     #[test]
@@ -560,7 +606,7 @@ mod tests {
                 let trimmed = raw.trim();
                 let rule = !trimmed.is_empty()
                     && trimmed.chars().count() <= 200
-                    && !raw.chars().any(char::is_control);
+                    && !raw.chars().any(|c| c.is_control() || is_hidden(c));
                 match display_name(&raw) {
                     Ok(name) => {
                         prop_assert!(rule, "{raw:?}");

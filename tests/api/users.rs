@@ -196,4 +196,8 @@ async fn profile_read_and_update() {
     );
 
     assert_eq!(patch(json!({"name": ""})).await.body["field"], "name");
+    // A name that would read as another in tokens and pages: a right-to-left override.
+    let spoof = patch(json!({"name": "Carol\u{202E}nimda"})).await;
+    assert_eq!(spoof.status, StatusCode::BAD_REQUEST, "{}", spoof.body);
+    assert_eq!(spoof.body["field"], "name");
 }

@@ -41,7 +41,8 @@ pub struct Registration {
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct ProfilePatch {
-    /// Display name (at most 200 characters); `null` clears it.
+    /// Display name: at most 200 characters, without control, invisible or direction-changing
+    /// characters (bidirectional overrides and isolates, zero-width spaces); `null` clears it.
     #[oai(nullable)]
     pub name: MaybeUndefined<String>,
 }
