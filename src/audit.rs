@@ -56,6 +56,8 @@ pub enum EventType {
     /// An authorization code was presented again; the sign-in it started was ended.
     CodeReplayDetected,
     EmailVerified,
+    /// A new link to confirm the account's address was mailed, on request.
+    EmailVerificationRequested,
     EmailChangeRequested,
     EmailChanged,
     PasswordResetRequested,
@@ -120,6 +122,7 @@ impl EventType {
             Self::ConsentWithdrawn => "consent.withdrawn",
             Self::CodeReplayDetected => "token.code_replay_detected",
             Self::EmailVerified => "user.email_verified",
+            Self::EmailVerificationRequested => "user.email_verification_requested",
             Self::EmailChangeRequested => "user.email_change_requested",
             Self::EmailChanged => "user.email_changed",
             Self::PasswordResetRequested => "user.password_reset_requested",

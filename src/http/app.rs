@@ -82,6 +82,7 @@ const UNDOCUMENTED_PATHS: &[&str] = &[
     "/ui/login/mfa",
     "/ui/consent",
     "/ui/email/verify",
+    "/ui/email/resend",
     "/ui/password/forgot",
     "/ui/password/reset",
     ui::STYLESHEET_PATH,
@@ -168,6 +169,10 @@ pub fn app(state: AppState) -> impl Endpoint {
         .at(
             "/ui/email/verify",
             get(browser_account::verify_page).post(browser_account::verify_submit),
+        )
+        .at(
+            "/ui/email/resend",
+            get(browser_account::resend_page).post(browser_account::resend_submit),
         )
         .at(
             "/ui/password/forgot",

@@ -1,6 +1,7 @@
 //! The hosted pages the links in mails lead to, and the "forgot your password" form:
 //! `/ui/email/verify?token=…` (a button that posts the token: fetching the page, as link
-//! scanners do, confirms nothing), `/ui/password/forgot`, `/ui/password/reset?token=…`.
+//! scanners do, confirms nothing), `/ui/email/resend` (a new such link), `/ui/password/forgot`,
+//! `/ui/password/reset?token=…`.
 //! Forms carry the CSRF token of `http::cookies` like every page; every decision is
 //! `ops::Recovery`'s.
 
@@ -12,6 +13,7 @@ use super::browser::{field, front, internal, posted_form};
 use super::cookies::form_page;
 use super::deps::deps;
 use super::origin::origin;
+use super::ui::pages::LinkRequest;
 use super::ui::{self, pages, texts};
 use crate::ops::OpError;
 
@@ -84,14 +86,35 @@ pub async fn verify_submit(req: &Request, body: Body) -> Response {
 /// `GET /ui/password/forgot`
 #[handler]
 pub async fn forgot_page(req: &Request) -> Response {
-    page_with_browser_cookie(req, StatusCode::OK, |csrf| {
-        pages::forgot_password(csrf, "", None)
-    })
+    link_request_page(req, LinkRequest::PasswordReset)
 }
 
 /// `POST /ui/password/forgot`: the same answer whether or not the address has an account.
 #[handler]
 pub async fn forgot_submit(req: &Request, body: Body) -> Response {
+    link_request_submit(req, body, LinkRequest::PasswordReset).await
+}
+
+/// `GET /ui/email/resend`
+#[handler]
+pub async fn resend_page(req: &Request) -> Response {
+    link_request_page(req, LinkRequest::Verification)
+}
+
+/// `POST /ui/email/resend`: the same answer whether or not the address has an account, or
+/// has confirmed it already.
+#[handler]
+pub async fn resend_submit(req: &Request, body: Body) -> Response {
+    link_request_submit(req, body, LinkRequest::Verification).await
+}
+
+fn link_request_page(req: &Request, request: LinkRequest) -> Response {
+    page_with_browser_cookie(req, StatusCode::OK, |csrf| {
+        pages::link_request(request, csrf, "", None)
+    })
+}
+
+async fn link_request_submit(req: &Request, body: Body, request: LinkRequest) -> Response {
     let Ok(deps) = deps(req) else {
         return internal();
     };
@@ -100,18 +123,30 @@ pub async fn forgot_submit(req: &Request, body: Body) -> Response {
         Err(refused) => return *refused,
     };
     let email = field(&form, "email").unwrap_or_default().trim().to_string();
-    match deps.recovery.request_reset(&origin(req), &email).await {
+    let (asked, sent) = match request {
+        LinkRequest::PasswordReset => (
+            deps.recovery.request_reset(&origin(req), &email).await,
+            texts::FORGOT_SENT_MESSAGE,
+        ),
+        LinkRequest::Verification => (
+            deps.recovery
+                .request_verification(&origin(req), &email)
+                .await,
+            texts::RESEND_SENT_MESSAGE,
+        ),
+    };
+    match asked {
         Ok(()) => ui::html(
             StatusCode::OK,
-            pages::message(texts::FORGOT_SENT_HEADING, texts::FORGOT_SENT_MESSAGE, None),
+            pages::message(texts::FORGOT_SENT_HEADING, sent, None),
         ),
         Err(OpError::Limited(_)) => {
             page_with_browser_cookie(req, StatusCode::TOO_MANY_REQUESTS, |csrf| {
-                pages::forgot_password(csrf, &email, Some(texts::TOO_MANY))
+                pages::link_request(request, csrf, &email, Some(texts::TOO_MANY))
             })
         }
         Err(e) => {
-            tracing::error!(error = %e, "could not ask for a password reset");
+            tracing::error!(error = %e, "could not ask for a mailed link");
             internal()
         }
     }

@@ -68,6 +68,13 @@ pub struct Recovery {
     background: TaskTracker,
 }
 
+/// Which mailed link a request asked for.
+#[derive(Clone, Copy)]
+enum Requested {
+    Reset,
+    Verification,
+}
+
 impl Recovery {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -170,8 +177,9 @@ impl Recovery {
         }
     }
 
-    /// Writes a verification link for `email`, the address of the new account `user_id`, and
-    /// its mail, inside the transaction that makes the account (nothing made without its link).
+    /// Writes a verification link for `email`, the address of the account `user_id`, and its
+    /// mail, inside the caller's transaction (for a new account, the one that makes it: no
+    /// account is made without its link). Older links of the account stop working.
     pub(crate) async fn send_verification_in(
         &self,
         txn: &sea_orm::DatabaseTransaction,
@@ -292,8 +300,21 @@ impl Recovery {
     /// Asks for a password-reset link. Answers at once and the same for every address; the
     /// work (finding the account, the token and the mail, in one transaction) happens after.
     pub async fn request_reset(&self, origin: &Origin, email: &str) -> Result<(), OpError> {
+        self.hand_off(origin, email, Requested::Reset).await
+    }
+
+    /// Asks for a new link to confirm an address (the first one lost or expired). Answers at
+    /// once and the same for every address, as [`Self::request_reset`], from the same budgets;
+    /// only an enabled account whose address is still unconfirmed is mailed.
+    pub async fn request_verification(&self, origin: &Origin, email: &str) -> Result<(), OpError> {
+        self.hand_off(origin, email, Requested::Verification).await
+    }
+
+    /// Counts a mailed link's request against the address's and the mailbox's budgets (one
+    /// store call), then leaves the rest to a tracked task, so that the answer neither waits
+    /// for nor tells whether an account has this address.
+    async fn hand_off(&self, origin: &Origin, email: &str, what: Requested) -> Result<(), OpError> {
         let address = email.trim().to_ascii_lowercase();
-        // The address's budget, then the mailbox's, in one store call.
         let mut budgets = Vec::with_capacity(2);
         if let Some(ip) = origin.ip.as_deref() {
             budgets.push((LimitClass::RecoveryIp, ip));
@@ -306,10 +327,40 @@ impl Recovery {
         let this = self.clone();
         let origin = origin.clone();
         self.background.spawn(async move {
-            if let Err(e) = this.send_reset(&origin, &address).await {
-                tracing::error!(error = %e, "could not prepare a password-reset mail");
+            let done = match what {
+                Requested::Reset => this.send_reset(&origin, &address).await,
+                Requested::Verification => this.resend_verification(&origin, &address).await,
+            };
+            if let Err(e) = done {
+                tracing::error!(error = %e, "could not prepare a requested mail");
             }
         });
+        Ok(())
+    }
+
+    async fn resend_verification(&self, origin: &Origin, address: &str) -> Result<(), OpError> {
+        let Some(user) = self.users.by_email(address).await? else {
+            return Ok(());
+        };
+        if user.disabled || user.email_verified {
+            return Ok(());
+        }
+        let username = Username::parse(&user.username)?;
+        let email = Email::parse(&user.email)?;
+        let txn = crate::db::begin_write(&self.db)
+            .await
+            .map_err(|e| internal(&e))?;
+        // A newer link makes the older ones void (`tokens::issue_in`).
+        self.send_verification_in(&txn, &user.id, &username, &email)
+            .await?;
+        txn.commit().await.map_err(|e| internal(&e))?;
+        self.audit(
+            origin,
+            EventType::EmailVerificationRequested,
+            Some(&user.id),
+            json!({}),
+        )
+        .await;
         Ok(())
     }
 

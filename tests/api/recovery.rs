@@ -744,3 +744,121 @@ async fn a_reset_answered_before_a_shutdown_still_writes_its_mail() {
         mails.iter().map(|m| &m.kind).collect::<Vec<_>>()
     );
 }
+
+#[tokio::test]
+async fn a_new_confirmation_link_is_mailed_on_request_and_only_to_an_unconfirmed_address() {
+    let app = spawn_app_with(|raw| raw.require_verified_email = true).await;
+    app.register("alice").await;
+    let first = token_in(&mail(&app, "alice@example.com", "verify_email").await);
+    let ask = |email: &'static str| {
+        let app = &app;
+        async move { post(app, "/api/v1/email-verification", json!({"email": email})).await }
+    };
+    let verify_mails = || async {
+        app.state.recovery.settle().await;
+        mails_to(&app, "alice@example.com")
+            .await
+            .into_iter()
+            .filter(|m| m.kind == "verify_email")
+            .collect::<Vec<_>>()
+    };
+    // Known and unknown addresses: the same answer.
+    let known = ask("alice@example.com").await;
+    let unknown = ask("nobody@example.com").await;
+    assert_eq!(known.status, StatusCode::ACCEPTED, "{}", known.body);
+    assert_eq!(known.body, json!({"status": "verification_requested"}));
+    assert_eq!((known.status, &known.body), (unknown.status, &unknown.body));
+    let mails = verify_mails().await;
+    assert_eq!(mails.len(), 2);
+    assert!(mails_to(&app, "nobody@example.com").await.is_empty());
+    // The new link voids the first; it confirms, and the account signs in.
+    let second = token_in(mails.last().unwrap());
+    let confirm = |token: String| {
+        let app = &app;
+        async move {
+            post(
+                app,
+                "/api/v1/email-verification/confirm",
+                json!({"token": token}),
+            )
+            .await
+        }
+    };
+    assert_eq!(confirm(first).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(confirm(second).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.password_grant("alice", "openid").await.status,
+        StatusCode::OK
+    );
+    // Confirmed: asking again mails nothing.
+    assert_eq!(ask("alice@example.com").await.status, StatusCode::ACCEPTED);
+    assert_eq!(verify_mails().await.len(), 2);
+}
+
+#[tokio::test]
+async fn the_sign_in_page_leads_to_a_form_for_a_new_confirmation_link() {
+    use super::browser_support::{Browser, authorize_url, pkce};
+    use portcullis::clients::{GrantType, NewClient};
+    use portcullis::domain::{ClientId, Scope};
+    let app = spawn_app().await;
+    app.state
+        .clients
+        .create(NewClient {
+            client_id: ClientId::parse("app").unwrap(),
+            name: "The app".into(),
+            secret: None,
+            grant_types: vec![GrantType::AuthorizationCode],
+            scopes: Scope::parse("openid").unwrap(),
+            default_scopes: None,
+            audiences: vec![],
+            redirect_uris: vec!["http://127.0.0.1:9/cb".into()],
+            post_logout_redirect_uris: vec![],
+            first_party: true,
+        })
+        .await
+        .unwrap();
+    let mut browser = Browser::new(&app);
+    let (_, challenge) = pkce();
+    let start = browser
+        .get(&authorize_url(&[
+            ("response_type", "code"),
+            ("client_id", "app"),
+            ("redirect_uri", "http://127.0.0.1:9/cb"),
+            ("scope", "openid"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ]))
+        .await;
+    assert_eq!(start.status, StatusCode::SEE_OTHER, "{}", start.body);
+    let login = browser.get(start.location.as_deref().unwrap()).await;
+    assert_eq!(login.status, StatusCode::OK);
+    assert!(
+        login.body.contains("href=\"/ui/email/resend\""),
+        "{}",
+        login.body
+    );
+    let page = browser.get("/ui/email/resend").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains("action=\"/ui/email/resend\""),
+        "{}",
+        page.body
+    );
+    let csrf = page.input("csrf_token").unwrap();
+    let sent = browser
+        .post(
+            "/ui/email/resend",
+            &[("csrf_token", &csrf), ("email", "nobody@example.com")],
+        )
+        .await;
+    assert_eq!(sent.status, StatusCode::OK, "{}", sent.body);
+    assert!(
+        sent.body.contains("a new link is on its way"),
+        "{}",
+        sent.body
+    );
+    let forged = browser
+        .post("/ui/email/resend", &[("email", "nobody@example.com")])
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+}

@@ -24,7 +24,7 @@ pub struct TokenBody {
     pub token: String,
 }
 
-/// Asks for a password-reset link.
+/// Asks for a mailed link: a password reset, or a new confirmation of the address.
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct ResetRequest {
@@ -66,7 +66,7 @@ pub struct EmailChange {
 /// What happens next.
 #[derive(Debug, Object)]
 pub struct StatusView {
-    /// `reset_requested` or `confirmation_sent`.
+    /// `reset_requested`, `verification_requested` or `confirmation_sent`.
     pub status: String,
 }
 
@@ -104,6 +104,29 @@ impl AccountApi {
     ) -> Result<NoContent, ApiError> {
         recovery.confirm_email(&origin(req), &body.token).await?;
         Ok(NoContent::NoContent)
+    }
+
+    /// Ask for a new link to confirm an address
+    ///
+    /// Always 202, at once, whether or not an account has this address; if an enabled
+    /// account has it and has not confirmed it yet, a new link valid for 24 hours is mailed
+    /// to it (the older links stop working). Limited per address and per client address,
+    /// with the same budgets as password-reset requests.
+    #[oai(
+        path = "/email-verification",
+        method = "post",
+        operation_id = "request_email_verification"
+    )]
+    async fn request_verification(
+        &self,
+        recovery: &Recovery,
+        req: &Request,
+        body: Json<ResetRequest>,
+    ) -> Result<Accepted, ApiError> {
+        recovery
+            .request_verification(&origin(req), &body.email)
+            .await?;
+        Ok(accepted("verification_requested"))
     }
 
     /// Ask for a password-reset link

@@ -271,10 +271,48 @@ struct VerifyEmailPage<'a> {
     token: &'a str,
 }
 
-/// The "forgot your password" form.
-pub fn forgot_password(csrf_token: &str, email: &str, error: Option<&str>) -> String {
-    render(&ForgotPage {
-        title: texts::FORGOT_HEADING,
+/// A form that asks for a mailed link by address.
+#[derive(Clone, Copy)]
+pub enum LinkRequest {
+    /// "Forgot your password?" (`/ui/password/forgot`).
+    PasswordReset,
+    /// A new link to confirm the address (`/ui/email/resend`).
+    Verification,
+}
+
+impl LinkRequest {
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::PasswordReset => "/ui/password/forgot",
+            Self::Verification => "/ui/email/resend",
+        }
+    }
+}
+
+/// The form of `request`: the address, and the button that mails the link.
+pub fn link_request(
+    request: LinkRequest,
+    csrf_token: &str,
+    email: &str,
+    error: Option<&str>,
+) -> String {
+    let (title, message, submit) = match request {
+        LinkRequest::PasswordReset => (
+            texts::FORGOT_HEADING,
+            texts::FORGOT_MESSAGE,
+            texts::FORGOT_SUBMIT,
+        ),
+        LinkRequest::Verification => (
+            texts::RESEND_HEADING,
+            texts::RESEND_MESSAGE,
+            texts::FORGOT_SUBMIT,
+        ),
+    };
+    render(&LinkRequestPage {
+        title,
+        message,
+        submit,
+        action: request.path(),
         csrf_token,
         email,
         error,
@@ -282,9 +320,12 @@ pub fn forgot_password(csrf_token: &str, email: &str, error: Option<&str>) -> St
 }
 
 #[derive(Template)]
-#[template(path = "forgot_password.html", config = "src/http/ui/askama.toml")]
-struct ForgotPage<'a> {
+#[template(path = "mail_link_request.html", config = "src/http/ui/askama.toml")]
+struct LinkRequestPage<'a> {
     title: &'static str,
+    message: &'static str,
+    submit: &'static str,
+    action: &'static str,
     csrf_token: &'a str,
     email: &'a str,
     error: Option<&'a str>,

@@ -185,6 +185,11 @@ pub const FORGOT_SUBMIT: &str = "Send the link";
 pub const FORGOT_SENT_HEADING: &str = "Check your mail";
 pub const FORGOT_SENT_MESSAGE: &str = "If an account uses this address, a link to choose a new password is on its way. It works for 30 minutes.";
 pub const FORGOT_LINK: &str = "Forgot your password?";
+pub const RESEND_LINK: &str = "Need a new link to confirm your e-mail address?";
+pub const RESEND_HEADING: &str = "Confirm your e-mail address";
+pub const RESEND_MESSAGE: &str =
+    "Enter the e-mail address of your account and we will send you a new link to confirm it.";
+pub const RESEND_SENT_MESSAGE: &str = "If an account uses this address and has not confirmed it yet, a new link is on its way. It works for 24 hours.";
 
 // ---- Sign-in through an upstream provider --------------------------------------------------
 
@@ -218,7 +223,7 @@ pub const UPSTREAM_NO_ACCOUNT: &str = "No account matches this sign-in, and new 
 pub const UPSTREAM_ACCOUNT_EXISTS: &str = "An account with this e-mail address exists, but the other provider does not confirm the address is yours. Sign in with your password, then link the provider from your account.";
 pub const UPSTREAM_DISABLED: &str =
     "The account linked to this sign-in is disabled. Ask your administrator.";
-pub const UPSTREAM_UNCONFIRMED: &str = "This account's e-mail address is not confirmed yet, and this server requires a confirmed address to sign in. Follow the link we sent to it; if the link has expired, ask for a password reset from the sign-in page: the reset link confirms the address too.";
+pub const UPSTREAM_UNCONFIRMED: &str = "This account's e-mail address is not confirmed yet, and this server requires a confirmed address to sign in. Follow the link we sent to it; if it has expired, ask for a new one from the sign-in page.";
 pub const UPSTREAM_CONFIRM_HEADING: &str = "Confirm your e-mail address";
 pub const UPSTREAM_CONFIRM_ADDRESS: &str = "Your account was made. The other provider does not confirm your e-mail address, so we sent a link to it: follow the link, then sign in again the same way.";
 pub const UPSTREAM_NO_EMAIL: &str = "The other provider did not share an e-mail address, so no account can be made. Allow access to your e-mail address and try again.";
