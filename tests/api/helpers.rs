@@ -14,6 +14,8 @@ use serde_json::Value;
 
 pub const PASSWORD: &str = "correct horse battery staple";
 pub const SPA: &str = "portcullis-spa";
+/// The redirect URI of [`TestApp::code_app`] (nothing listens there).
+pub const CODE_APP_CB: &str = "http://127.0.0.1:9/cb";
 
 pub struct TestApp {
     pub base: String,
@@ -296,17 +298,45 @@ impl TestApp {
     }
 
     pub async fn password_grant(&self, username: &str, scope: &str) -> Answer {
+        self.password_grant_as(username, PASSWORD, scope).await
+    }
+
+    /// A password grant by the SPA client with `password` instead of the test password.
+    pub async fn password_grant_as(&self, username: &str, password: &str, scope: &str) -> Answer {
         self.post_form(
             "/oauth/token",
             &[
                 ("grant_type", "password"),
                 ("username", username),
-                ("password", PASSWORD),
+                ("password", password),
                 ("client_id", SPA),
                 ("scope", scope),
             ],
         )
         .await
+    }
+
+    /// A first-party public code-flow client `app` (authorization code and refresh), with
+    /// `openid profile email`, redirecting to [`CODE_APP_CB`].
+    pub async fn code_app(&self) {
+        use portcullis::clients::{GrantType, NewClient};
+        use portcullis::domain::{ClientId, Scope};
+        self.state
+            .clients
+            .create(NewClient {
+                client_id: ClientId::parse("app").unwrap(),
+                name: "The app".into(),
+                secret: None,
+                grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+                scopes: Scope::parse("openid profile email").unwrap(),
+                default_scopes: None,
+                audiences: vec![],
+                redirect_uris: vec![CODE_APP_CB.into()],
+                post_logout_redirect_uris: vec![],
+                first_party: true,
+            })
+            .await
+            .unwrap();
     }
 
     /// A refresh by the public client `client_id`.

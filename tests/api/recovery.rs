@@ -43,7 +43,23 @@ pub(super) fn token_in(mail: &entities::outbox::Model) -> String {
         .collect()
 }
 
-pub(super) async fn post(app: &TestApp, path: &str, body: serde_json::Value) -> Answer {
+/// Posts the token of a verification link, as its page does.
+pub(super) async fn confirm_link(app: &TestApp, token: &str) -> Answer {
+    post(
+        app,
+        "/api/v1/email-verification/confirm",
+        json!({"token": token}),
+    )
+    .await
+}
+
+/// Asks for a password reset of `email` and returns the token of the link mailed.
+async fn reset_link(app: &TestApp, email: &str) -> String {
+    post(app, "/api/v1/password-reset", json!({"email": email})).await;
+    token_in(&mail(app, email, "password_reset").await)
+}
+
+async fn post(app: &TestApp, path: &str, body: serde_json::Value) -> Answer {
     Answer::from(
         app.http
             .post(app.url(path))
@@ -226,18 +242,7 @@ async fn password_reset_answers_alike_and_its_link_works_once_for_30_minutes() {
     app.password_grant("alice", "openid")
         .await
         .assert_oauth_error(400, "invalid_grant");
-    let t = app
-        .post_form(
-            "/oauth/token",
-            &[
-                ("grant_type", "password"),
-                ("username", "alice"),
-                ("password", new_password),
-                ("client_id", super::helpers::SPA),
-                ("scope", "openid"),
-            ],
-        )
-        .await;
+    let t = app.password_grant_as("alice", new_password, "openid").await;
     assert_eq!(t.status, StatusCode::OK, "{}", t.body);
     mail(&app, "alice@example.com", "password_changed").await;
 
@@ -269,13 +274,7 @@ async fn a_sign_in_voids_a_pending_reset_link_and_a_link_serves_only_its_account
     let app = spawn_app().await;
     app.register("alice").await;
     app.register("bob").await;
-    post(
-        &app,
-        "/api/v1/password-reset",
-        json!({"email": "alice@example.com"}),
-    )
-    .await;
-    let token = token_in(&mail(&app, "alice@example.com", "password_reset").await);
+    let token = reset_link(&app, "alice@example.com").await;
     // Alice remembered her password: the link is void.
     assert_eq!(
         app.password_grant("alice", "openid").await.status,
@@ -693,13 +692,7 @@ async fn a_password_reset_confirms_the_address_it_was_mailed_to() {
     app.password_grant("alice", "openid")
         .await
         .assert_oauth_error(400, "invalid_grant");
-    post(
-        &app,
-        "/api/v1/password-reset",
-        json!({"email": "alice@example.com"}),
-    )
-    .await;
-    let token = token_in(&mail(&app, "alice@example.com", "password_reset").await);
+    let token = reset_link(&app, "alice@example.com").await;
     let new_password = "a brand new passphrase 42";
     let done = post(
         &app,
@@ -709,16 +702,7 @@ async fn a_password_reset_confirms_the_address_it_was_mailed_to() {
     .await;
     assert_eq!(done.status, StatusCode::NO_CONTENT, "{}", done.body);
     let t = app
-        .post_form(
-            "/oauth/token",
-            &[
-                ("grant_type", "password"),
-                ("username", "alice"),
-                ("password", new_password),
-                ("client_id", super::helpers::SPA),
-                ("scope", "openid email"),
-            ],
-        )
+        .password_grant_as("alice", new_password, "openid email")
         .await;
     assert_eq!(t.status, StatusCode::OK, "{}", t.body);
     assert_eq!(jwt(&t.str("id_token"))["email_verified"], true);
@@ -773,19 +757,14 @@ async fn a_new_confirmation_link_is_mailed_on_request_and_only_to_an_unconfirmed
     assert!(mails_to(&app, "nobody@example.com").await.is_empty());
     // The new link voids the first; it confirms, and the account signs in.
     let second = token_in(mails.last().unwrap());
-    let confirm = |token: String| {
-        let app = &app;
-        async move {
-            post(
-                app,
-                "/api/v1/email-verification/confirm",
-                json!({"token": token}),
-            )
-            .await
-        }
-    };
-    assert_eq!(confirm(first).await.status, StatusCode::BAD_REQUEST);
-    assert_eq!(confirm(second).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        confirm_link(&app, &first).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        confirm_link(&app, &second).await.status,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(
         app.password_grant("alice", "openid").await.status,
         StatusCode::OK
@@ -798,32 +777,16 @@ async fn a_new_confirmation_link_is_mailed_on_request_and_only_to_an_unconfirmed
 #[tokio::test]
 async fn the_sign_in_page_leads_to_a_form_for_a_new_confirmation_link() {
     use super::browser_support::{Browser, authorize_url, pkce};
-    use portcullis::clients::{GrantType, NewClient};
-    use portcullis::domain::{ClientId, Scope};
+    use super::helpers::CODE_APP_CB;
     let app = spawn_app().await;
-    app.state
-        .clients
-        .create(NewClient {
-            client_id: ClientId::parse("app").unwrap(),
-            name: "The app".into(),
-            secret: None,
-            grant_types: vec![GrantType::AuthorizationCode],
-            scopes: Scope::parse("openid").unwrap(),
-            default_scopes: None,
-            audiences: vec![],
-            redirect_uris: vec!["http://127.0.0.1:9/cb".into()],
-            post_logout_redirect_uris: vec![],
-            first_party: true,
-        })
-        .await
-        .unwrap();
+    app.code_app().await;
     let mut browser = Browser::new(&app);
     let (_, challenge) = pkce();
     let start = browser
         .get(&authorize_url(&[
             ("response_type", "code"),
             ("client_id", "app"),
-            ("redirect_uri", "http://127.0.0.1:9/cb"),
+            ("redirect_uri", CODE_APP_CB),
             ("scope", "openid"),
             ("code_challenge", &challenge),
             ("code_challenge_method", "S256"),

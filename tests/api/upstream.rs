@@ -18,9 +18,9 @@ use serde_json::{Value, json};
 
 use super::browser_support::{Browser, Page, authorize_url, pkce};
 use super::helpers::*;
-use super::recovery::{mail, post, token_in};
+use super::recovery::{confirm_link, mail, token_in};
 
-const APP_CB: &str = "http://127.0.0.1:9/cb";
+const APP_CB: &str = CODE_APP_CB;
 const UPSTREAM_SECRET: &str = "the downstream's secret at the upstream, 32+ chars";
 
 fn quiet(raw: &mut RawSettings) {
@@ -30,26 +30,6 @@ fn quiet(raw: &mut RawSettings) {
 struct Fed {
     up: TestApp,
     down: TestApp,
-}
-
-/// A code-flow app at `app`, first-party, redirecting to [`APP_CB`].
-async fn app_client(app: &TestApp) {
-    app.state
-        .clients
-        .create(NewClient {
-            client_id: ClientId::parse("app").unwrap(),
-            name: "The app".into(),
-            secret: None,
-            grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
-            scopes: Scope::parse("openid profile email").unwrap(),
-            default_scopes: None,
-            audiences: vec![],
-            redirect_uris: vec![APP_CB.into()],
-            post_logout_redirect_uris: vec![],
-            first_party: true,
-        })
-        .await
-        .unwrap();
 }
 
 /// `down` signs in through `up`: a confidential client at `up` whose redirect URI is
@@ -78,7 +58,7 @@ async fn federation_with(allow_signup: bool, settings: fn(&mut RawSettings)) -> 
         })
         .await
         .unwrap();
-    app_client(&down).await;
+    down.code_app().await;
     add_provider(&down, "up", "oidc", &up.base, "downstream", allow_signup).await;
     Fed { up, down }
 }
@@ -218,6 +198,15 @@ async fn callback_for(
     let go = press_button(down, f, "up").await;
     let callback = upstream_sign_in(up, &go, username).await;
     down.get(&callback).await
+}
+
+/// A whole sign-in of `username` through `up`, in new browsers, to the app's tokens.
+async fn signed_in(fed: &Fed, username: &str) -> Answer {
+    let mut down = Browser::new(&fed.down);
+    let mut up = Browser::new(&fed.up);
+    let f = flow();
+    let signed = callback_for(&mut down, &mut up, &f, username).await;
+    tokens(&mut down, &fed.down, &signed, &f).await
 }
 
 async fn users(app: &TestApp) -> u64 {
@@ -438,24 +427,15 @@ async fn an_unverified_upstream_address_never_matches_an_account() {
 async fn an_address_the_upstream_does_not_vouch_for_gets_a_verification_link() {
     let fed = federation(true).await;
     user_at(&fed.up, "frank", false).await;
-    let mut down = Browser::new(&fed.down);
-    let mut up = Browser::new(&fed.up);
-    let f = flow();
-    let signed = callback_for(&mut down, &mut up, &f, "frank").await;
     // Confirmation not required: signed in at once, the address not confirmed, and the new
     // account's address mailed a link, as a registration's is.
-    let answer = tokens(&mut down, &fed.down, &signed, &f).await;
+    let answer = signed_in(&fed, "frank").await;
     assert_eq!(
         jwt_part(&answer.str("id_token"), 1)["email_verified"],
         false
     );
     let link = mail(&fed.down, "frank@example.com", "verify_email").await;
-    let ok = post(
-        &fed.down,
-        "/api/v1/email-verification/confirm",
-        json!({"token": token_in(&link)}),
-    )
-    .await;
+    let ok = confirm_link(&fed.down, &token_in(&link)).await;
     assert_eq!(ok.status, StatusCode::NO_CONTENT, "{}", ok.body);
 }
 
@@ -494,12 +474,7 @@ async fn with_confirmation_required_an_upstream_sign_in_waits_for_the_confirmed_
     assert!(refused.body.contains("not confirmed"), "{}", refused.body);
     assert!(refused.location.is_none());
     // Confirmed from the mailed link: the next sign-in goes through.
-    let ok = post(
-        &fed.down,
-        "/api/v1/email-verification/confirm",
-        json!({"token": token_in(&link)}),
-    )
-    .await;
+    let ok = confirm_link(&fed.down, &token_in(&link)).await;
     assert_eq!(ok.status, StatusCode::NO_CONTENT, "{}", ok.body);
     let (mut down, f, signed) = attempt().await;
     let answer = tokens(&mut down, &fed.down, &signed, &f).await;
@@ -567,11 +542,7 @@ async fn a_refusal_at_the_upstream_ends_on_a_clear_page() {
 async fn the_last_way_to_sign_in_cannot_be_unlinked() {
     let fed = federation(true).await;
     user_at(&fed.up, "erin", true).await;
-    let mut down = Browser::new(&fed.down);
-    let mut up = Browser::new(&fed.up);
-    let f = flow();
-    let signed = callback_for(&mut down, &mut up, &f, "erin").await;
-    let _ = tokens(&mut down, &fed.down, &signed, &f).await;
+    signed_in(&fed, "erin").await;
     // A token with profile:write for the new (password-less) account, through the flow.
     let user_id = entities::user_identities::Entity::find()
         .one(&fed.down.state.db)

@@ -143,7 +143,7 @@ async fn round_trip<'a>(
     let query = super::browser_support::authorize_url(&[
         ("response_type", "code"),
         ("client_id", "app"),
-        ("redirect_uri", "http://127.0.0.1:9/cb"),
+        ("redirect_uri", CODE_APP_CB),
         ("scope", "openid profile email"),
         ("state", "s"),
         ("nonce", "n"),
@@ -174,27 +174,6 @@ async fn round_trip<'a>(
     (page, browser)
 }
 
-async fn app_client(app: &TestApp) {
-    use portcullis::clients::{GrantType, NewClient};
-    use portcullis::domain::{ClientId, Scope};
-    app.state
-        .clients
-        .create(NewClient {
-            client_id: ClientId::parse("app").unwrap(),
-            name: "The app".into(),
-            secret: None,
-            grant_types: vec![GrantType::AuthorizationCode],
-            scopes: Scope::parse("openid profile email").unwrap(),
-            default_scopes: None,
-            audiences: vec![],
-            redirect_uris: vec!["http://127.0.0.1:9/cb".into()],
-            post_logout_redirect_uris: vec![],
-            first_party: true,
-        })
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn every_check_of_the_upstream_id_token_refuses_what_it_must() {
     // The key the hostile provider signs with is a real one, published in a real JWKS
@@ -202,7 +181,7 @@ async fn every_check_of_the_upstream_id_token_refuses_what_it_must() {
     let keyholder = spawn_app().await;
     let stranger = spawn_app().await;
     let down = spawn_app().await;
-    app_client(&down).await;
+    down.code_app().await;
     let placeholder = Arc::new(Hostile {
         base: String::new(),
         jwks_uri: format!("{}/.well-known/jwks.json", keyholder.base),
@@ -402,7 +381,7 @@ async fn with_github(down: &TestApp, base: &str) {
 async fn github_signs_in_with_the_primary_verified_address() {
     let (base, gh, _stop) = github(true).await;
     let down = spawn_app().await;
-    app_client(&down).await;
+    down.code_app().await;
     with_github(&down, &base).await;
     let before = users(&down).await;
     let (page, _) = round_trip(&down, "github").await;
@@ -432,7 +411,7 @@ async fn github_signs_in_with_the_primary_verified_address() {
 async fn github_without_a_verified_primary_address_creates_nothing() {
     let (base, _gh, _stop) = github(false).await;
     let down = spawn_app().await;
-    app_client(&down).await;
+    down.code_app().await;
     with_github(&down, &base).await;
     let before = users(&down).await;
     let (page, _) = round_trip(&down, "github").await;
