@@ -8,8 +8,8 @@ use migration::{Migrator, MigratorTrait};
 
 mod warm;
 use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DbErr, SqliteTransactionMode, TransactionOptions,
-    TransactionTrait,
+    ConnectOptions, Database, DatabaseConnection, DbErr, SqliteTransactionMode, Statement,
+    TransactionOptions, TransactionTrait,
 };
 pub use warm::{IDLE_TEST as WARM_IDLE_TEST, TURN_WAIT as WARM_TURN_WAIT, WarmPool};
 
@@ -185,31 +185,61 @@ fn warn_if_open_to_others(db: &Path) {
 /// [`StatementCount::install`]) has sent. Each is one round trip to the database; a transaction
 /// adds its `BEGIN` and `COMMIT` (or `ROLLBACK`), which sea-orm does not report. Tests read it
 /// to hold the hot paths to their budget (docs/ARCHITECTURE.md, "Round trips").
+///
+/// On request ([`StatementCount::keep`]) it also keeps the statements themselves, for tests
+/// that look at their plans; otherwise that costs one relaxed load per statement.
 #[derive(Debug, Clone, Default)]
-pub struct StatementCount(std::sync::Arc<std::sync::atomic::AtomicU64>);
+pub struct StatementCount(std::sync::Arc<Counted>);
+
+#[derive(Debug, Default)]
+struct Counted {
+    count: std::sync::atomic::AtomicU64,
+    keeping: std::sync::atomic::AtomicBool,
+    kept: std::sync::Mutex<Vec<Statement>>,
+}
 
 impl StatementCount {
     /// Counts every statement `db` sends from now on (set it before cloning the connection:
     /// clones carry the counter they were made with).
     pub fn install(db: &mut DatabaseConnection) -> Self {
         let count = Self::default();
-        let counter = count.0.clone();
+        let counter = count.clone();
         // It replaces the callback `open_database` set: record the metrics here too.
         db.set_metric_callback(move |info| {
-            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            counter.record(info.statement);
             crate::metrics::db_statement(info.elapsed, info.failed);
         });
         count
     }
 
-    /// Counts one statement sent around sea-orm (by [`WarmPool`]).
-    fn record(&self) {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    /// Counts one statement (sent through sea-orm, or around it by [`WarmPool`]).
+    fn record(&self, statement: &Statement) {
+        use std::sync::atomic::Ordering;
+        self.0.count.fetch_add(1, Ordering::Relaxed);
+        if self.0.keeping.load(Ordering::Relaxed) {
+            self.0
+                .kept
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(statement.clone());
+        }
     }
 
     /// The statements so far.
     pub fn get(&self) -> u64 {
-        self.0.load(std::sync::atomic::Ordering::Relaxed)
+        self.0.count.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// From now on, keeps every statement sent (see [`Self::take_kept`]).
+    pub fn keep(&self) {
+        self.0
+            .keeping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The statements kept since [`Self::keep`] or the last call, in the order sent.
+    pub fn take_kept(&self) -> Vec<Statement> {
+        std::mem::take(&mut *self.0.kept.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 

@@ -279,19 +279,19 @@ impl WarmPool {
 
     async fn execute(&self, stmt: Statement, keep: bool) -> Result<ExecResult, DbErr> {
         let mut lease = self.lease().await?;
+        self.0.count.record(&stmt);
         let started = Instant::now();
         let result = match lease.conn() {
             Ok(conn) => conn.execute(stmt, keep).await,
             Err(e) => Err(e),
         };
-        self.record(started, result.is_err());
+        self.measure(started, result.is_err());
         let result = result.map_err(exec_err)?;
         lease.complete();
         Ok(result)
     }
 
-    fn record(&self, started: Instant, failed: bool) {
-        self.0.count.record();
+    fn measure(&self, started: Instant, failed: bool) {
         crate::metrics::db_statement(started.elapsed(), failed);
     }
 }
@@ -332,12 +332,13 @@ impl ConnectionTrait for WarmPool {
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         let mut lease = self.lease().await?;
+        self.0.count.record(&stmt);
         let started = Instant::now();
         let rows = match lease.conn() {
             Ok(conn) => conn.query_all(stmt).await,
             Err(e) => Err(e),
         };
-        self.record(started, rows.is_err());
+        self.measure(started, rows.is_err());
         let rows = rows.map_err(query_err)?;
         lease.complete();
         Ok(rows)

@@ -375,3 +375,184 @@ async fn an_address_over_its_budget_sends_nothing_to_the_database() {
         "the address's budget, and nothing else"
     );
 }
+
+/// The plan of every statement of the hot paths, as the database would run it at any size:
+/// each finds its rows through an index, never by reading a whole table. The statements are
+/// the ones the server sent (kept by `AppState::db_statements`) during a password grant, a
+/// refresh, an authorization request of a signed-in browser with its code exchange, and an
+/// introspection, after a first round of each warmed the caches. On PostgreSQL each is
+/// prepared and explained with its values under a generic plan (`plan_cache_mode =
+/// force_generic_plan`, as the server's prepared statements may run after their fifth use)
+/// with sequential scans discouraged, so that a scan is left only where no index can serve;
+/// on SQLite (whose plans do not depend on the values) each statement of a script is
+/// explained as it is.
+#[tokio::test]
+async fn every_hot_statement_finds_its_rows_through_an_index() {
+    use sea_orm::sea_query::{PostgresQueryBuilder, QueryBuilder};
+    use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
+    let app = quiet_app().await;
+    app.register("alice").await;
+    let client = bench_client(&app).await;
+    app.code_app().await;
+    let mut browser = Browser::new(&app);
+    let mut refresh = password(&app, &client).await.str("refresh_token");
+    for round in 0..2 {
+        if round == 1 {
+            app.state.audit.flush().await;
+            app.state.db_statements.keep();
+            app.state.db_statements.take_kept();
+        }
+        let answer = password(&app, &client).await;
+        let access = answer.str("access_token");
+        let rotated = app
+            .post_form_basic(
+                "/oauth/token",
+                &client,
+                &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+            )
+            .await;
+        assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
+        refresh = rotated.str("refresh_token");
+        let (verifier, challenge) = pkce();
+        let query = authorize_url(&[
+            ("response_type", "code"),
+            ("client_id", "app"),
+            ("redirect_uri", CODE_APP_CB),
+            ("scope", "openid profile email"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ]);
+        let mut page = browser.get(&query).await;
+        if round == 0 {
+            let back = browser.sign_in_at(&page, "alice").await;
+            assert_eq!(back.status, StatusCode::SEE_OTHER, "{}", back.body);
+            page = browser.get(back.location.as_deref().unwrap()).await;
+        }
+        let code = page.redirect_param("code").expect("a code");
+        let exchanged = app
+            .post_form(
+                "/oauth/token",
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("client_id", "app"),
+                    ("code", &code),
+                    ("redirect_uri", CODE_APP_CB),
+                    ("code_verifier", &verifier),
+                ],
+            )
+            .await;
+        assert_eq!(exchanged.status, StatusCode::OK, "{}", exchanged.body);
+        let introspected = app.introspect(&client, &access).await;
+        assert_eq!(introspected.body["active"], true, "{}", introspected.body);
+    }
+    app.state.audit.flush().await;
+    let mut sent = app.state.db_statements.take_kept();
+    let mut seen = std::collections::HashSet::new();
+    sent.retain(|statement| seen.insert(statement.sql.clone()));
+    assert!(sent.len() >= 6, "the hot paths' statements: {sent:?}");
+
+    let db = &app.state.db;
+    let backend = db.get_database_backend();
+    let mut scans = Vec::new();
+    for statement in &sent {
+        let values = statement.values.clone().map(|v| v.0).unwrap_or_default();
+        let plan: Vec<String> = match backend {
+            DbBackend::Postgres => {
+                let txn = db.begin().await.unwrap();
+                for setting in [
+                    "SET LOCAL plan_cache_mode = force_generic_plan",
+                    "SET LOCAL enable_seqscan = off",
+                ] {
+                    txn.execute_unprepared(setting).await.unwrap();
+                }
+                // Typed as sqlx types them when it binds them (a parameter a statement does
+                // not use has no type to infer).
+                let types: Vec<&str> = values.iter().map(pg_type).collect();
+                let prepare = if types.is_empty() {
+                    format!("PREPARE hot AS {}", statement.sql)
+                } else {
+                    format!("PREPARE hot({}) AS {}", types.join(", "), statement.sql)
+                };
+                txn.execute_unprepared(&prepare)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}: {}", statement.sql));
+                let args: Vec<String> = values
+                    .iter()
+                    .map(|v| PostgresQueryBuilder.value_to_string(v))
+                    .collect();
+                let explain = if args.is_empty() {
+                    "EXPLAIN EXECUTE hot".to_string()
+                } else {
+                    format!("EXPLAIN EXECUTE hot({})", args.join(", "))
+                };
+                let rows = txn
+                    .query_all_raw(Statement::from_string(backend, explain))
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}: {}", statement.sql));
+                // A prepared statement outlives the transaction: the connection goes back to
+                // the pool without it.
+                txn.execute_unprepared("DEALLOCATE hot").await.unwrap();
+                txn.rollback().await.unwrap();
+                rows.iter()
+                    .map(|r| r.try_get::<String>("", "QUERY PLAN").unwrap())
+                    .collect()
+            }
+            _ => {
+                let mut lines = Vec::new();
+                for part in statement.sql.split(';').map(str::trim) {
+                    let head = part.split_whitespace().next().unwrap_or("").to_uppercase();
+                    if part.is_empty() || head == "BEGIN" || head == "COMMIT" {
+                        continue;
+                    }
+                    let rows = db
+                        .query_all_raw(Statement::from_sql_and_values(
+                            backend,
+                            format!("EXPLAIN QUERY PLAN {part}"),
+                            values.clone(),
+                        ))
+                        .await
+                        .unwrap_or_else(|e| panic!("{e}: {part}"));
+                    lines.extend(
+                        rows.iter()
+                            .map(|r| r.try_get::<String>("", "detail").unwrap()),
+                    );
+                }
+                lines
+            }
+        };
+        let whole_table = |line: &&String| match backend {
+            DbBackend::Postgres => line.contains("Seq Scan on"),
+            // `SCAN t` (or `SCAN t USING COVERING INDEX i`: every entry of an index) reads
+            // a table or an alias of one; `SCAN (subquery-1)`, `SCAN CONSTANT ROW` and
+            // `SCAN 3-ROW VALUES CLAUSE` read what the statement itself made.
+            _ => line.trim().strip_prefix("SCAN ").is_some_and(|rest| {
+                rest.starts_with(|c: char| c.is_ascii_alphabetic())
+                    && !rest.starts_with("CONSTANT ")
+            }),
+        };
+        if plan.iter().any(|l| whole_table(&l)) {
+            scans.push(format!("{}\n  {}", statement.sql, plan.join("\n  ")));
+        }
+    }
+    assert!(
+        scans.is_empty(),
+        "statements that read a whole table:\n{}",
+        scans.join("\n\n")
+    );
+}
+
+/// The PostgreSQL type sqlx gives a bound value.
+fn pg_type(value: &sea_orm::Value) -> &'static str {
+    use sea_orm::Value;
+    match value {
+        Value::Bool(_) => "boolean",
+        Value::TinyInt(_) | Value::SmallInt(_) | Value::TinyUnsigned(_) => "smallint",
+        Value::Int(_) | Value::SmallUnsigned(_) => "integer",
+        Value::BigInt(_) | Value::Unsigned(_) | Value::BigUnsigned(_) => "bigint",
+        Value::Float(_) => "real",
+        Value::Double(_) => "double precision",
+        Value::Bytes(_) => "bytea",
+        Value::Json(_) => "jsonb",
+        _ => "text",
+    }
+}
