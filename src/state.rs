@@ -15,6 +15,7 @@ use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::db::open_database;
 use crate::keys::{KeyRing, KeyService, load_master_key};
+use crate::metrics::store::ObservedStore;
 use crate::oauth::grants::Grants;
 use crate::oauth::refresh::RefreshService;
 use crate::oauth::scope::all_scopes;
@@ -22,7 +23,7 @@ use crate::oauth::tokens::TokenService;
 use crate::ops::{Accounts, ClientAdmin, KeyAdmin, Readiness, TokenOps};
 use crate::rbac::{AuthorityService, RoleService};
 use crate::signins::SignIns;
-use crate::store::{CallCount, CountingStore, MemoryStore, RedisStore, Store};
+use crate::store::{CallCount, MemoryStore, RedisStore, Store};
 use crate::users::{PasswordHasher, UserService};
 
 #[derive(Debug, thiserror::Error)]
@@ -151,11 +152,11 @@ fn instance_name() -> String {
 /// The configured store: Redis when `PORTCULLIS_REDIS_URL` is set, else in-process.
 pub async fn open_store(settings: &Settings, prefix: &str) -> Result<Arc<dyn Store>, StartError> {
     Ok(match &settings.store.redis_url {
-        Some(url) => Arc::new(crate::metrics::store::MeteredStore::new(Arc::new(
+        Some(url) => Arc::new(
             RedisStore::connect(url.expose_secret(), prefix)
                 .await
                 .map_err(StartError::Store)?,
-        ))),
+        ),
         None => Arc::new(MemoryStore::new()),
     })
 }
@@ -184,7 +185,8 @@ impl AppState {
             }
             Err(e) => return Err(e),
         };
-        let (store, store_calls) = CountingStore::new(store);
+        // Every call counted; Redis's timed too (`metrics::store`).
+        let (store, store_calls) = ObservedStore::new(store, store_is_shared);
         let store: Arc<dyn Store> = Arc::new(store);
         let csrf_key = Arc::new(master.hmac_key(b"portcullis csrf v1")?);
         let ring = KeyRing::default();

@@ -1,8 +1,10 @@
-//! [`MeteredStore`]: the Redis store with each operation timed and its failures counted
-//! (`portcullis_store_operation_duration_seconds`, `portcullis_store_errors_total`), as a
-//! wrapper so the store itself stays as it is. Two clock reads and one histogram sample per
-//! operation; the in-process store is not wrapped (it cannot fail, and its operations take
-//! less time than measuring them).
+//! [`ObservedStore`]: the store as the server uses it, with every call counted (each is one
+//! round trip to Redis: a command, a pipeline or a script; tests read the count to hold the
+//! hot paths to their budget, docs/ARCHITECTURE.md "Round trips") and, for Redis, timed with
+//! its failures counted (`portcullis_store_operation_duration_seconds`,
+//! `portcullis_store_errors_total`): two clock reads and one histogram sample per operation.
+//! The in-process store is counted but not timed (it cannot fail, and its operations take less
+//! time than measuring them). A wrapper, so the stores themselves stay as they are.
 //!
 //! Every method of the store's trait is forwarded here, `prune` included: a method added to
 //! the trait must be added here too (a default method would otherwise skip the wrapped
@@ -14,53 +16,74 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use crate::store::{LockoutAttempt, LockoutPolicy, Quota, RateDecision, Store, StoreError};
+use crate::store::{
+    CallCount, LockoutAttempt, LockoutPolicy, Quota, RateDecision, Store, StoreError,
+};
 
-/// A [`Store`] that records the time and outcome of every operation of the store it wraps.
+/// A [`Store`] that counts every call to the store it wraps and, when `timed`, records the
+/// time and outcome of each.
 #[derive(Clone)]
-pub struct MeteredStore {
+pub struct ObservedStore {
     inner: Arc<dyn Store>,
+    calls: CallCount,
+    timed: bool,
 }
 
-impl MeteredStore {
-    pub fn new(inner: Arc<dyn Store>) -> Self {
-        Self { inner }
+impl ObservedStore {
+    /// Wraps `inner`; `timed` for Redis. Returns the count of calls (shared by clones).
+    pub fn new(inner: Arc<dyn Store>, timed: bool) -> (Self, CallCount) {
+        let calls = CallCount::default();
+        (
+            Self {
+                inner,
+                calls: calls.clone(),
+                timed,
+            },
+            calls,
+        )
     }
-}
 
-async fn timed<T>(
-    operation: &'static str,
-    call: impl Future<Output = Result<T, StoreError>>,
-) -> Result<T, StoreError> {
-    let started = Instant::now();
-    let result = call.await;
-    super::store_operation(operation, started.elapsed(), result.is_err());
-    result
+    async fn observe<T>(
+        &self,
+        operation: &'static str,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        self.calls.add();
+        if !self.timed {
+            return call.await;
+        }
+        let started = Instant::now();
+        let result = call.await;
+        super::store_operation(operation, started.elapsed(), result.is_err());
+        result
+    }
 }
 
 #[async_trait]
-impl Store for MeteredStore {
+impl Store for ObservedStore {
     async fn deny(&self, key: &str, ttl: Duration) -> Result<(), StoreError> {
-        timed("deny", self.inner.deny(key, ttl)).await
+        self.observe("deny", self.inner.deny(key, ttl)).await
     }
 
     async fn any_denied(&self, keys: &[&str]) -> Result<bool, StoreError> {
-        timed("any_denied", self.inner.any_denied(keys)).await
+        self.observe("any_denied", self.inner.any_denied(keys))
+            .await
     }
 
     async fn incr(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
-        timed("incr", self.inner.incr(key, ttl)).await
+        self.observe("incr", self.inner.incr(key, ttl)).await
     }
 
     async fn remove(&self, keys: &[&str]) -> Result<(), StoreError> {
-        timed("remove", self.inner.remove(keys)).await
+        self.observe("remove", self.inner.remove(keys)).await
     }
 
     async fn rate_limit_all(
         &self,
         budgets: &[(&str, Quota)],
     ) -> Result<Vec<RateDecision>, StoreError> {
-        timed("rate_limit", self.inner.rate_limit_all(budgets)).await
+        self.observe("rate_limit", self.inner.rate_limit_all(budgets))
+            .await
     }
 
     async fn lockout_attempt(
@@ -69,7 +92,7 @@ impl Store for MeteredStore {
         ip: &str,
         policy: &LockoutPolicy,
     ) -> Result<LockoutAttempt, StoreError> {
-        timed(
+        self.observe(
             "lockout_attempt",
             self.inner.lockout_attempt(subject, ip, policy),
         )
@@ -82,7 +105,7 @@ impl Store for MeteredStore {
         ip: &str,
         attempt: &LockoutAttempt,
     ) -> Result<(), StoreError> {
-        timed(
+        self.observe(
             "lockout_succeeded",
             self.inner.lockout_succeeded(subject, ip, attempt),
         )
@@ -90,7 +113,8 @@ impl Store for MeteredStore {
     }
 
     async fn lockout_clear(&self, subject: &str) -> Result<(), StoreError> {
-        timed("lockout_clear", self.inner.lockout_clear(subject)).await
+        self.observe("lockout_clear", self.inner.lockout_clear(subject))
+            .await
     }
 
     async fn try_lock(
@@ -99,18 +123,21 @@ impl Store for MeteredStore {
         holder: &str,
         ttl: Duration,
     ) -> Result<Option<u64>, StoreError> {
-        timed("try_lock", self.inner.try_lock(name, holder, ttl)).await
+        self.observe("try_lock", self.inner.try_lock(name, holder, ttl))
+            .await
     }
 
     async fn unlock(&self, name: &str, holder: &str) -> Result<bool, StoreError> {
-        timed("unlock", self.inner.unlock(name, holder)).await
+        self.observe("unlock", self.inner.unlock(name, holder))
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        timed("ping", self.inner.ping()).await
+        self.observe("ping", self.inner.ping()).await
     }
 
     async fn prune(&self) {
+        // Local upkeep of the in-process store (Redis expires keys by itself): not a call.
         self.inner.prune().await;
     }
 }
@@ -186,10 +213,16 @@ mod tests {
         let timed = r#"portcullis_store_operation_duration_seconds_count{operation="unlock"}"#;
         let before = exporter.render();
 
-        let up = MeteredStore::new(Arc::new(MemoryStore::new()));
+        let (up, up_calls) = ObservedStore::new(Arc::new(MemoryStore::new()), true);
         assert!(!up.unlock("lease", "me").await.unwrap());
-        let down = MeteredStore::new(Arc::new(Down));
+        let (down, down_calls) = ObservedStore::new(Arc::new(Down), true);
         assert!(down.unlock("lease", "me").await.is_err());
+        up.prune().await;
+        assert_eq!(
+            (up_calls.get(), down_calls.get()),
+            (1, 1),
+            "prune is no call"
+        );
 
         let after = exporter.render();
         assert!(

@@ -12,6 +12,6 @@ mod memory;
 mod redis;
 
 pub use self::contract::*;
-pub use self::counting::{CallCount, CountingStore};
+pub use self::counting::CallCount;
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
