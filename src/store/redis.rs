@@ -162,6 +162,33 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
+/// The decisions of [`RATE_SCRIPT`]'s reply for `budgets` keys: four values per key counted,
+/// every key allowed, or the keys up to the first refusal. Any other reply is an error (the
+/// limiter then counts on this instance), never a budget taken as allowed.
+fn rate_decisions(flat: &[u64], budgets: usize) -> Result<Vec<RateDecision>, StoreError> {
+    let (chunks, rest) = flat.as_chunks::<4>();
+    let decisions: Vec<RateDecision> = chunks
+        .iter()
+        .map(
+            |&[allowed, remaining, retry_after_ms, reset_ms]| RateDecision {
+                allowed: allowed == 1,
+                remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
+                retry_after_ms,
+                reset_ms,
+            },
+        )
+        .collect();
+    let whole = rest.is_empty() && decisions.len() <= budgets;
+    let complete = decisions.len() == budgets || decisions.last().is_some_and(|d| !d.allowed);
+    if decisions.is_empty() || !whole || !complete {
+        return Err(StoreError::Unavailable(format!(
+            "unexpected rate-limit reply of {} values for {budgets} keys",
+            flat.len()
+        )));
+    }
+    Ok(decisions)
+}
+
 fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
@@ -261,26 +288,7 @@ impl Store for RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        let decisions: Vec<RateDecision> = flat
-            .chunks_exact(4)
-            .filter_map(|d| match *d {
-                [allowed, remaining, retry_after_ms, reset_ms] => Some(RateDecision {
-                    allowed: allowed == 1,
-                    remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
-                    retry_after_ms,
-                    reset_ms,
-                }),
-                _ => None,
-            })
-            .collect();
-        if decisions.is_empty() || !flat.len().is_multiple_of(4) || decisions.len() > budgets.len()
-        {
-            return Err(StoreError::Unavailable(format!(
-                "unexpected rate-limit reply of {} values",
-                flat.len()
-            )));
-        }
-        Ok(decisions)
+        rate_decisions(&flat, budgets.len())
     }
 
     async fn lockout_attempt(
@@ -389,5 +397,26 @@ impl Store for RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rate_decisions;
+
+    #[test]
+    fn a_rate_reply_counts_every_key_or_ends_at_a_refusal() {
+        let allowed = [1, 9, 0, 100];
+        let refused = [0, 0, 50, 100];
+        assert_eq!(rate_decisions(&allowed, 1).unwrap().len(), 1);
+        let both = [allowed, allowed].concat();
+        assert_eq!(rate_decisions(&both, 2).unwrap().len(), 2);
+        let stopped = rate_decisions(&refused, 2).unwrap();
+        assert!(!stopped[0].allowed);
+        // A reply that stops short without a refusal would let the other keys pass uncounted.
+        assert!(rate_decisions(&allowed, 2).is_err());
+        assert!(rate_decisions(&both, 1).is_err());
+        assert!(rate_decisions(&[1, 9, 0], 1).is_err());
+        assert!(rate_decisions(&[], 1).is_err());
     }
 }
