@@ -278,21 +278,31 @@ impl WarmPool {
     }
 
     async fn execute(&self, stmt: Statement, keep: bool) -> Result<ExecResult, DbErr> {
+        self.on_lease(stmt, exec_err, async |conn, stmt| {
+            conn.execute(stmt, keep).await
+        })
+        .await
+    }
+
+    /// Runs `op` with `stmt` on a lent connection, counted and timed; the connection goes
+    /// back onto the stack only when `op` succeeded (see [`Lease`]).
+    async fn on_lease<T>(
+        &self,
+        stmt: Statement,
+        err: fn(sqlx::Error) -> DbErr,
+        op: impl AsyncFnOnce(&mut Conn, Statement) -> Result<T, sqlx::Error>,
+    ) -> Result<T, DbErr> {
         let mut lease = self.lease().await?;
         self.0.count.record(&stmt);
         let started = Instant::now();
         let result = match lease.conn() {
-            Ok(conn) => conn.execute(stmt, keep).await,
+            Ok(conn) => op(conn, stmt).await,
             Err(e) => Err(e),
         };
-        self.measure(started, result.is_err());
-        let result = result.map_err(exec_err)?;
+        crate::metrics::db_statement(started.elapsed(), result.is_err());
+        let result = result.map_err(err)?;
         lease.complete();
         Ok(result)
-    }
-
-    fn measure(&self, started: Instant, failed: bool) {
-        crate::metrics::db_statement(started.elapsed(), failed);
     }
 }
 
@@ -331,16 +341,9 @@ impl ConnectionTrait for WarmPool {
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        let mut lease = self.lease().await?;
-        self.0.count.record(&stmt);
-        let started = Instant::now();
-        let rows = match lease.conn() {
-            Ok(conn) => conn.query_all(stmt).await,
-            Err(e) => Err(e),
-        };
-        self.measure(started, rows.is_err());
-        let rows = rows.map_err(query_err)?;
-        lease.complete();
-        Ok(rows)
+        self.on_lease(stmt, query_err, async |conn, stmt| {
+            conn.query_all(stmt).await
+        })
+        .await
     }
 }
