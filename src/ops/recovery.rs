@@ -159,7 +159,7 @@ impl Recovery {
             }
             Err(e) => return Err(e.into()),
         };
-        self.send_verification_in(&txn, &id, username, email)
+        self.send_verification_in(&txn, &id, username.as_str(), email.as_str())
             .await?;
         txn.commit().await.map_err(|e| internal(&e))?;
         let user = self.users.get(&id).await?;
@@ -184,22 +184,16 @@ impl Recovery {
         &self,
         txn: &sea_orm::DatabaseTransaction,
         user_id: &str,
-        username: &Username,
-        email: &Email,
+        username: &str,
+        email: &str,
     ) -> Result<(), OpError> {
-        let token = tokens::issue_in(
-            txn,
-            Purpose::VerifyEmail,
-            user_id,
-            email.as_str(),
-            self.clock.now(),
-        )
-        .await
-        .map_err(|e| internal(&e))?;
+        let token = tokens::issue_in(txn, Purpose::VerifyEmail, user_id, email, self.clock.now())
+            .await
+            .map_err(|e| internal(&e))?;
         self.mail(
             txn,
-            email.as_str(),
-            username.as_str(),
+            email,
+            username,
             MailTemplate::VerifyEmail {
                 link: self.link(VERIFY_PATH, &token),
             },
@@ -327,40 +321,10 @@ impl Recovery {
         let this = self.clone();
         let origin = origin.clone();
         self.background.spawn(async move {
-            let done = match what {
-                Requested::Reset => this.send_reset(&origin, &address).await,
-                Requested::Verification => this.resend_verification(&origin, &address).await,
-            };
-            if let Err(e) = done {
+            if let Err(e) = this.send_link(&origin, &address, what).await {
                 tracing::error!(error = %e, "could not prepare a requested mail");
             }
         });
-        Ok(())
-    }
-
-    async fn resend_verification(&self, origin: &Origin, address: &str) -> Result<(), OpError> {
-        let Some(user) = self.users.by_email(address).await? else {
-            return Ok(());
-        };
-        if user.disabled || user.email_verified {
-            return Ok(());
-        }
-        let username = Username::parse(&user.username)?;
-        let email = Email::parse(&user.email)?;
-        let txn = crate::db::begin_write(&self.db)
-            .await
-            .map_err(|e| internal(&e))?;
-        // A newer link makes the older ones void (`tokens::issue_in`).
-        self.send_verification_in(&txn, &user.id, &username, &email)
-            .await?;
-        txn.commit().await.map_err(|e| internal(&e))?;
-        self.audit(
-            origin,
-            EventType::EmailVerificationRequested,
-            Some(&user.id),
-            json!({}),
-        )
-        .await;
         Ok(())
     }
 
@@ -371,37 +335,50 @@ impl Recovery {
         self.background.wait().await;
     }
 
-    async fn send_reset(&self, origin: &Origin, address: &str) -> Result<(), OpError> {
+    /// The link `what` asked for, with its mail, for the enabled account that has `address`
+    /// (a new confirmation link only while the address is unconfirmed); nothing otherwise.
+    /// The token voids the account's older links of its kind (`tokens::issue_in`).
+    async fn send_link(
+        &self,
+        origin: &Origin,
+        address: &str,
+        what: Requested,
+    ) -> Result<(), OpError> {
         let Some(user) = self.users.by_email(address).await? else {
             return Ok(());
         };
-        if user.disabled {
+        if user.disabled || (matches!(what, Requested::Verification) && user.email_verified) {
             return Ok(());
         }
-        let now = self.clock.now();
         let txn = crate::db::begin_write(&self.db)
             .await
             .map_err(|e| internal(&e))?;
-        let token = tokens::issue_in(&txn, Purpose::PasswordReset, &user.id, &user.email, now)
-            .await
-            .map_err(|e| internal(&e))?;
-        self.mail(
-            &txn,
-            &user.email,
-            &user.username,
-            MailTemplate::PasswordReset {
-                link: self.link(RESET_PATH, &token),
-            },
-        )
-        .await?;
+        let event = match what {
+            Requested::Reset => {
+                let now = self.clock.now();
+                let token =
+                    tokens::issue_in(&txn, Purpose::PasswordReset, &user.id, &user.email, now)
+                        .await
+                        .map_err(|e| internal(&e))?;
+                self.mail(
+                    &txn,
+                    &user.email,
+                    &user.username,
+                    MailTemplate::PasswordReset {
+                        link: self.link(RESET_PATH, &token),
+                    },
+                )
+                .await?;
+                EventType::PasswordResetRequested
+            }
+            Requested::Verification => {
+                self.send_verification_in(&txn, &user.id, &user.username, &user.email)
+                    .await?;
+                EventType::EmailVerificationRequested
+            }
+        };
         txn.commit().await.map_err(|e| internal(&e))?;
-        self.audit(
-            origin,
-            EventType::PasswordResetRequested,
-            Some(&user.id),
-            json!({}),
-        )
-        .await;
+        self.audit(origin, event, Some(&user.id), json!({})).await;
         Ok(())
     }
 

@@ -502,7 +502,7 @@ impl UpstreamSignIn {
             // registration's does: in this transaction, so no account lacks its link.
             if !user.email_verified {
                 self.recovery
-                    .send_verification_in(&txn, &id, &username, email)
+                    .send_verification_in(&txn, &id, username.as_str(), email.as_str())
                     .await
                     .map_err(|e| internal(&e))?;
             }
