@@ -29,13 +29,12 @@
 
 use reqwest::StatusCode;
 
-use super::browser_support::{Browser, authorize_url, pkce};
+use super::browser_support::{Browser, Page, authorize_url, pkce};
 use super::helpers::*;
-use portcullis::clients::{GrantType, NewClient};
+use portcullis::clients::GrantType;
 use portcullis::config::DurationSetting;
-use portcullis::domain::{ClientId, Scope};
-
-const CB: &str = "http://127.0.0.1:9/cb";
+use sea_orm::sea_query::{PostgresQueryBuilder, QueryBuilder};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
 
 /// Round trips of one request: (database statements, store calls).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -130,6 +129,53 @@ async fn password(app: &TestApp, client: &Confidential) -> Answer {
     answer
 }
 
+/// A refresh by `client` with `token`; answered 200.
+async fn refresh(app: &TestApp, client: &Confidential, token: &str) -> Answer {
+    let answer = app
+        .post_form_basic(
+            "/oauth/token",
+            client,
+            &[("grant_type", "refresh_token"), ("refresh_token", token)],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    answer
+}
+
+/// The authorization request of the code app (`TestApp::code_app`) in `browser`, and the
+/// verifier of its code.
+async fn authorize(browser: &mut Browser<'_>) -> (Page, String) {
+    let (verifier, challenge) = pkce();
+    let query = authorize_url(&[
+        ("response_type", "code"),
+        ("client_id", "app"),
+        ("redirect_uri", CODE_APP_CB),
+        ("scope", "openid profile email"),
+        ("state", "st"),
+        ("code_challenge", &challenge),
+        ("code_challenge_method", "S256"),
+    ]);
+    (browser.get(&query).await, verifier)
+}
+
+/// The code app's exchange of `code`; answered 200.
+async fn exchange(app: &TestApp, code: &str, verifier: &str) -> Answer {
+    let answer = app
+        .post_form(
+            "/oauth/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", "app"),
+                ("code", code),
+                ("redirect_uri", CODE_APP_CB),
+                ("code_verifier", verifier),
+            ],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    answer
+}
+
 #[tokio::test]
 async fn a_refresh_takes_its_budget_of_round_trips() {
     let app = quiet_app().await;
@@ -141,15 +187,7 @@ async fn a_refresh_takes_its_budget_of_round_trips() {
         let mut next = String::new();
         counts.push(
             count(&app, || async {
-                let answer = app
-                    .post_form_basic(
-                        "/oauth/token",
-                        &client,
-                        &[("grant_type", "refresh_token"), ("refresh_token", &token)],
-                    )
-                    .await;
-                assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
-                next = answer.str("refresh_token");
+                next = refresh(&app, &client, &token).await.str("refresh_token");
             })
             .await,
         );
@@ -220,42 +258,17 @@ async fn the_other_grants_and_introspection_take_their_budgets_of_round_trips() 
 async fn a_code_exchange_takes_its_budget_of_round_trips() {
     let app = quiet_app().await;
     app.register("alice").await;
-    app.state
-        .clients
-        .create(NewClient {
-            client_id: ClientId::parse("spa").unwrap(),
-            name: "spa app".into(),
-            secret: None,
-            grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
-            scopes: Scope::parse("openid profile email articles:read").unwrap(),
-            default_scopes: None,
-            audiences: vec![],
-            redirect_uris: vec![CB.to_string()],
-            post_logout_redirect_uris: vec![],
-            first_party: true,
-        })
-        .await
-        .unwrap();
+    app.code_app().await;
     let mut browser = Browser::new(&app);
     let mut counts = Vec::new();
     let mut authorizations = Vec::new();
     for round in 0..3 {
-        let (verifier, challenge) = pkce();
-        let query = authorize_url(&[
-            ("response_type", "code"),
-            ("client_id", "spa"),
-            ("redirect_uri", CB),
-            ("scope", "openid profile email"),
-            ("state", "st"),
-            ("code_challenge", &challenge),
-            ("code_challenge_method", "S256"),
-        ]);
-        let mut page = None;
+        let mut asked = None;
         let trips = count(&app, || async {
-            page = Some(browser.get(&query).await);
+            asked = Some(authorize(&mut browser).await);
         })
         .await;
-        let mut page = page.expect("a page");
+        let (mut page, verifier) = asked.expect("a page");
         if round == 0 {
             let back = browser.sign_in_at(&page, "alice").await;
             assert_eq!(back.status, StatusCode::SEE_OTHER, "{}", back.body);
@@ -267,19 +280,7 @@ async fn a_code_exchange_takes_its_budget_of_round_trips() {
         let code = page.redirect_param("code").expect("a code");
         counts.push(
             count(&app, || async {
-                let answer = app
-                    .post_form(
-                        "/oauth/token",
-                        &[
-                            ("grant_type", "authorization_code"),
-                            ("client_id", "spa"),
-                            ("code", &code),
-                            ("redirect_uri", CB),
-                            ("code_verifier", &verifier),
-                        ],
-                    )
-                    .await;
-                assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+                exchange(&app, &code, &verifier).await;
             })
             .await,
         );
@@ -388,60 +389,28 @@ async fn an_address_over_its_budget_sends_nothing_to_the_database() {
 /// explained as it is.
 #[tokio::test]
 async fn every_hot_statement_finds_its_rows_through_an_index() {
-    use sea_orm::sea_query::{PostgresQueryBuilder, QueryBuilder};
-    use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
     let app = quiet_app().await;
     app.register("alice").await;
     let client = bench_client(&app).await;
     app.code_app().await;
     let mut browser = Browser::new(&app);
-    let mut refresh = password(&app, &client).await.str("refresh_token");
+    let mut token = password(&app, &client).await.str("refresh_token");
     for round in 0..2 {
         if round == 1 {
             app.state.audit.flush().await;
             app.state.db_statements.keep();
             app.state.db_statements.take_kept();
         }
-        let answer = password(&app, &client).await;
-        let access = answer.str("access_token");
-        let rotated = app
-            .post_form_basic(
-                "/oauth/token",
-                &client,
-                &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
-            )
-            .await;
-        assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
-        refresh = rotated.str("refresh_token");
-        let (verifier, challenge) = pkce();
-        let query = authorize_url(&[
-            ("response_type", "code"),
-            ("client_id", "app"),
-            ("redirect_uri", CODE_APP_CB),
-            ("scope", "openid profile email"),
-            ("code_challenge", &challenge),
-            ("code_challenge_method", "S256"),
-        ]);
-        let mut page = browser.get(&query).await;
+        let access = password(&app, &client).await.str("access_token");
+        token = refresh(&app, &client, &token).await.str("refresh_token");
+        let (mut page, verifier) = authorize(&mut browser).await;
         if round == 0 {
             let back = browser.sign_in_at(&page, "alice").await;
             assert_eq!(back.status, StatusCode::SEE_OTHER, "{}", back.body);
             page = browser.get(back.location.as_deref().unwrap()).await;
         }
         let code = page.redirect_param("code").expect("a code");
-        let exchanged = app
-            .post_form(
-                "/oauth/token",
-                &[
-                    ("grant_type", "authorization_code"),
-                    ("client_id", "app"),
-                    ("code", &code),
-                    ("redirect_uri", CODE_APP_CB),
-                    ("code_verifier", &verifier),
-                ],
-            )
-            .await;
-        assert_eq!(exchanged.status, StatusCode::OK, "{}", exchanged.body);
+        exchange(&app, &code, &verifier).await;
         let introspected = app.introspect(&client, &access).await;
         assert_eq!(introspected.body["active"], true, "{}", introspected.body);
     }
@@ -452,85 +421,13 @@ async fn every_hot_statement_finds_its_rows_through_an_index() {
     assert!(sent.len() >= 6, "the hot paths' statements: {sent:?}");
 
     let db = &app.state.db;
-    let backend = db.get_database_backend();
     let mut scans = Vec::new();
     for statement in &sent {
-        let values = statement.values.clone().map(|v| v.0).unwrap_or_default();
-        let plan: Vec<String> = match backend {
-            DbBackend::Postgres => {
-                let txn = db.begin().await.unwrap();
-                for setting in [
-                    "SET LOCAL plan_cache_mode = force_generic_plan",
-                    "SET LOCAL enable_seqscan = off",
-                ] {
-                    txn.execute_unprepared(setting).await.unwrap();
-                }
-                // Typed as sqlx types them when it binds them (a parameter a statement does
-                // not use has no type to infer).
-                let types: Vec<&str> = values.iter().map(pg_type).collect();
-                let prepare = if types.is_empty() {
-                    format!("PREPARE hot AS {}", statement.sql)
-                } else {
-                    format!("PREPARE hot({}) AS {}", types.join(", "), statement.sql)
-                };
-                txn.execute_unprepared(&prepare)
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}: {}", statement.sql));
-                let args: Vec<String> = values
-                    .iter()
-                    .map(|v| PostgresQueryBuilder.value_to_string(v))
-                    .collect();
-                let explain = if args.is_empty() {
-                    "EXPLAIN EXECUTE hot".to_string()
-                } else {
-                    format!("EXPLAIN EXECUTE hot({})", args.join(", "))
-                };
-                let rows = txn
-                    .query_all_raw(Statement::from_string(backend, explain))
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}: {}", statement.sql));
-                // A prepared statement outlives the transaction: the connection goes back to
-                // the pool without it.
-                txn.execute_unprepared("DEALLOCATE hot").await.unwrap();
-                txn.rollback().await.unwrap();
-                rows.iter()
-                    .map(|r| r.try_get::<String>("", "QUERY PLAN").unwrap())
-                    .collect()
-            }
-            _ => {
-                let mut lines = Vec::new();
-                for part in statement.sql.split(';').map(str::trim) {
-                    let head = part.split_whitespace().next().unwrap_or("").to_uppercase();
-                    if part.is_empty() || head == "BEGIN" || head == "COMMIT" {
-                        continue;
-                    }
-                    let rows = db
-                        .query_all_raw(Statement::from_sql_and_values(
-                            backend,
-                            format!("EXPLAIN QUERY PLAN {part}"),
-                            values.clone(),
-                        ))
-                        .await
-                        .unwrap_or_else(|e| panic!("{e}: {part}"));
-                    lines.extend(
-                        rows.iter()
-                            .map(|r| r.try_get::<String>("", "detail").unwrap()),
-                    );
-                }
-                lines
-            }
+        let plan = match db.get_database_backend() {
+            DbBackend::Postgres => generic_plan(db, statement).await,
+            _ => sqlite_plan(db, statement).await,
         };
-        let whole_table = |line: &&String| match backend {
-            DbBackend::Postgres => line.contains("Seq Scan on"),
-            // `SCAN t` (or `SCAN t USING COVERING INDEX i`: every entry of an index) reads
-            // a table or an alias of one; `SCAN (subquery-1)`, `SCAN CONSTANT ROW` and
-            // `SCAN 3-ROW VALUES CLAUSE` read what the statement itself made.
-            _ => line.trim().strip_prefix("SCAN ").is_some_and(|rest| {
-                rest.starts_with(|c: char| c.is_ascii_alphabetic())
-                    && !rest.starts_with("CONSTANT ")
-            }),
-        };
-        if plan.iter().any(|l| whole_table(&l)) {
+        if plan.iter().any(|line| reads_a_whole_table(line)) {
             scans.push(format!("{}\n  {}", statement.sql, plan.join("\n  ")));
         }
     }
@@ -539,6 +436,87 @@ async fn every_hot_statement_finds_its_rows_through_an_index() {
         "statements that read a whole table:\n{}",
         scans.join("\n\n")
     );
+}
+
+/// PostgreSQL's plan of `statement` as a prepared statement may run it after its fifth use
+/// (a generic plan), with sequential scans discouraged so that one is left only where no
+/// index can serve. The parameters are typed as sqlx types them when it binds them (a
+/// parameter a statement does not use has no type to infer).
+async fn generic_plan(db: &DatabaseConnection, statement: &Statement) -> Vec<String> {
+    let values = statement.values.clone().map(|v| v.0).unwrap_or_default();
+    let txn = db.begin().await.unwrap();
+    for setting in [
+        "SET LOCAL plan_cache_mode = force_generic_plan",
+        "SET LOCAL enable_seqscan = off",
+    ] {
+        txn.execute_unprepared(setting).await.unwrap();
+    }
+    let types: Vec<&str> = values.iter().map(pg_type).collect();
+    let args: Vec<String> = values
+        .iter()
+        .map(|v| PostgresQueryBuilder.value_to_string(v))
+        .collect();
+    let (types, args) = if values.is_empty() {
+        (String::new(), String::new())
+    } else {
+        (
+            format!("({})", types.join(", ")),
+            format!("({})", args.join(", ")),
+        )
+    };
+    txn.execute_unprepared(&format!("PREPARE hot{types} AS {}", statement.sql))
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {}", statement.sql));
+    let rows = txn
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!("EXPLAIN EXECUTE hot{args}"),
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {}", statement.sql));
+    // A prepared statement outlives the transaction: the connection goes back to the pool
+    // without it.
+    txn.execute_unprepared("DEALLOCATE hot").await.unwrap();
+    txn.rollback().await.unwrap();
+    rows.iter()
+        .map(|r| r.try_get::<String>("", "QUERY PLAN").unwrap())
+        .collect()
+}
+
+/// SQLite's plan of each statement of `statement` (a script's `BEGIN` and `COMMIT` aside);
+/// SQLite plans do not depend on the values.
+async fn sqlite_plan(db: &DatabaseConnection, statement: &Statement) -> Vec<String> {
+    let values = statement.values.clone().map(|v| v.0).unwrap_or_default();
+    let mut lines = Vec::new();
+    for part in statement.sql.split(';').map(str::trim) {
+        let head = part.split_whitespace().next().unwrap_or("").to_uppercase();
+        if part.is_empty() || head == "BEGIN" || head == "COMMIT" {
+            continue;
+        }
+        let rows = db
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                format!("EXPLAIN QUERY PLAN {part}"),
+                values.clone(),
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{e}: {part}"));
+        lines.extend(
+            rows.iter()
+                .map(|r| r.try_get::<String>("", "detail").unwrap()),
+        );
+    }
+    lines
+}
+
+/// A plan line that reads a whole table: PostgreSQL's `Seq Scan on`; SQLite's `SCAN t` (or
+/// `SCAN t USING COVERING INDEX i`: every entry of an index), where `SCAN (subquery-1)`,
+/// `SCAN CONSTANT ROW` and `SCAN 3-ROW VALUES CLAUSE` read what the statement itself made.
+fn reads_a_whole_table(line: &str) -> bool {
+    line.contains("Seq Scan on")
+        || line.trim().strip_prefix("SCAN ").is_some_and(|rest| {
+            rest.starts_with(|c: char| c.is_ascii_alphabetic()) && !rest.starts_with("CONSTANT ")
+        })
 }
 
 /// The PostgreSQL type sqlx gives a bound value.
